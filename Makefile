@@ -1,0 +1,49 @@
+# Every target sets itself up: a fresh machine needs only python3.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help install lint typecheck test soak demo bench bench-quick clean
+
+help:
+	@echo "make demo        set up and run the demonstration (kill, resume, interrupt, fork)"
+	@echo "make test        set up, then ruff, mypy --strict and the whole test suite"
+	@echo "make soak        the long fault tests (10x iterations)"
+	@echo "make bench       the benchmark suite, writes bench/RESULTS.md"
+	@echo "make bench-quick a smoke run of the benchmark harness"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests migrations bench
+	$(VENV)/bin/ruff format --check src tests migrations bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: lint typecheck
+	$(VENV)/bin/pytest -q
+
+soak: $(STAMP)
+	FORKPOINT_SOAK=1 $(VENV)/bin/pytest -q -m soak tests
+
+demo: $(STAMP)
+	$(PY) -m forkpoint.demo
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m bench.run
+
+bench-quick: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m bench.run --quick
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist build

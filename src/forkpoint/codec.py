@@ -1,0 +1,418 @@
+"""The one JSON encode/decode path every backend uses.
+
+A checkpoint is stored as plain JSON text: the state as the user's pydantic
+model dumps it, the queue and metadata as JSON arrays/objects, the time as
+RFC 3339. Nothing stored ever names a Python class, and decoding never imports
+or calls anything named by the data: a row is validated against the state type
+the checkpointer was opened with, or it is a :class:`SerializationError`.
+
+Encoding refuses, before anything is written, every value that would not come
+back as it went in: NaN and ±infinity (pydantic would write ``null``), values
+of unknown types, sets, tuples, bytes or models inside fields typed ``Any``
+(they would come back as lists, strings or dicts), lone surrogates, and
+circular references. The message names the field path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, cast
+
+from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError, SchemaSerializer
+
+from .errors import InvalidInput, SerializationError, StateTooLarge
+from .models import (
+    Checkpoint,
+    CheckpointMetadata,
+    GraphState,
+    S,
+    StateSchema,
+    ThreadInfo,
+    check_step,
+    check_thread_id,
+)
+
+__all__ = [
+    "EncodedCheckpoint",
+    "StateCodec",
+    "decode_json_object",
+    "dump_json",
+    "format_time",
+    "parse_time",
+]
+
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with fixed microseconds, so stored times sort as text."""
+    return value.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    """Inverse of :func:`format_time` (also accepts any ISO 8601 with an offset)."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError(f"time {text!r} has no offset")
+    return value.astimezone(UTC)
+
+
+class _NonFinite:
+    __slots__ = ("token",)
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+
+def _find(value: Any, match: Callable[[Any], bool], path: str = "") -> str | None:
+    """Path (``.a[2].b``) of the first node of decoded JSON for which ``match`` holds."""
+    if match(value):
+        return path or "."
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _find(item, match, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _find(item, match, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _non_finite_path(text: str | bytes) -> str | None:
+    """Where a NaN/Infinity token stands in JSON text, or None if there is none.
+
+    A fast substring test first; the exact parse only runs when the token's
+    letters appear somewhere (usually inside an ordinary string).
+    """
+    probe = text if isinstance(text, str) else text.decode("utf-8", "replace")
+    if "NaN" not in probe and "Infinity" not in probe:
+        return None
+    try:
+        decoded = json.loads(probe, parse_constant=_NonFinite)
+    except ValueError:
+        return None  # not JSON at all; the caller's own parse reports that
+    return _find(decoded, lambda v: isinstance(v, _NonFinite))
+
+
+def _plain_json(value: Any, path: str = "") -> None:
+    """Raise ValueError unless ``value`` is plain JSON data that round-trips unchanged."""
+    kind = type(value)
+    if value is None or kind is bool or kind is int or kind is str:
+        return
+    if kind is float:
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} at {path or '.'} is not a finite number")
+        return
+    if kind is list:
+        for index, item in enumerate(value):
+            _plain_json(item, f"{path}[{index}]")
+        return
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise ValueError(f"key {key!r} at {path or '.'} is not a str")
+            _plain_json(item, f"{path}.{key}")
+        return
+    raise ValueError(
+        f"{kind.__name__} at {path or '.'} in a field typed Any would not come back "
+        "as the same type; use a typed field or plain JSON values"
+    )
+
+
+def _checked_any(value: Any) -> Any:
+    _plain_json(value)
+    return value
+
+
+def _strict(schema: Any) -> Any:
+    """A copy of a pydantic core schema that serialises without silent data changes.
+
+    Every model/dataclass writes NaN and ±inf as JSON constants (which
+    :func:`_non_finite_path` then finds and refuses) instead of ``null``, and
+    every ``Any`` position accepts plain JSON only.
+    """
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _strict(value) for key, value in schema.items()}
+    kind = out.get("type")
+    if kind in ("model", "dataclass", "typed-dict"):
+        out["config"] = {**out.get("config", {}), "ser_json_inf_nan": "constants"}
+    elif kind == "any" and "serialization" not in out:
+        out["serialization"] = {
+            "type": "function-plain",
+            "function": _checked_any,
+            "info_arg": False,
+            "return_schema": {"type": "any"},
+        }
+    elif kind in ("list", "set", "frozenset", "generator") and "items_schema" not in out:
+        out["items_schema"] = _strict({"type": "any"})
+    elif kind == "dict":
+        out.setdefault("values_schema", _strict({"type": "any"}))
+    return out
+
+
+def dump_json(value: Any, what: str) -> str:
+    """Compact JSON text of plain data (queue, metadata); SerializationError if it cannot be."""
+    try:
+        _plain_json(value)
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text.encode("utf-8")  # lone surrogates fail here, not in the driver
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise SerializationError(f"{what} cannot be stored as JSON: {exc}") from exc
+    return text
+
+
+def decode_json_object(text: object, what: str) -> Any:
+    """Parse stored JSON text (never a NaN/Infinity token); ValueError if it is not."""
+    if not isinstance(text, str):
+        raise ValueError(f"{what} is stored as {type(text).__name__}, not JSON text")
+
+    def refuse(token: str) -> Any:
+        raise ValueError(f"{what} holds the non-JSON constant {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedCheckpoint:
+    """A checkpoint as stored: every field already JSON or text."""
+
+    thread_id: str
+    step: int
+    node: str
+    created_at: str
+    queue: str
+    metadata: str
+    state: str
+
+    def same_as(self, other: EncodedCheckpoint) -> bool:
+        """Whether two encodings are of the identical checkpoint (a safe retry)."""
+        return self == other
+
+
+class StateCodec(Generic[S]):
+    """Encodes and decodes checkpoints of one state type.
+
+    Built once per checkpointer; the strict serializer is derived from the
+    state type's own pydantic core schema.
+    """
+
+    def __init__(self, state_type: type[S], *, max_state_bytes: int | None = None) -> None:
+        if not (isinstance(state_type, type) and issubclass(state_type, StateSchema)):
+            raise InvalidInput(f"state_type must be a StateSchema subclass, not {state_type!r}")
+        if max_state_bytes is not None and (
+            type(max_state_bytes) is not int or max_state_bytes <= 0
+        ):
+            raise InvalidInput(f"max_state_bytes must be a positive int, not {max_state_bytes!r}")
+        self.state_type = state_type
+        self.max_state_bytes = max_state_bytes
+        self._serializer = SchemaSerializer(_strict(state_type.__pydantic_core_schema__))
+        self._checkpoint_type = cast("type[Checkpoint[S]]", Checkpoint[state_type])  # type: ignore[valid-type]
+        self._graph_state_type = cast("type[GraphState[S]]", GraphState[state_type])  # type: ignore[valid-type]
+
+    # --- state ------------------------------------------------------------------------------
+
+    def encode_state(
+        self, state: object, *, thread_id: str | None = None, step: int | None = None
+    ) -> str:
+        """JSON text of ``state``; InvalidInput / SerializationError before anything is written."""
+        if not isinstance(state, self.state_type):
+            raise InvalidInput(
+                f"state must be a {self.state_type.__name__}, not {type(state).__name__}",
+                thread_id=thread_id,
+                step=step,
+            )
+        try:
+            raw = self._serializer.to_json(state)
+        except PydanticSerializationError as exc:
+            raise SerializationError(
+                f"state cannot be stored as JSON: {exc}", thread_id=thread_id, step=step
+            ) from exc
+        except (ValueError, RecursionError) as exc:
+            raise SerializationError(
+                f"state cannot be stored as JSON: {exc}", thread_id=thread_id, step=step
+            ) from exc
+        bad = _non_finite_path(raw)
+        if bad is not None:
+            raise SerializationError(
+                f"state holds NaN or infinity at {bad}; JSON cannot store it",
+                thread_id=thread_id,
+                step=step,
+            )
+        if self.max_state_bytes is not None and len(raw) > self.max_state_bytes:
+            raise StateTooLarge(
+                f"state is {len(raw)} bytes as JSON; max_state_bytes is {self.max_state_bytes}",
+                thread_id=thread_id,
+                step=step,
+            )
+        return raw.decode("utf-8")
+
+    def decode_state(
+        self, text: object, *, thread_id: str, step: int, path: str | None = None
+    ) -> S:
+        """Validate stored state JSON against the state type; SerializationError if it fails."""
+        try:
+            if not isinstance(text, str):
+                raise ValueError(f"state is stored as {type(text).__name__}, not JSON text")
+            bad = _non_finite_path(text)
+            if bad is not None:
+                raise ValueError(f"state holds a NaN/Infinity constant at {bad}")
+            return self.state_type.model_validate_json(text)
+        except (ValueError, ValidationError) as exc:
+            raise SerializationError(
+                f"stored state does not decode as {self.state_type.__name__}: {exc}",
+                thread_id=thread_id,
+                step=step,
+                path=path,
+            ) from exc
+
+    # --- whole checkpoints ------------------------------------------------------------------
+
+    def encode(self, checkpoint: object) -> EncodedCheckpoint:
+        """Check and encode a checkpoint for storage; all failures are typed, nothing written."""
+        if not isinstance(checkpoint, Checkpoint):
+            raise InvalidInput(f"expected a Checkpoint, not {type(checkpoint).__name__}")
+        thread_id = check_thread_id(checkpoint.thread_id)
+        step = check_step(checkpoint.step)
+        if not isinstance(checkpoint.state, GraphState):
+            raise InvalidInput(
+                "checkpoint.state must be a GraphState", thread_id=thread_id, step=step
+            )
+        if not isinstance(checkpoint.node, str):
+            raise InvalidInput("checkpoint.node must be a str", thread_id=thread_id, step=step)
+        state = self.encode_state(checkpoint.state.data, thread_id=thread_id, step=step)
+        queue = self._encode_queue(checkpoint.queue, thread_id, step)
+        metadata = self.encode_metadata(checkpoint.metadata, thread_id=thread_id, step=step)
+        created_at = checkpoint.created_at
+        if not isinstance(created_at, datetime) or created_at.utcoffset() is None:
+            raise InvalidInput(
+                "created_at must be a timezone-aware datetime", thread_id=thread_id, step=step
+            )
+        try:
+            checkpoint.node.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise SerializationError(
+                "node name cannot be stored", thread_id=thread_id, step=step
+            ) from exc
+        return EncodedCheckpoint(
+            thread_id, step, checkpoint.node, format_time(created_at), queue, metadata, state
+        )
+
+    @staticmethod
+    def _encode_queue(queue: object, thread_id: str, step: int) -> str:
+        if not isinstance(queue, Sequence) or isinstance(queue, str):
+            raise InvalidInput(
+                "queue must be a list of (node, path_id) pairs", thread_id=thread_id, step=step
+            )
+        pairs = []
+        for item in queue:
+            if (
+                not isinstance(item, Sequence)
+                or isinstance(item, str)
+                or len(item) != 2
+                or not isinstance(item[0], str)
+                or type(item[1]) is not int
+                or not 0 <= item[1] < 2**63
+            ):
+                raise InvalidInput(
+                    f"queue entry {item!r} is not a (node: str, path_id: int) pair",
+                    thread_id=thread_id,
+                    step=step,
+                )
+            pairs.append([item[0], item[1]])
+        return dump_json(pairs, "queue")
+
+    @staticmethod
+    def encode_metadata(
+        metadata: object, *, thread_id: str | None = None, step: int | None = None
+    ) -> str:
+        """JSON text of a metadata mapping (str keys, plain JSON values)."""
+        if not isinstance(metadata, Mapping):
+            raise InvalidInput(
+                f"metadata must be a mapping, not {type(metadata).__name__}",
+                thread_id=thread_id,
+                step=step,
+            )
+        try:
+            return dump_json(dict(metadata), "metadata")
+        except SerializationError as exc:
+            raise SerializationError(exc.message, thread_id=thread_id, step=step) from exc.__cause__
+
+    def decode(self, row: EncodedCheckpoint, *, path: str | None = None) -> Checkpoint[S]:
+        """A fresh Checkpoint from a stored row; SerializationError naming thread and step."""
+        state = self.decode_state(row.state, thread_id=row.thread_id, step=row.step, path=path)
+        try:
+            queue_raw = decode_json_object(row.queue, "queue")
+            if not isinstance(queue_raw, list) or not all(
+                isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and type(p[1]) is int
+                for p in queue_raw
+            ):
+                raise ValueError("queue is not a list of [node, path_id] pairs")
+            metadata = decode_metadata(row.metadata)
+            created_at = parse_time(row.created_at)
+            if not isinstance(row.node, str):
+                raise ValueError("node is not text")
+        except ValueError as exc:
+            raise SerializationError(
+                f"stored checkpoint does not decode: {exc}",
+                thread_id=row.thread_id,
+                step=row.step,
+                path=path,
+            ) from exc
+        return self._checkpoint_type.model_construct(
+            thread_id=row.thread_id,
+            state=self._graph_state_type.model_construct(data=state),
+            step=row.step,
+            node=row.node,
+            queue=[(p[0], p[1]) for p in queue_raw],
+            created_at=created_at,
+            metadata=metadata,
+        )
+
+
+def decode_metadata(text: object) -> dict[str, Any]:
+    """Stored metadata JSON → dict; ValueError if it is not a JSON object."""
+    value = decode_json_object(text, "metadata")
+    if not isinstance(value, dict):
+        raise ValueError("metadata is not a JSON object")
+    return value
+
+
+def checkpoint_metadata(step: int, created_at: str, node: str, metadata: str) -> CheckpointMetadata:
+    """A listing entry from stored columns (no state involved)."""
+    return CheckpointMetadata.model_construct(
+        seq=step, created_at=parse_time(created_at), node=node, metadata=decode_metadata(metadata)
+    )
+
+
+def thread_info(
+    thread_id: str,
+    created_at: str,
+    updated_at: str,
+    latest_step: int,
+    checkpoint_count: int,
+    parent_thread_id: str | None,
+    parent_step: int | None,
+    metadata: str,
+) -> ThreadInfo:
+    """A ThreadInfo from stored columns."""
+    return ThreadInfo.model_construct(
+        thread_id=thread_id,
+        created_at=parse_time(created_at),
+        updated_at=parse_time(updated_at),
+        latest_step=latest_step,
+        checkpoint_count=checkpoint_count,
+        parent_thread_id=parent_thread_id,
+        parent_step=parent_step,
+        metadata=decode_metadata(metadata),
+    )

@@ -1,0 +1,141 @@
+"""Every error forkpoint raises, as one tree rooted at :class:`CheckpointError`.
+
+Catch ``CheckpointError`` to handle them all; catch a branch for one kind of
+failure. Driver errors (``sqlite3`` / ``aiosqlite``) never escape untranslated:
+they are chained as ``__cause__`` of one of these.
+
+::
+
+    CheckpointError                  the seed's CheckpointFailed
+    ├── InvalidInput (ValueError)    bad argument, caught before anything is written
+    │   └── StateTooLarge            encoded state over ``max_state_bytes``
+    ├── CheckpointNotFound (LookupError)  unknown thread, or no checkpoint at that step
+    ├── StepConflict                 step not after the thread's latest (and not an identical retry)
+    ├── ThreadExists                 fork into a caller-chosen id that is taken by another thread
+    ├── SerializationError           a state that cannot be stored, or a stored row that no longer decodes
+    ├── SchemaVersionError           database schema newer than this forkpoint, or not migrated
+    ├── StorageError                 the database file or the disk failed us
+    │   ├── NotAForkpointDatabase    not SQLite, or another application's SQLite file
+    │   ├── DatabaseLocked           another writer held the lock past the busy timeout
+    │   ├── StorageFull              disk (or max_page_count) full
+    │   ├── ReadOnlyDatabase         opened read-only, or a read-only file system
+    │   ├── CheckpointerClosed       used after close()
+    │   └── ForkedProcess            used in a child after os.fork(); open a new one there
+    └── ForkNotSupported             backend without history fork (the seed's default)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointNotFound",
+    "CheckpointerClosed",
+    "DatabaseLocked",
+    "ForkNotSupported",
+    "ForkedProcess",
+    "InvalidInput",
+    "NotAForkpointDatabase",
+    "ReadOnlyDatabase",
+    "SchemaVersionError",
+    "SerializationError",
+    "StateTooLarge",
+    "StepConflict",
+    "StorageError",
+    "StorageFull",
+    "ThreadExists",
+]
+
+
+class CheckpointError(Exception):
+    """Base of every forkpoint error.
+
+    ``thread_id``, ``step`` and ``path`` say where it happened, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        thread_id: str | None = None,
+        step: int | None = None,
+        path: str | None = None,
+    ) -> None:
+        self.message = message
+        self.thread_id = thread_id
+        self.step = step
+        self.path = path
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.path is not None:
+            where.append(f"database {self.path!r}")
+        if self.thread_id is not None:
+            where.append(f"thread {self.thread_id!r}")
+        if self.step is not None:
+            where.append(f"step {self.step}")
+        return f"{self.message} ({', '.join(where)})" if where else self.message
+
+
+class InvalidInput(CheckpointError, ValueError):
+    """An argument is not acceptable; nothing was read or written."""
+
+
+class StateTooLarge(InvalidInput):
+    """The encoded state is larger than the checkpointer's ``max_state_bytes``."""
+
+
+class CheckpointNotFound(CheckpointError, LookupError):
+    """The thread, or the step within it, does not exist."""
+
+
+class StepConflict(CheckpointError):
+    """The step is not greater than the thread's latest step.
+
+    Raised unless the checkpoint is identical to the one stored at that step,
+    in which case the save is a no-op (a safe retry).
+    """
+
+
+class ThreadExists(CheckpointError):
+    """A fork was asked to create a thread id that another thread already has."""
+
+
+class SerializationError(CheckpointError):
+    """A state cannot be stored as JSON, or a stored row no longer decodes."""
+
+
+class SchemaVersionError(CheckpointError):
+    """The database schema is not the one this version of forkpoint runs on."""
+
+
+class StorageError(CheckpointError):
+    """The database or the file system failed."""
+
+
+class NotAForkpointDatabase(StorageError):
+    """The file is not SQLite, or is another application's SQLite database."""
+
+
+class DatabaseLocked(StorageError):
+    """Another connection held the write lock for longer than the busy timeout."""
+
+
+class StorageFull(StorageError):
+    """The disk, or the database's page limit, is full."""
+
+
+class ReadOnlyDatabase(StorageError):
+    """A write was attempted on a read-only checkpointer or file system."""
+
+
+class CheckpointerClosed(StorageError):
+    """The checkpointer was closed."""
+
+
+class ForkedProcess(StorageError):
+    """The checkpointer was opened in a parent process; open a new one in the child."""
+
+
+class ForkNotSupported(CheckpointError):
+    """This backend keeps no history to fork from."""

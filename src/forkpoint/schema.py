@@ -1,0 +1,48 @@
+"""The package's own table definitions (SQLAlchemy Core), the truth the migrations must build.
+
+Only the migrations and the schema test import this module; the checkpointer's
+hot path speaks plain SQL (``sqlite.py``) and never loads SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Index, Integer, MetaData, PrimaryKeyConstraint, Table, Text, text
+
+__all__ = ["APPLICATION_ID", "HEAD_REVISION", "KNOWN_REVISIONS", "metadata"]
+
+APPLICATION_ID = 0x666B7074  # "fkpt": stamped into every forkpoint database's header
+KNOWN_REVISIONS = ("0001",)
+"""Every alembic revision this version knows, oldest first; a test keeps it equal to the scripts."""
+HEAD_REVISION = KNOWN_REVISIONS[-1]
+
+metadata = MetaData()
+
+threads = Table(
+    "threads",
+    metadata,
+    Column("thread_id", Text, primary_key=True),
+    Column("created_at", Text, nullable=False),
+    Column("updated_at", Text, nullable=False),
+    Column("latest_step", Integer, nullable=False),
+    Column("checkpoint_count", Integer, nullable=False),
+    Column("parent_thread_id", Text, nullable=True),
+    Column("parent_step", Integer, nullable=True),
+    Column("metadata", Text, nullable=False, server_default=text("'{}'")),
+    Index("ix_threads_parent", "parent_thread_id"),
+    Index("ix_threads_updated_at", "updated_at"),
+)
+
+# Column order matters: listings read only the columns before `state`, so SQLite
+# never follows a large state's overflow pages to list a history.
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("thread_id", Text, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("node", Text, nullable=False),
+    Column("metadata", Text, nullable=False, server_default=text("'{}'")),
+    Column("queue", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    PrimaryKeyConstraint("thread_id", "step"),
+)

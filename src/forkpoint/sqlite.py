@@ -1,0 +1,1072 @@
+"""SqliteCheckpointer: durable checkpoints in one SQLite file, shared safely by processes.
+
+How it works, and why:
+
+* **One worker-thread hop per operation.** aiosqlite runs each connection on
+  its own thread; every operation here is one function queued on that thread,
+  never a statement per hop (a hop costs ~90 µs, more than the SQL).
+* **Group commit.** Writes are queued; a single writer task takes everything
+  pending and runs it as one ``BEGIN IMMEDIATE … COMMIT`` on the writer's
+  thread, each job in its own SAVEPOINT, so every caller still gets its own
+  result or error while concurrent saves share one fsync. A job whose SQL
+  fails rolls the batch back, and the batch is re-run one job per
+  transaction, so no caller pays for another's failure.
+* **Cancellation-safe.** A transaction is one function on the worker thread:
+  cancelling the awaiting task cannot leave it open. A cancelled save is
+  committed whole or not at all, and re-issuing it is an identical retry.
+* **Reads on their own connection**, so WAL readers never queue behind the
+  writer, and listings read metadata columns only.
+* All SQL is in :class:`_SQL`, every value bound as a parameter; a metadata
+  filter's keys are bound too (``json_each`` rows, not JSON paths in SQL text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import uuid
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import quote
+
+import aiosqlite
+
+from .base import (
+    HistoryCheckpointer,
+    MetadataFilter,
+    PruneReport,
+    check_bounds,
+    check_filter,
+    check_inactive_for,
+    check_limit,
+    check_prune,
+    check_restore,
+)
+from .codec import (
+    EncodedCheckpoint,
+    StateCodec,
+    checkpoint_metadata,
+    format_time,
+    thread_info,
+)
+from .errors import (
+    CheckpointerClosed,
+    CheckpointError,
+    CheckpointNotFound,
+    DatabaseLocked,
+    ForkedProcess,
+    InvalidInput,
+    NotAForkpointDatabase,
+    ReadOnlyDatabase,
+    SchemaVersionError,
+    SerializationError,
+    StateTooLarge,
+    StepConflict,
+    StorageError,
+    StorageFull,
+    ThreadExists,
+)
+from .models import Checkpoint, CheckpointMetadata, S, ThreadInfo, check_step, check_thread_id
+from .schema import APPLICATION_ID, HEAD_REVISION, KNOWN_REVISIONS
+
+__all__ = ["Durability", "SqliteCheckpointer"]
+
+Durability = Literal["full", "normal"]
+T = TypeVar("T")
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_MAX_BATCH = 256
+_PRUNE_CHUNK = 64  # threads per prune transaction, so other writers interleave
+
+
+class _SQL:
+    """Every statement the checkpointer runs. Values are always bound parameters."""
+
+    THREAD_LATEST = "SELECT latest_step FROM threads WHERE thread_id = ?"
+    ROW = (
+        "SELECT node, created_at, queue, metadata, state FROM checkpoints "
+        "WHERE thread_id = ? AND step = ?"
+    )
+    LATEST_ROW = (
+        "SELECT step, node, created_at, queue, metadata, state FROM checkpoints "
+        "WHERE thread_id = ? ORDER BY step DESC LIMIT 1"
+    )
+    RAW_STATE = "SELECT state FROM checkpoints WHERE thread_id = ? AND step = ?"
+    INSERT = (
+        "INSERT INTO checkpoints (thread_id, step, created_at, node, metadata, queue, state) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    )
+    INSERT_THREAD = (
+        "INSERT INTO threads (thread_id, created_at, updated_at, latest_step, checkpoint_count, "
+        "metadata) VALUES (?, ?, ?, ?, 1, ?)"
+    )
+    UPDATE_THREAD = (
+        "UPDATE threads SET latest_step = ?, updated_at = ?, checkpoint_count = checkpoint_count + 1, "
+        "metadata = coalesce(?, metadata) WHERE thread_id = ?"
+    )
+    RESTORE_THREAD = (
+        "INSERT INTO threads (thread_id, created_at, updated_at, latest_step, checkpoint_count, "
+        "parent_thread_id, parent_step, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    HAS_STEP = "SELECT 1 FROM checkpoints WHERE thread_id = ? AND step = ?"
+    LINEAGE = "SELECT parent_thread_id, parent_step FROM threads WHERE thread_id = ?"
+    FORK_ROWS = (
+        "INSERT INTO checkpoints (thread_id, step, created_at, node, metadata, queue, state) "
+        "SELECT ?, step, created_at, node, metadata, queue, state FROM checkpoints "
+        "WHERE thread_id = ? AND step <= ?"
+    )
+    FORK_THREAD = (
+        "INSERT INTO threads (thread_id, created_at, updated_at, latest_step, checkpoint_count, "
+        "parent_thread_id, parent_step, metadata) "
+        "SELECT ?, ?, ?, ?, ?, ?, ?, metadata FROM threads WHERE thread_id = ?"
+    )
+    DELETE_ROWS = "DELETE FROM checkpoints WHERE thread_id = ?"
+    DELETE_THREAD = "DELETE FROM threads WHERE thread_id = ?"
+    SET_THREAD_METADATA = "UPDATE threads SET metadata = ? WHERE thread_id = ?"
+    THREAD_COLUMNS = (
+        "thread_id, created_at, updated_at, latest_step, checkpoint_count, "
+        "parent_thread_id, parent_step, metadata"
+    )
+    THREAD = f"SELECT {THREAD_COLUMNS} FROM threads WHERE thread_id = ?"  # noqa: S608 - constant
+    FORKS = (
+        f"SELECT {THREAD_COLUMNS} FROM threads WHERE parent_thread_id = ? "  # noqa: S608 - constant
+        "ORDER BY thread_id"
+    )
+    THREADS = f"SELECT {THREAD_COLUMNS} FROM threads"  # noqa: S608 - constant
+    HISTORY = "SELECT step, created_at, node, metadata FROM checkpoints AS c WHERE c.thread_id = ?"
+    ALL_THREAD_IDS = "SELECT thread_id FROM threads ORDER BY thread_id"
+    INACTIVE = "SELECT thread_id FROM threads WHERE updated_at < ? ORDER BY thread_id"
+    # Rows a prune removes: not the latest, not among the newest `keep` (a huge
+    # keep when None), and created before the cutoff ('~' sorts after every time).
+    PRUNE_WHERE = (
+        "FROM checkpoints WHERE thread_id = ? AND step < ? AND created_at < ? AND step < coalesce("
+        "(SELECT step FROM checkpoints WHERE thread_id = ? ORDER BY step DESC LIMIT 1 OFFSET ?), -1)"
+    )
+    PRUNE_SIZE = (
+        "SELECT count(*), coalesce(sum(length(CAST(thread_id AS BLOB)) + length(CAST(node AS BLOB)) "
+        "+ length(CAST(created_at AS BLOB)) + length(CAST(queue AS BLOB)) "
+        "+ length(CAST(metadata AS BLOB)) + length(CAST(state AS BLOB)) + 16), 0) " + PRUNE_WHERE
+    )
+    PRUNE_DELETE = "DELETE " + PRUNE_WHERE
+    PRUNE_COUNT = "UPDATE threads SET checkpoint_count = checkpoint_count - ? WHERE thread_id = ?"
+    TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+
+
+def _filter_sql(flt: Mapping[str, Any], source: str, depth: int = 0) -> tuple[str, list[Any]]:
+    """SQL condition (fixed text) and its parameters for a checked metadata filter.
+
+    Each key is matched by a bound parameter against ``json_each`` rows, so no
+    user string, not even a JSON path, ever becomes SQL text. The aliases are
+    generated from the nesting depth alone.
+    """
+    alias = f"j{depth}"
+    parts: list[str] = []
+    params: list[Any] = []
+    for key, expected in flt.items():
+        if isinstance(expected, Mapping):
+            inner, inner_params = _filter_sql(expected, f"{alias}.value", depth + 1)
+            cond = f"{alias}.type = 'object'" + (f" AND {inner}" if inner else "")
+            leaf: list[Any] = inner_params
+        elif expected is None:
+            cond, leaf = f"{alias}.type = 'null'", []
+        elif isinstance(expected, bool):
+            cond, leaf = f"{alias}.type = ?", ["true" if expected else "false"]
+        elif isinstance(expected, int | float):
+            cond, leaf = f"{alias}.type IN ('integer', 'real') AND {alias}.value = ?", [expected]
+        else:
+            cond, leaf = f"{alias}.type = 'text' AND {alias}.value = ?", [expected]
+        json_source = f"CASE WHEN json_valid({source}) THEN {source} END" if depth == 0 else source
+        parts.append(
+            # S608: only fixed fragments and depth-numbered aliases reach the text; keys
+            # and values are the bound parameters collected alongside.
+            f"EXISTS (SELECT 1 FROM json_each({json_source}) AS {alias} "  # noqa: S608
+            f"WHERE {alias}.key = ? AND {cond})"
+        )
+        params += [key, *leaf]
+    return " AND ".join(parts), params
+
+
+# --- errors at the boundary ---------------------------------------------------------------
+
+
+def _translate(
+    exc: BaseException, *, path: str, thread_id: str | None = None, step: int | None = None
+) -> CheckpointError:
+    """A typed CheckpointError for a driver error (chain it as the cause)."""
+    if isinstance(exc, CheckpointError):
+        return exc
+    kind: type[CheckpointError] = StorageError
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        name = getattr(exc, "sqlite_errorname", type(exc).__name__)
+        kind, message = _SQLITE_ERRORS.get(code, (StorageError, "SQLite failed"))
+        message = f"{message}: {exc} ({name})"
+    elif isinstance(exc, OSError):
+        message = f"file system error: {exc}"
+    elif isinstance(exc, ValueError) and "closed" in str(exc).lower():
+        kind, message = CheckpointerClosed, "the checkpointer is closed"
+    else:
+        message = f"unexpected failure: {exc!r}"
+    return kind(message, path=path, thread_id=thread_id, step=step)
+
+
+_SQLITE_ERRORS: dict[int, tuple[type[CheckpointError], str]] = {
+    sqlite3.SQLITE_BUSY: (DatabaseLocked, "database is locked by another writer"),
+    sqlite3.SQLITE_LOCKED: (DatabaseLocked, "database is locked by another writer"),
+    sqlite3.SQLITE_FULL: (StorageFull, "storage is full"),
+    sqlite3.SQLITE_READONLY: (ReadOnlyDatabase, "database is read-only"),
+    sqlite3.SQLITE_TOOBIG: (StateTooLarge, "checkpoint is too large for SQLite"),
+    sqlite3.SQLITE_NOTADB: (NotAForkpointDatabase, "not a usable SQLite database"),
+    sqlite3.SQLITE_CORRUPT: (NotAForkpointDatabase, "not a usable SQLite database"),
+    sqlite3.SQLITE_IOERR: (StorageError, "disk I/O error"),
+}
+
+
+# --- opening a file -------------------------------------------------------------------------
+
+
+def _ro_uri(path: str, *, immutable: bool = False) -> str:
+    return f"file:{quote(path)}?mode=ro" + ("&immutable=1" if immutable else "")
+
+
+def _prepare(path: str, *, read_only: bool, migrate: bool, busy_timeout: float) -> None:
+    """Check (and create or migrate) the file at ``path``; never modifies a foreign file.
+
+    Runs in a worker thread: it may take the write lock to migrate.
+    """
+    target = Path(path)
+    if not target.exists():
+        if read_only:
+            raise StorageError("no database file", path=path)
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            pass  # another opener made it a moment ago; go on with theirs
+        except OSError as exc:
+            raise _translate(exc, path=path) from exc
+    try:
+        with target.open("rb") as f:
+            header = f.read(100)
+    except OSError as exc:
+        raise _translate(exc, path=path) from exc
+    if target.is_dir():
+        raise StorageError("path is a directory", path=path)
+    if header and (len(header) < 100 or not header.startswith(_SQLITE_MAGIC)):
+        raise NotAForkpointDatabase("the file is not an SQLite database", path=path)
+    revision: str | None = None
+    if header:
+        revision = _inspect(path, header)
+    if revision == HEAD_REVISION:
+        return
+    if revision is not None and revision not in KNOWN_REVISIONS:
+        raise SchemaVersionError(
+            f"database schema revision {revision!r} is newer than this forkpoint knows "
+            f"(head {HEAD_REVISION!r}); upgrade forkpoint",
+            path=path,
+        )
+    if read_only or not migrate:
+        raise SchemaVersionError(
+            f"database is at schema revision {revision!r}, not {HEAD_REVISION!r}; "
+            "open it with migrate=True (or run `forkpoint migrate`)",
+            path=path,
+        )
+    from . import migrate as migrations
+
+    try:
+        migrations.upgrade(path, busy_timeout=busy_timeout)
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, sqlite3.Error) else exc
+        orig = getattr(exc, "orig", None)
+        raise _translate(orig if isinstance(orig, sqlite3.Error) else cause, path=path) from exc
+
+
+def _inspect(path: str, header: bytes) -> str | None:
+    """The file's forkpoint revision (None: empty, to be created); refuses foreign files.
+
+    Reads through a read-only connection so a foreign file is never written.
+    """
+    header_app_id = int.from_bytes(header[68:72], "big")
+    if header_app_id not in (0, APPLICATION_ID):
+        raise NotAForkpointDatabase(
+            f"the file is another application's SQLite database (application_id {header_app_id:#x})",
+            path=path,
+        )
+    try:
+        conn = sqlite3.connect(_ro_uri(path), uri=True)
+    except sqlite3.Error as exc:
+        raise _translate(exc, path=path) from exc
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = {row[0] for row in conn.execute(_SQL.TABLES)}
+        revision = None
+        if "alembic_version" in tables:
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            revision = None if row is None else str(row[0])
+    except sqlite3.Error as exc:
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+            raise NotAForkpointDatabase(
+                f"the file is not a usable SQLite database: {exc}", path=path
+            ) from exc
+        raise _translate(exc, path=path) from exc
+    finally:
+        conn.close()
+    if app_id == APPLICATION_ID:
+        return revision
+    if app_id == 0 and not tables:
+        return None
+    raise NotAForkpointDatabase(
+        "the file is an SQLite database of another application (no forkpoint application_id)",
+        path=path,
+    )
+
+
+# --- the writer ---------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Job:
+    fn: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        # A failed rollback leaves SQLite to roll back on its own; the error is already reported.
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def _run_batch(conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[bool, Any]]:
+    """Run jobs in one transaction on the writer thread; (ok, result-or-exception) each."""
+    several = len(jobs) > 1
+    results: list[tuple[bool, Any]] = []
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for job in jobs:
+            if several:
+                conn.execute("SAVEPOINT job")
+            try:
+                value = job.fn(conn)
+            except CheckpointError as exc:
+                if several:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                results.append((False, exc))
+                continue
+            if several:
+                conn.execute("RELEASE job")
+            results.append((True, value))
+        if all(not ok for ok, _ in results):
+            conn.execute("ROLLBACK")
+        else:
+            conn.execute("COMMIT")
+    except (sqlite3.Error, OSError, MemoryError, RecursionError) as exc:
+        _rollback(conn)
+        if several:  # one job's failure must not decide the others: run each alone
+            return [_run_batch(conn, [job])[0] for job in jobs]
+        return [(False, exc)]
+    return results
+
+
+class _Opening(Generic[S]):
+    """What :meth:`SqliteCheckpointer.open` returns: await it, or use ``async with``."""
+
+    def __init__(self, opener: Callable[[], Awaitable[SqliteCheckpointer[S]]]) -> None:
+        self._opener = opener
+        self._opened: SqliteCheckpointer[S] | None = None
+
+    def __await__(self) -> Generator[Any, None, SqliteCheckpointer[S]]:
+        return self._opener().__await__()
+
+    async def __aenter__(self) -> SqliteCheckpointer[S]:
+        self._opened = await self._opener()
+        return self._opened
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._opened is not None:
+            await self._opened.close()
+
+
+@dataclass
+class _Options:
+    path: str
+    durability: Durability
+    busy_timeout: float
+    read_only: bool
+    keep_last: int | None
+    pid: int = field(default_factory=os.getpid)
+
+
+class SqliteCheckpointer(HistoryCheckpointer[S]):
+    """Checkpoints in an SQLite file: WAL, ``BEGIN IMMEDIATE`` writes, group commit.
+
+    Open with ``await SqliteCheckpointer.open(path, State)`` or
+    ``async with SqliteCheckpointer.open(path, State) as cp``. Several
+    instances, in one process or many, can share a file.
+    """
+
+    def __init__(
+        self,
+        options: _Options,
+        codec: StateCodec[S],
+        reader: aiosqlite.Connection,
+        writer: aiosqlite.Connection | None,
+    ) -> None:
+        """Internal: use :meth:`open`."""
+        self._opt = options
+        self._codec = codec
+        self._reader = reader
+        self._writer = writer
+        self._pending: list[_Job] = []
+        self._wakeup = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        state_type: type[S],
+        *,
+        durability: Durability = "full",
+        busy_timeout: float = 5.0,
+        migrate: bool = True,
+        read_only: bool = False,
+        max_state_bytes: int | None = None,
+        keep_last: int | None = None,
+    ) -> _Opening[S]:
+        """Open (creating and migrating if needed) the forkpoint database at ``path``.
+
+        ``durability="full"`` (default): WAL with ``synchronous=FULL``, a save
+        that returned survives power loss. ``"normal"``: survives a process
+        crash, not an OS crash or power cut; faster. ``busy_timeout``: seconds
+        a write waits for another process's lock before ``DatabaseLocked``.
+        ``migrate``: upgrade an older schema on open (else
+        ``SchemaVersionError``). ``read_only``: loads and listings only.
+        ``max_state_bytes``: refuse larger encoded states. ``keep_last``: a
+        retention policy, enforced by each save, keeping the newest N
+        checkpoints of the saved thread.
+
+        A file that is not a forkpoint database raises ``NotAForkpointDatabase``
+        and a newer schema ``SchemaVersionError``; neither modifies the file.
+        """
+
+        async def opener() -> SqliteCheckpointer[S]:
+            return await cls._open(
+                path,
+                state_type,
+                durability,
+                busy_timeout,
+                migrate,
+                read_only,
+                max_state_bytes,
+                keep_last,
+            )
+
+        return _Opening(opener)
+
+    @classmethod
+    async def _open(
+        cls,
+        path: str | os.PathLike[str],
+        state_type: type[S],
+        durability: Durability,
+        busy_timeout: float,
+        migrate: bool,
+        read_only: bool,
+        max_state_bytes: int | None,
+        keep_last: int | None,
+    ) -> SqliteCheckpointer[S]:
+        codec = StateCodec(state_type, max_state_bytes=max_state_bytes)
+        if not isinstance(path, str | os.PathLike):
+            raise InvalidInput(f"path must be a str or os.PathLike, not {type(path).__name__}")
+        raw = os.fspath(path)
+        if raw in ("", ":memory:") or raw.startswith("file:"):
+            raise InvalidInput("path must name a file (for memory, use InMemoryCheckpointer)")
+        if durability not in ("full", "normal"):
+            raise InvalidInput(f"durability must be 'full' or 'normal', not {durability!r}")
+        if (
+            isinstance(busy_timeout, bool)
+            or not isinstance(busy_timeout, int | float)
+            or not (0 <= busy_timeout <= 3600)
+        ):
+            raise InvalidInput(f"busy_timeout must be seconds in [0, 3600], not {busy_timeout!r}")
+        if keep_last is not None and (type(keep_last) is not int or keep_last < 1):
+            raise InvalidInput(f"keep_last must be an int ≥ 1, not {keep_last!r}")
+        for name, flag in (("migrate", migrate), ("read_only", read_only)):
+            if not isinstance(flag, bool):
+                raise InvalidInput(f"{name} must be a bool")
+        full = os.path.abspath(raw)  # noqa: ASYNC240 - string work, no I/O wait
+        await asyncio.to_thread(
+            _prepare, full, read_only=read_only, migrate=migrate, busy_timeout=busy_timeout
+        )
+        options = _Options(full, durability, float(busy_timeout), read_only, keep_last)
+        reader = writer = None
+        try:
+            reader = await cls._connect(options, writer=False)
+            if not read_only:
+                writer = await cls._connect(options, writer=True)
+        except BaseException as exc:
+            for conn in (reader, writer):
+                if conn is not None:
+                    await conn.close()
+            if isinstance(exc, sqlite3.Error | OSError):
+                raise _translate(exc, path=full) from exc
+            raise
+        return cls(options, codec, reader, writer)
+
+    @staticmethod
+    async def _connect(options: _Options, *, writer: bool) -> aiosqlite.Connection:
+        ms = int(options.busy_timeout * 1000)
+        if writer:
+            conn = await aiosqlite.connect(
+                options.path, isolation_level=None, timeout=options.busy_timeout
+            )
+            sync = "FULL" if options.durability == "full" else "NORMAL"
+            await conn.executescript(
+                f"PRAGMA busy_timeout = {ms}; PRAGMA synchronous = {sync}; "
+                "PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY;"
+            )
+            return conn
+        uri = _ro_uri(options.path)
+        conn = await aiosqlite.connect(
+            uri, uri=True, isolation_level=None, timeout=options.busy_timeout
+        )
+        await conn.executescript(f"PRAGMA busy_timeout = {ms}; PRAGMA query_only = 1;")
+        return conn
+
+    async def close(self) -> None:
+        """Finish the writes already queued, then close both connections.
+
+        Writes submitted after ``close()`` began raise ``CheckpointerClosed``.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._opt.pid != os.getpid():
+            return  # the connections belong to the parent process; leave them be
+        task = self._writer_task
+        if task is not None and not task.done():
+            self._wakeup.set()
+            await asyncio.shield(task)
+        for job in self._pending:
+            if not job.future.done():
+                job.future.set_exception(
+                    CheckpointerClosed("the checkpointer was closed", path=self._opt.path)
+                )
+        self._pending.clear()
+        for conn in (self._writer, self._reader):
+            if conn is not None:
+                await conn.close()
+
+    @property
+    def path(self) -> str:
+        """Absolute path of the database file."""
+        return self._opt.path
+
+    @property
+    def state_type(self) -> type[S]:
+        """The state model this checkpointer stores."""
+        return self._codec.state_type
+
+    def _usable(self) -> None:
+        if self._opt.pid != os.getpid():
+            raise ForkedProcess(
+                "this checkpointer was opened in another process (before os.fork()); "
+                "open a new one in this process",
+                path=self._opt.path,
+            )
+        if self._closed:
+            raise CheckpointerClosed("the checkpointer is closed", path=self._opt.path)
+
+    # --- running work -----------------------------------------------------------------------
+
+    async def _write(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        thread_id: str | None = None,
+        step: int | None = None,
+    ) -> T:
+        """Queue ``fn`` for the next group-commit transaction and wait for its own result."""
+        self._usable()
+        if self._writer is None:
+            raise ReadOnlyDatabase(
+                "the checkpointer was opened read-only",
+                path=self._opt.path,
+                thread_id=thread_id,
+                step=step,
+            )
+        loop = asyncio.get_running_loop()
+        job = _Job(fn, loop.create_future())
+        self._pending.append(job)
+        task = self._writer_task
+        if task is None or task.done():
+            self._writer_task = loop.create_task(self._writer_loop())
+        self._wakeup.set()
+        try:
+            return await job.future  # type: ignore[no-any-return]
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            raise _translate(exc, path=self._opt.path, thread_id=thread_id, step=step) from exc
+        except CheckpointError as exc:
+            if exc.path is None:
+                exc.path = self._opt.path
+                exc.args = (exc._render(),)
+            raise
+
+    async def _writer_loop(self) -> None:
+        assert self._writer is not None
+        writer = self._writer
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                batch = [j for j in self._pending[:_MAX_BATCH] if not j.future.cancelled()]
+                del self._pending[:_MAX_BATCH]
+                if not batch:
+                    continue
+                try:
+                    results = await _on_worker(writer, _run_batch, batch)
+                except BaseException as exc:
+                    for job in batch:
+                        if not job.future.done():
+                            job.future.set_exception(
+                                exc
+                                if isinstance(exc, Exception)
+                                else CheckpointerClosed("writer stopped")
+                            )
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for job, (ok, value) in zip(batch, results, strict=True):
+                    if job.future.done():
+                        continue  # the caller was cancelled; its work is committed (or not) whole
+                    if ok:
+                        job.future.set_result(value)
+                    else:
+                        job.future.set_exception(value)
+            if self._closed:
+                return
+
+    async def _read(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        thread_id: str | None = None,
+        step: int | None = None,
+    ) -> T:
+        """Run ``fn(conn, *args)`` on the reader's thread: one hop."""
+        self._usable()
+        try:
+            return await _on_worker(self._reader, fn, *args)
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            raise _translate(exc, path=self._opt.path, thread_id=thread_id, step=step) from exc
+
+    # --- writes -----------------------------------------------------------------------------
+
+    async def save(
+        self, checkpoint: Checkpoint[S], *, thread_metadata: Mapping[str, Any] | None = None
+    ) -> None:
+        self._usable()
+        row = self._codec.encode(checkpoint)
+        meta = (
+            None
+            if thread_metadata is None
+            else self._codec.encode_metadata(thread_metadata, thread_id=row.thread_id)
+        )
+        now = format_time(datetime.now(UTC))
+        keep_last = self._opt.keep_last
+
+        def job(conn: sqlite3.Connection) -> None:
+            latest = conn.execute(_SQL.THREAD_LATEST, (row.thread_id,)).fetchone()
+            if latest is not None and row.step <= latest[0]:
+                stored = conn.execute(_SQL.ROW, (row.thread_id, row.step)).fetchone()
+                if (
+                    stored is not None
+                    and EncodedCheckpoint(row.thread_id, row.step, *stored) == row
+                ):
+                    return
+                raise StepConflict(
+                    f"step {row.step} is not after the thread's latest step {latest[0]}",
+                    thread_id=row.thread_id,
+                    step=row.step,
+                )
+            conn.execute(
+                _SQL.INSERT,
+                (
+                    row.thread_id,
+                    row.step,
+                    row.created_at,
+                    row.node,
+                    row.metadata,
+                    row.queue,
+                    row.state,
+                ),
+            )
+            if latest is None:
+                conn.execute(_SQL.INSERT_THREAD, (row.thread_id, now, now, row.step, meta or "{}"))
+            else:
+                conn.execute(_SQL.UPDATE_THREAD, (row.step, now, meta, row.thread_id))
+            if keep_last is not None:
+                _prune_thread(conn, row.thread_id, row.step, keep_last, "~")
+
+        await self._write(job, thread_id=row.thread_id, step=row.step)
+
+    async def fork(self, thread_id: str, at_seq: int, *, new_thread_id: str | None = None) -> str:
+        check_thread_id(thread_id)
+        check_step(at_seq, "at_seq")
+        target = str(uuid.uuid4()) if new_thread_id is None else check_thread_id(new_thread_id)
+        now = format_time(datetime.now(UTC))
+
+        def job(conn: sqlite3.Connection) -> str:
+            if conn.execute(_SQL.HAS_STEP, (thread_id, at_seq)).fetchone() is None:
+                raise CheckpointNotFound(
+                    f"cannot fork: no checkpoint at step {at_seq} in thread {thread_id!r}",
+                    thread_id=thread_id,
+                    step=at_seq,
+                )
+            lineage = conn.execute(_SQL.LINEAGE, (target,)).fetchone()
+            if lineage is not None:
+                if tuple(lineage) == (thread_id, at_seq):
+                    return target  # the same fork, asked again: idempotent
+                raise ThreadExists(
+                    f"cannot fork into {target!r}: the thread exists", thread_id=target
+                )
+            copied = conn.execute(_SQL.FORK_ROWS, (target, thread_id, at_seq)).rowcount
+            conn.execute(
+                _SQL.FORK_THREAD, (target, now, now, at_seq, copied, thread_id, at_seq, thread_id)
+            )
+            return target
+
+        return await self._write(job, thread_id=thread_id, step=at_seq)
+
+    async def delete_thread(self, thread_id: str) -> bool:
+        check_thread_id(thread_id)
+
+        def job(conn: sqlite3.Connection) -> bool:
+            conn.execute(_SQL.DELETE_ROWS, (thread_id,))
+            return bool(conn.execute(_SQL.DELETE_THREAD, (thread_id,)).rowcount)
+
+        return await self._write(job, thread_id=thread_id)
+
+    async def set_thread_metadata(self, thread_id: str, metadata: Mapping[str, Any]) -> None:
+        check_thread_id(thread_id)
+        text = self._codec.encode_metadata(metadata, thread_id=thread_id)
+
+        def job(conn: sqlite3.Connection) -> None:
+            if not conn.execute(_SQL.SET_THREAD_METADATA, (text, thread_id)).rowcount:
+                raise CheckpointNotFound("no such thread", thread_id=thread_id)
+
+        await self._write(job, thread_id=thread_id)
+
+    async def prune(
+        self,
+        thread_id: str | None = None,
+        *,
+        keep_last: int | None = None,
+        older_than: timedelta | None = None,
+        dry_run: bool = False,
+    ) -> PruneReport:
+        tid, keep, age = check_prune(thread_id, keep_last, older_than, dry_run)
+        cutoff = "~" if age is None else format_time(datetime.now(UTC) - age)
+        keep_n = keep if keep is not None else 1
+        ids = [tid] if tid is not None else await self._thread_ids()
+        touched = removed = freed = 0
+        for start in range(0, len(ids), _PRUNE_CHUNK):
+            chunk = ids[start : start + _PRUNE_CHUNK]
+
+            def job(conn: sqlite3.Connection, chunk: list[str] = chunk) -> list[tuple[int, int]]:
+                out = []
+                for one in chunk:
+                    latest = conn.execute(_SQL.THREAD_LATEST, (one,)).fetchone()
+                    if latest is None:
+                        continue
+                    out.append(_prune_thread(conn, one, latest[0], keep_n, cutoff, dry_run=dry_run))
+                return out
+
+            for count, size in await self._write(job, thread_id=tid):
+                if count:
+                    touched += 1
+                    removed += count
+                    freed += size
+        return PruneReport(
+            dry_run=dry_run, threads_touched=touched, checkpoints_removed=removed, bytes_freed=freed
+        )
+
+    async def restore_thread(self, info: ThreadInfo, checkpoints: Sequence[Checkpoint[S]]) -> None:
+        thread_id = check_restore(info, checkpoints)
+        rows = [self._codec.encode(cp) for cp in checkpoints]
+        meta = self._codec.encode_metadata(info.metadata, thread_id=thread_id)
+        record = (
+            thread_id,
+            format_time(info.created_at),
+            format_time(info.updated_at),
+            info.latest_step,
+            len(rows),
+            info.parent_thread_id,
+            info.parent_step,
+            meta,
+        )
+
+        def job(conn: sqlite3.Connection) -> None:
+            if conn.execute(_SQL.THREAD_LATEST, (thread_id,)).fetchone() is not None:
+                raise ThreadExists("cannot restore: the thread exists", thread_id=thread_id)
+            conn.execute(_SQL.RESTORE_THREAD, record)
+            conn.executemany(
+                _SQL.INSERT,
+                [
+                    (r.thread_id, r.step, r.created_at, r.node, r.metadata, r.queue, r.state)
+                    for r in rows
+                ],
+            )
+
+        await self._write(job, thread_id=thread_id)
+
+    async def _thread_ids(self) -> list[str]:
+        return [r[0] for r in await self._read(_fetchall, _SQL.ALL_THREAD_IDS, ())]
+
+    async def delete_threads(self, *, inactive_for: timedelta) -> list[str]:
+        cutoff = format_time(datetime.now(UTC) - check_inactive_for(inactive_for))
+
+        def job(conn: sqlite3.Connection) -> list[str]:
+            gone = [r[0] for r in conn.execute(_SQL.INACTIVE, (cutoff,))]
+            for thread_id in gone:
+                conn.execute(_SQL.DELETE_ROWS, (thread_id,))
+                conn.execute(_SQL.DELETE_THREAD, (thread_id,))
+            return gone
+
+        return await self._write(job)
+
+    # --- reads ------------------------------------------------------------------------------
+
+    async def load(self, thread_id: str) -> Checkpoint[S] | None:
+        check_thread_id(thread_id)
+        row = await self._read(_fetchone, _SQL.LATEST_ROW, (thread_id,), thread_id=thread_id)
+        if row is None:
+            return None
+        step, node, created_at, queue, metadata, state = row
+        return self._codec.decode(
+            EncodedCheckpoint(thread_id, step, node, created_at, queue, metadata, state),
+            path=self._opt.path,
+        )
+
+    async def get(self, thread_id: str, step: int) -> Checkpoint[S] | None:
+        check_thread_id(thread_id)
+        check_step(step)
+        row = await self._read(
+            _fetchone, _SQL.ROW, (thread_id, step), thread_id=thread_id, step=step
+        )
+        if row is None:
+            return None
+        return self._codec.decode(EncodedCheckpoint(thread_id, step, *row), path=self._opt.path)
+
+    async def get_raw(self, thread_id: str, step: int) -> str | bytes | None:
+        """The stored state exactly as the file holds it, undecoded (for forensics)."""
+        check_thread_id(thread_id)
+        check_step(step)
+        row = await self._read(
+            _fetchone, _SQL.RAW_STATE, (thread_id, step), thread_id=thread_id, step=step
+        )
+        if row is None:
+            return None
+        value = row[0]
+        return value if isinstance(value, str | bytes) else repr(value)
+
+    async def list_checkpoints(
+        self,
+        thread_id: str,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+        filter: MetadataFilter | None = None,
+    ) -> list[CheckpointMetadata]:
+        check_thread_id(thread_id)
+        lo, hi, n = check_bounds(after, before, limit)
+        sql = _SQL.HISTORY
+        params: list[Any] = [thread_id]
+        if lo is not None:
+            sql += " AND c.step > ?"
+            params.append(lo)
+        if hi is not None:
+            sql += " AND c.step < ?"
+            params.append(hi)
+        if filter is not None:
+            cond, fparams = _filter_sql(check_filter(filter), "c.metadata")
+            if cond:
+                sql += " AND " + cond
+                params += fparams
+        sql += " ORDER BY c.step DESC" if newest_first else " ORDER BY c.step"
+        if n is not None:
+            sql += " LIMIT ?"
+            params.append(n)
+        rows = await self._read(_fetchall, sql, params, thread_id=thread_id)
+        try:
+            return [checkpoint_metadata(*r) for r in rows]
+        except (ValueError, TypeError) as exc:
+            raise SerializationError(
+                f"stored checkpoint metadata does not decode: {exc}",
+                thread_id=thread_id,
+                path=self._opt.path,
+            ) from exc
+
+    async def list_threads(
+        self,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+        filter: MetadataFilter | None = None,
+    ) -> list[ThreadInfo]:
+        n = None if limit is None else check_limit(limit)
+        cursor = None if after is None else check_thread_id(after)
+        sql = _SQL.THREADS + " AS t WHERE 1"
+        params: list[Any] = []
+        if cursor is not None:
+            sql += " AND t.thread_id > ?"
+            params.append(cursor)
+        if filter is not None:
+            cond, fparams = _filter_sql(check_filter(filter), "t.metadata")
+            if cond:
+                sql += " AND " + cond
+                params += fparams
+        sql += " ORDER BY t.thread_id"
+        if n is not None:
+            sql += " LIMIT ?"
+            params.append(n)
+        rows = await self._read(_fetchall, sql, params)
+        return [self._thread_info(r) for r in rows]
+
+    def _thread_info(self, row: Any) -> ThreadInfo:
+        try:
+            return thread_info(*row)
+        except (ValueError, TypeError) as exc:
+            raise SerializationError(
+                f"stored thread record does not decode: {exc}",
+                thread_id=row[0],
+                path=self._opt.path,
+            ) from exc
+
+    async def thread_info(self, thread_id: str) -> ThreadInfo | None:
+        check_thread_id(thread_id)
+        row = await self._read(_fetchone, _SQL.THREAD, (thread_id,), thread_id=thread_id)
+        return None if row is None else self._thread_info(row)
+
+    async def list_forks(self, thread_id: str) -> list[ThreadInfo]:
+        check_thread_id(thread_id)
+        rows = await self._read(_fetchall, _SQL.FORKS, (thread_id,), thread_id=thread_id)
+        return [self._thread_info(r) for r in rows]
+
+    # --- maintenance ------------------------------------------------------------------------
+
+    async def vacuum(self) -> int:
+        """Give free pages back to the file system; returns the bytes the file shrank by.
+
+        Checkpoints and truncates the WAL, then vacuums: incrementally on
+        databases created with ``auto_vacuum=INCREMENTAL`` (every database
+        forkpoint creates), else a full ``VACUUM``.
+        """
+        self._usable()
+        if self._writer is None:
+            raise ReadOnlyDatabase("the checkpointer was opened read-only", path=self._opt.path)
+        path = self._opt.path
+
+        def work(conn: sqlite3.Connection) -> int:
+            before = _file_size(path)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            mode = conn.execute("PRAGMA auto_vacuum").fetchone()[0]
+            if mode == 2:
+                conn.execute("PRAGMA incremental_vacuum").fetchall()
+            else:
+                conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return max(0, before - _file_size(path))
+
+        # Queued behind the group-commit writer on the same thread, so no batch is split.
+        try:
+            return await _on_worker(self._writer, work)
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            raise _translate(exc, path=path) from exc
+
+    async def backup(self, dest: str | os.PathLike[str]) -> None:
+        """Copy the live database to ``dest`` with SQLite's online backup API.
+
+        Writers keep going meanwhile; the copy is a consistent snapshot and
+        opens as a forkpoint database. Never copy a live file with ``cp``.
+        """
+        self._usable()
+        target = os.path.abspath(os.fspath(dest))  # noqa: ASYNC240 - string work, no I/O wait
+
+        def work(conn: sqlite3.Connection) -> None:
+            if os.path.exists(target) and os.path.getsize(target) > 0:
+                raise InvalidInput("backup destination exists and is not empty", path=target)
+            if not os.path.exists(target):
+                os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            out = sqlite3.connect(target)
+            try:
+                conn.backup(out)
+            finally:
+                out.close()
+
+        await self._read(work)
+
+    async def integrity_check(self) -> list[str]:
+        """SQLite's ``PRAGMA integrity_check``: ``["ok"]`` for a healthy file."""
+        rows = await self._read(_fetchall, "PRAGMA integrity_check", ())
+        return [str(r[0]) for r in rows]
+
+
+def _prune_thread(
+    conn: sqlite3.Connection,
+    thread_id: str,
+    latest: int,
+    keep: int,
+    cutoff: str,
+    *,
+    dry_run: bool = False,
+) -> tuple[int, int]:
+    """Remove (or count) one thread's prunable rows; (rows, bytes)."""
+    params = (thread_id, latest, cutoff, thread_id, keep - 1)
+    count, size = conn.execute(_SQL.PRUNE_SIZE, params).fetchone()
+    if count and not dry_run:
+        conn.execute(_SQL.PRUNE_DELETE, params)
+        conn.execute(_SQL.PRUNE_COUNT, (count, thread_id))
+    return int(count), int(size)
+
+
+async def _on_worker(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(sqlite3_connection, *args)`` as one call on aiosqlite's worker thread.
+
+    aiosqlite has no public API for this; ``_execute`` has been stable from
+    0.17 to 0.22 (pinned in pyproject) and ``tests/sqlite/test_worker.py``
+    guards it. One queued call is one thread hop, however many statements.
+    """
+    return await conn._execute(fn, conn._conn, *args)  # type: ignore[no-untyped-call,no-any-return]
+
+
+def _fetchone(conn: sqlite3.Connection, sql: str, params: Any) -> Any:
+    return conn.execute(sql, params).fetchone()
+
+
+def _fetchall(conn: sqlite3.Connection, sql: str, params: Any) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
+
+
+def _file_size(path: str) -> int:
+    return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))

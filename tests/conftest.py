@@ -1,0 +1,93 @@
+"""Shared fixtures: every backend by name, and the state model the suites use.
+
+A backend joins the contract suite by adding a factory to ``BACKENDS``; tests
+ask for ``make_checkpointer`` (a factory, for tests that need several) or
+``checkpointer`` (one, opened and closed for the test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import pytest
+from pydantic import Field
+
+from forkpoint import (
+    Append,
+    Checkpoint,
+    GraphState,
+    HistoryCheckpointer,
+    InMemoryCheckpointer,
+    SqliteCheckpointer,
+    StateSchema,
+)
+
+
+class Counter(StateSchema):
+    """The seed's test state, plus a list so reducers and sizes can be exercised."""
+
+    n: int = 0
+    log: Annotated[list[str], Append] = Field(default_factory=list)
+
+
+def make_cp(
+    thread_id: str, step: int, *, n: int | None = None, node: str = "node", **kw: Any
+) -> Checkpoint[Counter]:
+    """The seed's ``make_cp``: a checkpoint whose counter equals its step."""
+    return Checkpoint[Counter](
+        thread_id=thread_id,
+        state=GraphState[Counter](data=Counter(n=step if n is None else n)),
+        step=step,
+        node=node,
+        **kw,
+    )
+
+
+Factory = Callable[..., Awaitable[HistoryCheckpointer[Any]]]
+
+
+async def _memory(
+    tmp_path: Path, state_type: type[StateSchema] = Counter, **kw: Any
+) -> HistoryCheckpointer[Any]:
+    return InMemoryCheckpointer(state_type, **kw)
+
+
+async def _sqlite(
+    tmp_path: Path, state_type: type[StateSchema] = Counter, **kw: Any
+) -> HistoryCheckpointer[Any]:
+    return await SqliteCheckpointer.open(tmp_path / "forkpoint.db", state_type, **kw)
+
+
+BACKENDS: dict[str, Callable[..., Awaitable[HistoryCheckpointer[Any]]]] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def make_checkpointer(backend_name: str, tmp_path: Path) -> AsyncIterator[Factory]:
+    """Opens checkpointers of the parametrised backend (all on one store for SQLite); closes them."""
+    opened: list[HistoryCheckpointer[Any]] = []
+
+    async def factory(
+        state_type: type[StateSchema] = Counter, **kw: Any
+    ) -> HistoryCheckpointer[Any]:
+        cp = await BACKENDS[backend_name](tmp_path, state_type, **kw)
+        opened.append(cp)
+        return cp
+
+    yield factory
+    for cp in opened:
+        await cp.close()
+
+
+@pytest.fixture
+async def checkpointer(make_checkpointer: Factory) -> HistoryCheckpointer[Counter]:
+    return await make_checkpointer()
