@@ -571,7 +571,9 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
                     CheckpointerClosed("the checkpointer was closed", path=self._opt.path)
                 )
         self._pending.clear()
-        for conn in (self._writer, self._reader):
+        # The reader (read-only) closes first, so the writer, closing last, can fold the WAL
+        # back into the file and remove the -wal and -shm files.
+        for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.close()
 
