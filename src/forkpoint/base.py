@@ -221,8 +221,7 @@ def check_restore(info: object, checkpoints: Sequence[object]) -> str:
             "every checkpoint must belong to the restored thread", thread_id=thread_id
         )
     if any(
-        type(a) is not int or type(b) is not int or a >= b
-        for a, b in itertools.pairwise(steps)
+        type(a) is not int or type(b) is not int or a >= b for a, b in itertools.pairwise(steps)
     ):
         raise InvalidInput("checkpoint steps must strictly increase", thread_id=thread_id)
     if steps[-1] != info.latest_step:

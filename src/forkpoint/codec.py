@@ -195,9 +195,17 @@ class EncodedCheckpoint:
     metadata: str
     state: str
 
-    def same_as(self, other: EncodedCheckpoint) -> bool:
-        """Whether two encodings are of the identical checkpoint (a safe retry)."""
-        return self == other
+    def insert_params(self) -> tuple[str, int, str, str, str, str, str]:
+        """Values in the column order of the INSERT statements."""
+        return (
+            self.thread_id,
+            self.step,
+            self.created_at,
+            self.node,
+            self.metadata,
+            self.queue,
+            self.state,
+        )
 
 
 class StateCodec(Generic[S]):

@@ -163,19 +163,19 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
         target = str(uuid.uuid4()) if new_thread_id is None else check_thread_id(new_thread_id)
         with self._lock:
             self._check_open()
-            source = self._threads.get(thread_id)
-            if source is None or at_seq not in source.rows:
-                raise CheckpointNotFound(
-                    f"cannot fork: no checkpoint at step {at_seq} in thread {thread_id!r}",
-                    thread_id=thread_id,
-                    step=at_seq,
-                )
             existing = self._threads.get(target)
             if existing is not None:
                 if existing.parent_thread_id == thread_id and existing.parent_step == at_seq:
                     return target
                 raise ThreadExists(
                     f"cannot fork into {target!r}: the thread exists", thread_id=target
+                )
+            source = self._threads.get(thread_id)
+            if source is None or at_seq not in source.rows:
+                raise CheckpointNotFound(
+                    f"cannot fork: no checkpoint at step {at_seq} in thread {thread_id!r}",
+                    thread_id=thread_id,
+                    step=at_seq,
                 )
             now = format_time(datetime.now(UTC))
             self._threads[target] = _Thread(
@@ -217,13 +217,17 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
         *,
         dry_run: bool = False,
     ) -> tuple[int, int]:
+        # The oldest steps only (a prefix of the history), as SQLite must: its
+        # delta rows depend on newer ones. Below the latest, below the newest
+        # keep_last, and below the first step created at or after the cutoff.
         steps = list(thread.rows)
-        candidates = steps[:-1]  # never the latest
-        if keep_last is not None:
-            candidates = steps[: max(0, len(steps) - keep_last)]
+        cut = len(steps) - (keep_last if keep_last is not None else 1)
         if older_than is not None:
             cutoff = format_time(now - older_than)
-            candidates = [s for s in candidates if thread.rows[s].created_at < cutoff]
+            young = [i for i, s in enumerate(steps) if thread.rows[s].created_at >= cutoff]
+            if young:
+                cut = min(cut, young[0])
+        candidates = steps[: max(0, cut)]
         freed = sum(_row_bytes(thread.rows[s]) for s in candidates)
         if not dry_run:
             for step in candidates:

@@ -11,7 +11,7 @@ from sqlalchemy import Column, Index, Integer, MetaData, PrimaryKeyConstraint, T
 __all__ = ["APPLICATION_ID", "HEAD_REVISION", "KNOWN_REVISIONS", "metadata"]
 
 APPLICATION_ID = 0x666B7074  # "fkpt": stamped into every forkpoint database's header
-KNOWN_REVISIONS = ("0001",)
+KNOWN_REVISIONS = ("0001", "0002")
 """Every alembic revision this version knows, oldest first; a test keeps it equal to the scripts."""
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
@@ -28,6 +28,8 @@ threads = Table(
     Column("parent_thread_id", Text, nullable=True),
     Column("parent_step", Integer, nullable=True),
     Column("metadata", Text, nullable=False, server_default=text("'{}'")),
+    # Delta rows directly below the latest step (bounds chains; see forkpoint/_delta.py).
+    Column("delta_run", Integer, nullable=False, server_default=text("0")),
     Index("ix_threads_parent", "parent_thread_id"),
     Index("ix_threads_updated_at", "updated_at"),
 )
@@ -44,5 +46,7 @@ checkpoints = Table(
     Column("metadata", Text, nullable=False, server_default=text("'{}'")),
     Column("queue", Text, nullable=False),
     Column("state", Text, nullable=False),
+    # 0: `state` is the full state JSON; 1: a reverse delta against the next newer step.
+    Column("encoding", Integer, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("thread_id", "step"),
 )

@@ -37,6 +37,7 @@ from urllib.parse import quote
 
 import aiosqlite
 
+from ._delta import DELTA_MIN_CHARS, MAX_RUN, apply_deltas, make_delta
 from .base import (
     HistoryCheckpointer,
     MetadataFilter,
@@ -88,15 +89,27 @@ _PRUNE_CHUNK = 64  # threads per prune transaction, so other writers interleave
 class _SQL:
     """Every statement the checkpointer runs. Values are always bound parameters."""
 
-    THREAD_LATEST = "SELECT latest_step FROM threads WHERE thread_id = ?"
+    THREAD_LATEST = "SELECT latest_step, delta_run FROM threads WHERE thread_id = ?"
     ROW = (
-        "SELECT node, created_at, queue, metadata, state FROM checkpoints "
+        "SELECT node, created_at, queue, metadata, state, encoding FROM checkpoints "
         "WHERE thread_id = ? AND step = ?"
     )
     LATEST_ROW = (
-        "SELECT step, node, created_at, queue, metadata, state FROM checkpoints "
+        "SELECT step, node, created_at, queue, metadata, state, encoding FROM checkpoints "
         "WHERE thread_id = ? ORDER BY step DESC LIMIT 1"
     )
+    NEWER_STATES = "SELECT encoding, state FROM checkpoints WHERE thread_id = ? AND step > ? ORDER BY step LIMIT ?"
+    STORED_STATE = "SELECT state, encoding FROM checkpoints WHERE thread_id = ? AND step = ?"
+    # Re-insert rather than UPDATE: SQLite rebalances b-tree pages after a delete
+    # but not after a cell shrinks in place, so an UPDATE from a large state to a
+    # small delta would leave one nearly empty leaf page behind per checkpoint.
+    TO_DELTA = (
+        "INSERT OR REPLACE INTO checkpoints "
+        "(thread_id, step, created_at, node, metadata, queue, state, encoding) "
+        "SELECT thread_id, step, created_at, node, metadata, queue, ?, 1 FROM checkpoints "
+        "WHERE thread_id = ? AND step = ?"
+    )
+    RUN_BELOW = "SELECT encoding FROM checkpoints WHERE thread_id = ? AND step < ? ORDER BY step DESC LIMIT ?"
     RAW_STATE = "SELECT state FROM checkpoints WHERE thread_id = ? AND step = ?"
     INSERT = (
         "INSERT INTO checkpoints (thread_id, step, created_at, node, metadata, queue, state) "
@@ -108,23 +121,24 @@ class _SQL:
     )
     UPDATE_THREAD = (
         "UPDATE threads SET latest_step = ?, updated_at = ?, checkpoint_count = checkpoint_count + 1, "
-        "metadata = coalesce(?, metadata) WHERE thread_id = ?"
+        "delta_run = ?, metadata = coalesce(?, metadata) WHERE thread_id = ?"
     )
     RESTORE_THREAD = (
         "INSERT INTO threads (thread_id, created_at, updated_at, latest_step, checkpoint_count, "
         "parent_thread_id, parent_step, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
     )
-    HAS_STEP = "SELECT 1 FROM checkpoints WHERE thread_id = ? AND step = ?"
     LINEAGE = "SELECT parent_thread_id, parent_step FROM threads WHERE thread_id = ?"
+    # Rows below the fork point are copied verbatim (deltas included); the fork
+    # point itself is inserted in full, since it becomes the new thread's latest.
     FORK_ROWS = (
-        "INSERT INTO checkpoints (thread_id, step, created_at, node, metadata, queue, state) "
-        "SELECT ?, step, created_at, node, metadata, queue, state FROM checkpoints "
-        "WHERE thread_id = ? AND step <= ?"
+        "INSERT INTO checkpoints (thread_id, step, created_at, node, metadata, queue, state, encoding) "
+        "SELECT ?, step, created_at, node, metadata, queue, state, encoding FROM checkpoints "
+        "WHERE thread_id = ? AND step < ?"
     )
     FORK_THREAD = (
         "INSERT INTO threads (thread_id, created_at, updated_at, latest_step, checkpoint_count, "
-        "parent_thread_id, parent_step, metadata) "
-        "SELECT ?, ?, ?, ?, ?, ?, ?, metadata FROM threads WHERE thread_id = ?"
+        "parent_thread_id, parent_step, delta_run, metadata) "
+        "SELECT ?, ?, ?, ?, ?, ?, ?, ?, metadata FROM threads WHERE thread_id = ?"
     )
     DELETE_ROWS = "DELETE FROM checkpoints WHERE thread_id = ?"
     DELETE_THREAD = "DELETE FROM threads WHERE thread_id = ?"
@@ -142,11 +156,14 @@ class _SQL:
     HISTORY = "SELECT step, created_at, node, metadata FROM checkpoints AS c WHERE c.thread_id = ?"
     ALL_THREAD_IDS = "SELECT thread_id FROM threads ORDER BY thread_id"
     INACTIVE = "SELECT thread_id FROM threads WHERE updated_at < ? ORDER BY thread_id"
-    # Rows a prune removes: not the latest, not among the newest `keep` (a huge
-    # keep when None), and created before the cutoff ('~' sorts after every time).
+    # Rows a prune removes: the oldest steps, below the latest, below the newest
+    # `keep`, and below the first step created at or after the cutoff ('~' sorts
+    # after every time). Always a prefix of the history: delta rows depend only
+    # on newer rows, so what remains stays readable.
     PRUNE_WHERE = (
-        "FROM checkpoints WHERE thread_id = ? AND step < ? AND created_at < ? AND step < coalesce("
-        "(SELECT step FROM checkpoints WHERE thread_id = ? ORDER BY step DESC LIMIT 1 OFFSET ?), -1)"
+        "FROM checkpoints WHERE thread_id = ? AND step < min(?, coalesce("
+        "(SELECT step FROM checkpoints WHERE thread_id = ? ORDER BY step DESC LIMIT 1 OFFSET ?), -1), "
+        "coalesce((SELECT min(step) FROM checkpoints WHERE thread_id = ? AND created_at >= ?), ?))"
     )
     PRUNE_SIZE = (
         "SELECT count(*), coalesce(sum(length(CAST(thread_id AS BLOB)) + length(CAST(node AS BLOB)) "
@@ -154,7 +171,10 @@ class _SQL:
         "+ length(CAST(metadata AS BLOB)) + length(CAST(state AS BLOB)) + 16), 0) " + PRUNE_WHERE
     )
     PRUNE_DELETE = "DELETE " + PRUNE_WHERE
-    PRUNE_COUNT = "UPDATE threads SET checkpoint_count = checkpoint_count - ? WHERE thread_id = ?"
+    PRUNE_COUNT = (
+        "UPDATE threads SET checkpoint_count = checkpoint_count - ?, "
+        "delta_run = min(delta_run, checkpoint_count - ? - 1) WHERE thread_id = ?"
+    )
     TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
 
 
@@ -698,33 +718,23 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         def job(conn: sqlite3.Connection) -> None:
             latest = conn.execute(_SQL.THREAD_LATEST, (row.thread_id,)).fetchone()
             if latest is not None and row.step <= latest[0]:
-                stored = conn.execute(_SQL.ROW, (row.thread_id, row.step)).fetchone()
+                stored = _full_row(conn, row.thread_id, row.step)
                 if (
                     stored is not None
                     and EncodedCheckpoint(row.thread_id, row.step, *stored) == row
                 ):
-                    return
+                    return  # an identical retry
                 raise StepConflict(
                     f"step {row.step} is not after the thread's latest step {latest[0]}",
                     thread_id=row.thread_id,
                     step=row.step,
                 )
-            conn.execute(
-                _SQL.INSERT,
-                (
-                    row.thread_id,
-                    row.step,
-                    row.created_at,
-                    row.node,
-                    row.metadata,
-                    row.queue,
-                    row.state,
-                ),
-            )
+            conn.execute(_SQL.INSERT, row.insert_params())
             if latest is None:
                 conn.execute(_SQL.INSERT_THREAD, (row.thread_id, now, now, row.step, meta or "{}"))
             else:
-                conn.execute(_SQL.UPDATE_THREAD, (row.step, now, meta, row.thread_id))
+                run = _previous_to_delta(conn, row.thread_id, latest[0], latest[1], row.state)
+                conn.execute(_SQL.UPDATE_THREAD, (row.step, now, run, meta, row.thread_id))
             if keep_last is not None:
                 _prune_thread(conn, row.thread_id, row.step, keep_last, "~")
 
@@ -737,12 +747,6 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         now = format_time(datetime.now(UTC))
 
         def job(conn: sqlite3.Connection) -> str:
-            if conn.execute(_SQL.HAS_STEP, (thread_id, at_seq)).fetchone() is None:
-                raise CheckpointNotFound(
-                    f"cannot fork: no checkpoint at step {at_seq} in thread {thread_id!r}",
-                    thread_id=thread_id,
-                    step=at_seq,
-                )
             lineage = conn.execute(_SQL.LINEAGE, (target,)).fetchone()
             if lineage is not None:
                 if tuple(lineage) == (thread_id, at_seq):
@@ -750,9 +754,23 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
                 raise ThreadExists(
                     f"cannot fork into {target!r}: the thread exists", thread_id=target
                 )
+            top = _full_row(conn, thread_id, at_seq)
+            if top is None:
+                raise CheckpointNotFound(
+                    f"cannot fork: no checkpoint at step {at_seq} in thread {thread_id!r}",
+                    thread_id=thread_id,
+                    step=at_seq,
+                )
             copied = conn.execute(_SQL.FORK_ROWS, (target, thread_id, at_seq)).rowcount
+            conn.execute(_SQL.INSERT, EncodedCheckpoint(target, at_seq, *top).insert_params())
+            run = 0
+            for (encoding,) in conn.execute(_SQL.RUN_BELOW, (thread_id, at_seq, MAX_RUN + 1)):
+                if encoding != 1:
+                    break
+                run += 1
             conn.execute(
-                _SQL.FORK_THREAD, (target, now, now, at_seq, copied, thread_id, at_seq, thread_id)
+                _SQL.FORK_THREAD,
+                (target, now, now, at_seq, copied + 1, thread_id, at_seq, run, thread_id),
             )
             return target
 
@@ -859,21 +877,15 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
 
     async def load(self, thread_id: str) -> Checkpoint[S] | None:
         check_thread_id(thread_id)
-        row = await self._read(_fetchone, _SQL.LATEST_ROW, (thread_id,), thread_id=thread_id)
+        row = await self._read(_latest_row, thread_id, thread_id=thread_id)
         if row is None:
             return None
-        step, node, created_at, queue, metadata, state = row
-        return self._codec.decode(
-            EncodedCheckpoint(thread_id, step, node, created_at, queue, metadata, state),
-            path=self._opt.path,
-        )
+        return self._codec.decode(EncodedCheckpoint(thread_id, *row), path=self._opt.path)
 
     async def get(self, thread_id: str, step: int) -> Checkpoint[S] | None:
         check_thread_id(thread_id)
         check_step(step)
-        row = await self._read(
-            _fetchone, _SQL.ROW, (thread_id, step), thread_id=thread_id, step=step
-        )
+        row = await self._read(_full_row, thread_id, step, thread_id=thread_id, step=step)
         if row is None:
             return None
         return self._codec.decode(EncodedCheckpoint(thread_id, step, *row), path=self._opt.path)
@@ -1044,11 +1056,11 @@ def _prune_thread(
     dry_run: bool = False,
 ) -> tuple[int, int]:
     """Remove (or count) one thread's prunable rows; (rows, bytes)."""
-    params = (thread_id, latest, cutoff, thread_id, keep - 1)
+    params = (thread_id, latest, thread_id, keep - 1, thread_id, cutoff, latest)
     count, size = conn.execute(_SQL.PRUNE_SIZE, params).fetchone()
     if count and not dry_run:
         conn.execute(_SQL.PRUNE_DELETE, params)
-        conn.execute(_SQL.PRUNE_COUNT, (count, thread_id))
+        conn.execute(_SQL.PRUNE_COUNT, (count, count, thread_id))
     return int(count), int(size)
 
 
@@ -1060,6 +1072,71 @@ async def _on_worker(conn: aiosqlite.Connection, fn: Callable[..., T], *args: An
     guards it. One queued call is one thread hop, however many statements.
     """
     return await conn._execute(fn, conn._conn, *args)  # type: ignore[no-untyped-call,no-any-return]
+
+
+_Row = tuple[str, str, str, str, str]  # node, created_at, queue, metadata, full state
+
+
+def _full_row(conn: sqlite3.Connection, thread_id: str, step: int) -> _Row | None:
+    """The stored checkpoint at ``step`` with its full state text, rebuilding a delta row.
+
+    Reads the row and, for a delta, the newer rows up to the next full one
+    (at most ``MAX_RUN``); raises SerializationError if that chain is damaged.
+    """
+    row = conn.execute(_SQL.ROW, (thread_id, step)).fetchone()
+    if row is None:
+        return None
+    node, created_at, queue, metadata, state, encoding = row
+    if encoding == 0:
+        return node, created_at, queue, metadata, state
+    try:
+        if encoding != 1 or not isinstance(state, str):
+            raise ValueError(f"unknown storage encoding {encoding!r}")
+        deltas = [state]
+        for newer_encoding, text in conn.execute(_SQL.NEWER_STATES, (thread_id, step, MAX_RUN + 1)):
+            if newer_encoding == 0:
+                if not isinstance(text, str):
+                    raise ValueError("the full state this delta refers to is not text")
+                deltas.reverse()
+                return node, created_at, queue, metadata, apply_deltas(text, deltas)
+            deltas.append(text)
+        raise ValueError("the delta chain has no full state to start from")
+    except ValueError as exc:
+        raise SerializationError(
+            f"stored state cannot be rebuilt: {exc}", thread_id=thread_id, step=step
+        ) from exc
+
+
+def _latest_row(conn: sqlite3.Connection, thread_id: str) -> tuple[int, *_Row] | None:
+    """(step, *row) of the thread's latest checkpoint: always a full row, one read."""
+    row = conn.execute(_SQL.LATEST_ROW, (thread_id,)).fetchone()
+    if row is None:
+        return None
+    step, node, created_at, queue, metadata, state, encoding = row
+    if encoding != 0:  # not written by forkpoint; rebuild rather than misread
+        full = _full_row(conn, thread_id, step)
+        return None if full is None else (step, *full)
+    return step, node, created_at, queue, metadata, state
+
+
+def _previous_to_delta(
+    conn: sqlite3.Connection, thread_id: str, previous: int, run: int, newest_state: str
+) -> int:
+    """Rewrite the previous latest row as a reverse delta against the new one, if it pays.
+
+    Returns the thread's new ``delta_run``: one more when the row became a
+    delta, 0 when it stays full (small state, run at ``MAX_RUN``, or no gain).
+    """
+    if len(newest_state) < DELTA_MIN_CHARS or run >= MAX_RUN:
+        return 0
+    stored = conn.execute(_SQL.STORED_STATE, (thread_id, previous)).fetchone()
+    if stored is None or stored[1] != 0 or not isinstance(stored[0], str):
+        return 0
+    delta = make_delta(stored[0], newest_state)
+    if delta is None:
+        return 0
+    conn.execute(_SQL.TO_DELTA, (delta, thread_id, previous))
+    return run + 1
 
 
 def _fetchone(conn: sqlite3.Connection, sql: str, params: Any) -> Any:

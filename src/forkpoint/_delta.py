@@ -1,0 +1,131 @@
+"""Reverse deltas: how the SQLite backend stores consecutive states without copying them.
+
+Consecutive checkpoints of a thread are mostly the same state. The newest
+checkpoint of every thread is always stored in full; when a newer one
+arrives, the previous newest is rewritten as a *reverse delta* against it:
+the JSON array ``[p, s, "middle"]`` meaning
+
+    older == newer[:p] + middle + newer[len(newer) - s:]
+
+(``p``, ``s`` in characters). An agent whose state grows by one message per
+step stores each old step as the few bytes that remove that message, so a
+thread's size grows with what changed, not with steps times state size.
+
+Why reverse and not forward deltas: ``load`` of the latest step, the hot read,
+is one full row, exactly as fast as without deltas; ``prune`` removes the
+oldest steps, which nothing depends on; ``fork`` copies rows verbatim and
+writes only the fork point in full. Reconstruction of an old step is bounded:
+a run of consecutive delta rows never exceeds ``MAX_RUN`` (a full row is kept
+then), and applying a chain never copies the state per step — the deltas are
+composed as slices of the newest text and joined once.
+"""
+
+from __future__ import annotations
+
+import json
+
+__all__ = ["DELTA_MIN_CHARS", "MAX_RUN", "apply_deltas", "make_delta"]
+
+DELTA_MIN_CHARS = 2048
+"""States shorter than this are always stored in full (a delta would not pay)."""
+
+MAX_RUN = 256
+"""At most this many consecutive delta rows: bounds the work of reading any step."""
+
+_BLOCK = 4096
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the common prefix, compared a block at a time (C speed)."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n:
+        j = min(i + _BLOCK, n)
+        if a[i:j] != b[i:j]:
+            lo, hi = i, j  # a[:lo] == b[:lo], a[:hi] != b[:hi]
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if a[lo:mid] == b[lo:mid]:
+                    lo = mid
+                else:
+                    hi = mid
+            return lo
+        i = j
+    return n
+
+
+def _common_suffix(a: str, b: str, limit: int) -> int:
+    """Length of the common suffix, at most ``limit``."""
+    la, lb = len(a), len(b)
+    i = 0
+    while i < limit:
+        j = min(i + _BLOCK, limit)
+        if a[la - j : la - i] != b[lb - j : lb - i]:
+            lo, hi = i, j  # suffixes of length lo agree, of length hi do not
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if a[la - mid : la - lo] == b[lb - mid : lb - lo]:
+                    lo = mid
+                else:
+                    hi = mid
+            return lo
+        i = j
+    return limit
+
+
+def make_delta(older: str, newer: str) -> str | None:
+    """The reverse delta that rebuilds ``older`` from ``newer``, or None if it would not pay.
+
+    A delta pays when it is at most half the size of ``older``.
+    """
+    p = _common_prefix(older, newer)
+    s = _common_suffix(older, newer, min(len(older), len(newer)) - p)
+    middle = older[p : len(older) - s]
+    if 2 * len(middle) + 32 > len(older):
+        return None
+    return json.dumps([p, s, middle], ensure_ascii=False, separators=(",", ":"))
+
+
+_Piece = tuple[str, int, int]  # source text, start, end
+
+
+def _cut(pieces: list[_Piece], start: int, end: int) -> list[_Piece]:
+    """The pieces covering characters [start, end) of the text the pieces spell."""
+    out: list[_Piece] = []
+    offset = 0
+    for src, a, b in pieces:
+        size = b - a
+        lo, hi = max(start, offset), min(end, offset + size)
+        if lo < hi:
+            out.append((src, a + lo - offset, a + hi - offset))
+        offset += size
+        if offset >= end:
+            break
+    return out
+
+
+def apply_deltas(full: str, deltas: list[str]) -> str:
+    """Rebuild an old state: ``deltas`` ordered from the one next to ``full`` downwards.
+
+    Raises ValueError if a delta is malformed or does not fit the text it is
+    applied to (a damaged row).
+    """
+    pieces: list[_Piece] = [(full, 0, len(full))]
+    length = len(full)
+    for text in deltas:
+        try:
+            p, s, middle = json.loads(text)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"damaged delta: {exc}") from exc
+        if (
+            type(p) is not int
+            or type(s) is not int
+            or not isinstance(middle, str)
+            or p < 0
+            or s < 0
+            or p + s > length
+        ):
+            raise ValueError("damaged delta: offsets do not fit the newer state")
+        pieces = [*_cut(pieces, 0, p), (middle, 0, len(middle)), *_cut(pieces, length - s, length)]
+        length = p + len(middle) + s
+    return "".join(src[a:b] for src, a, b in pieces)
