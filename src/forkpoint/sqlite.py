@@ -1006,7 +1006,9 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             mode = conn.execute("PRAGMA auto_vacuum").fetchone()[0]
             if mode == 2:
-                conn.execute("PRAGMA incremental_vacuum").fetchall()
+                # executescript steps the pragma to completion; execute() would step it
+                # once, and each step frees a single page.
+                conn.executescript("PRAGMA incremental_vacuum")
             else:
                 conn.execute("VACUUM")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
