@@ -46,12 +46,12 @@ __all__ = [
     "parse_time",
 ]
 
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
 
 def format_time(value: datetime) -> str:
-    """RFC 3339 in UTC with fixed microseconds, so stored times sort as text."""
-    return value.astimezone(UTC).strftime(_TIME_FORMAT)
+    """RFC 3339 in UTC with fixed microseconds (``2026-01-02T03:04:05.000006Z``), so stored times sort as text."""
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_time(text: str) -> datetime:
@@ -127,42 +127,79 @@ def _plain_json(value: Any, path: str = "") -> None:
     )
 
 
-def _checked_any(value: Any) -> Any:
-    _plain_json(value)
-    return value
+def _any_checker(field: str) -> Callable[[Any], Any]:
+    """The serializer of an ``Any`` position at ``field``: plain JSON passes, else ValueError."""
+
+    def check(value: Any) -> Any:
+        _plain_json(value, field)
+        return value
+
+    return check
 
 
-def _strict(schema: Any) -> Any:
+def _strict(schema: Any, path: str = "") -> Any:
     """A copy of a pydantic core schema that serialises without silent data changes.
 
     Every model/dataclass writes NaN and ±inf as JSON constants (which
     :func:`_non_finite_path` then finds and refuses) instead of ``null``, and
-    every ``Any`` position accepts plain JSON only.
+    every ``Any`` position accepts plain JSON only; ``path`` (``.field[].key``)
+    names the position in the error message.
     """
     if isinstance(schema, list):
-        return [_strict(item) for item in schema]
+        return [_strict(item, path) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {key: _strict(value) for key, value in schema.items()}
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "fields" and isinstance(value, dict):  # model-fields, typed-dict
+            out[key] = {name: _strict(sub, f"{path}.{name}") for name, sub in value.items()}
+        elif key == "fields" and isinstance(value, list):  # dataclass-args
+            out[key] = [
+                _strict(sub, f"{path}.{sub.get('name')}") if isinstance(sub, dict) else sub
+                for sub in value
+            ]
+        elif key == "items_schema":
+            out[key] = _strict(value, f"{path}[]")
+        elif key == "values_schema":
+            out[key] = _strict(value, f"{path}.*")
+        else:
+            out[key] = _strict(value, path)
     kind = out.get("type")
     if kind in ("model", "dataclass", "typed-dict"):
         out["config"] = {**out.get("config", {}), "ser_json_inf_nan": "constants"}
     elif kind == "any" and "serialization" not in out:
         out["serialization"] = {
             "type": "function-plain",
-            "function": _checked_any,
+            "function": _any_checker(path),
             "info_arg": False,
             "return_schema": {"type": "any"},
         }
     elif kind in ("list", "set", "frozenset", "generator") and "items_schema" not in out:
-        out["items_schema"] = _strict({"type": "any"})
+        out["items_schema"] = _strict({"type": "any"}, f"{path}[]")
     elif kind == "dict":
-        out.setdefault("values_schema", _strict({"type": "any"}))
+        out.setdefault("values_schema", _strict({"type": "any"}, f"{path}.*"))
     return out
+
+
+def _strict_serializer(schema: Any) -> SchemaSerializer:
+    """The strict serializer of a state type's core schema.
+
+    pydantic-core reuses a completed model's own ("prebuilt") serializer for a
+    nested ``model`` schema, which would silently skip every strict check of
+    :func:`_strict` (the top-level model included); ``_use_prebuilt=False``
+    builds every level from the strict schema.
+    """
+    strict = _strict(schema)
+    try:
+        return SchemaSerializer(strict, _use_prebuilt=False)
+    except TypeError:  # a pydantic-core without the flag
+        return SchemaSerializer(strict)
 
 
 def dump_json(value: Any, what: str) -> str:
     """Compact JSON text of plain data (queue, metadata); SerializationError if it cannot be."""
+    if not value and type(value) in (dict, list):
+        return "{}" if type(value) is dict else "[]"
     try:
         _plain_json(value)
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -224,7 +261,7 @@ class StateCodec(Generic[S]):
             raise InvalidInput(f"max_state_bytes must be a positive int, not {max_state_bytes!r}")
         self.state_type = state_type
         self.max_state_bytes = max_state_bytes
-        self._serializer = SchemaSerializer(_strict(state_type.__pydantic_core_schema__))
+        self._serializer = _strict_serializer(state_type.__pydantic_core_schema__)
         self._checkpoint_type = cast("type[Checkpoint[S]]", Checkpoint[state_type])  # type: ignore[valid-type]
         self._graph_state_type = cast("type[GraphState[S]]", GraphState[state_type])  # type: ignore[valid-type]
 

@@ -356,6 +356,29 @@ def _inspect(path: str, header: bytes) -> str | None:
 class _Job:
     fn: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _answer(jobs: list[_Job], results: list[tuple[bool, Any]]) -> None:
+    """Resolve each job's future (on the event loop); cancelled callers are skipped."""
+    for job, (ok, value) in zip(jobs, results, strict=True):
+        if job.future.done():
+            continue  # the caller was cancelled; its work is committed (or not) whole
+        if ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
+
+
+def _run_and_answer(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+    """Run a batch on the writer thread and answer its callers from here.
+
+    Answering from the worker thread, not from whoever awaited the batch, means
+    a cancelled awaiter cannot strand the other jobs of its batch.
+    """
+    results = _run_batch(conn, jobs)
+    with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+        jobs[0].loop.call_soon_threadsafe(_answer, jobs, results)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -366,35 +389,39 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 
 def _run_batch(conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[bool, Any]]:
-    """Run jobs in one transaction on the writer thread; (ok, result-or-exception) each."""
-    several = len(jobs) > 1
+    """Run jobs in one transaction on the writer thread; (ok, result-or-exception) each.
+
+    Jobs raise CheckpointError (a conflict, a missing thread) only before they
+    write, so a refused job leaves nothing in the transaction and needs no
+    savepoint. Should one ever raise after writing, or should SQLite fail, the
+    batch is rolled back and re-run one job per transaction, so each caller
+    gets its own outcome.
+    """
     results: list[tuple[bool, Any]] = []
     try:
         conn.execute("BEGIN IMMEDIATE")
         for job in jobs:
-            if several:
-                conn.execute("SAVEPOINT job")
+            before = conn.total_changes
             try:
-                value = job.fn(conn)
+                results.append((True, job.fn(conn)))
             except CheckpointError as exc:
-                if several:
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
+                if conn.total_changes != before and len(jobs) > 1:
+                    raise _Rerun from exc
                 results.append((False, exc))
-                continue
-            if several:
-                conn.execute("RELEASE job")
-            results.append((True, value))
-        if all(not ok for ok, _ in results):
-            conn.execute("ROLLBACK")
-        else:
+        if any(ok for ok, _ in results):
             conn.execute("COMMIT")
-    except (sqlite3.Error, OSError, MemoryError, RecursionError) as exc:
+        else:
+            conn.execute("ROLLBACK")
+    except (_Rerun, sqlite3.Error, OSError, MemoryError, RecursionError) as exc:
         _rollback(conn)
-        if several:  # one job's failure must not decide the others: run each alone
+        if len(jobs) > 1:
             return [_run_batch(conn, [job])[0] for job in jobs]
         return [(False, exc)]
     return results
+
+
+class _Rerun(Exception):
+    """A job wrote and then failed: the batch must be re-run one job at a time."""
 
 
 class _Opening(Generic[S]):
@@ -452,7 +479,9 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         self._reader = reader
         self._writer = writer
         self._pending: list[_Job] = []
-        self._wakeup = asyncio.Event()
+        self._flushing = False  # a leader or the drain task is running batches
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._writer_task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -581,10 +610,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         self._closed = True
         if self._opt.pid != os.getpid():
             return  # the connections belong to the parent process; leave them be
-        task = self._writer_task
-        if task is not None and not task.done():
-            self._wakeup.set()
-            await asyncio.shield(task)
+        await self._idle.wait()  # every write queued before close() is answered first
         for job in self._pending:
             if not job.future.done():
                 job.future.set_exception(
@@ -636,12 +662,10 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
                 step=step,
             )
         loop = asyncio.get_running_loop()
-        job = _Job(fn, loop.create_future())
+        job = _Job(fn, loop.create_future(), loop)
         self._pending.append(job)
-        task = self._writer_task
-        if task is None or task.done():
-            self._writer_task = loop.create_task(self._writer_loop())
-        self._wakeup.set()
+        if not self._flushing:
+            await self._lead(job)
         try:
             return await job.future  # type: ignore[no-any-return]
         except (sqlite3.Error, OSError, ValueError) as exc:
@@ -652,39 +676,49 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
                 exc.args = (exc._render(),)
             raise
 
-    async def _writer_loop(self) -> None:
-        assert self._writer is not None
-        writer = self._writer
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
+    async def _lead(self, own: _Job) -> None:
+        """Group commit, led by the caller: run batches until ``own`` is answered.
+
+        With no contention the caller's own job goes straight to the writer
+        thread (one hop, no task switch). Jobs that queue up meanwhile form the
+        next batch, which a background task runs once the leader has its answer.
+        """
+        self._flushing = True
+        self._idle.clear()
+        try:
+            while not own.future.done() and self._pending:
+                await self._flush_batch()
+        finally:
+            if self._pending:
+                self._writer_task = asyncio.get_running_loop().create_task(self._drain())
+            else:
+                self._flushing = False
+                self._idle.set()
+
+    async def _drain(self) -> None:
+        """Run batches while jobs keep arriving; ends when none are left."""
+        try:
             while self._pending:
-                batch = [j for j in self._pending[:_MAX_BATCH] if not j.future.cancelled()]
-                del self._pending[:_MAX_BATCH]
-                if not batch:
-                    continue
-                try:
-                    results = await _on_worker(writer, _run_batch, batch)
-                except BaseException as exc:
-                    for job in batch:
-                        if not job.future.done():
-                            job.future.set_exception(
-                                exc
-                                if isinstance(exc, Exception)
-                                else CheckpointerClosed("writer stopped")
-                            )
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for job, (ok, value) in zip(batch, results, strict=True):
-                    if job.future.done():
-                        continue  # the caller was cancelled; its work is committed (or not) whole
-                    if ok:
-                        job.future.set_result(value)
-                    else:
-                        job.future.set_exception(value)
-            if self._closed:
-                return
+                await self._flush_batch()
+        finally:
+            self._flushing = False
+            self._idle.set()
+
+    async def _flush_batch(self) -> None:
+        """Run the next batch of pending jobs as one transaction; the batch answers its jobs."""
+        assert self._writer is not None
+        batch = [job for job in self._pending[:_MAX_BATCH] if not job.future.done()]
+        del self._pending[:_MAX_BATCH]
+        if not batch:
+            return
+        try:
+            await _on_worker(self._writer, _run_and_answer, batch)
+        except (Exception, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise  # the batch still runs on the worker thread and answers its jobs
+            for job in batch:  # the worker never ran it (e.g. the connection is closed)
+                if not job.future.done():
+                    job.future.set_exception(exc)
 
     async def _read(
         self,
