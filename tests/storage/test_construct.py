@@ -1,0 +1,53 @@
+"""The fast constructor used by listings builds exactly what pydantic's model_construct builds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from forkpoint import CheckpointMetadata, ThreadInfo
+from forkpoint.codec import checkpoint_metadata, construct, decode_json_object, thread_info
+
+
+def test_construct_equals_model_construct() -> None:
+    when = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    values = {"seq": 5, "created_at": when, "node": "n", "metadata": {"a": [1]}}
+    fast = construct(CheckpointMetadata, dict(values))
+    slow = CheckpointMetadata.model_construct(**values)
+    assert fast == slow
+    assert fast.model_fields_set == slow.model_fields_set
+    assert fast.model_dump() == slow.model_dump()
+    assert repr(fast) == repr(slow)
+
+
+def test_listing_rows_decode_like_validation() -> None:
+    meta = checkpoint_metadata(3, "2026-01-02T03:04:05.000006Z", "node", '{"k":{"x":true}}')
+    assert meta == CheckpointMetadata.model_validate(
+        {
+            "seq": 3,
+            "created_at": "2026-01-02T03:04:05.000006Z",
+            "node": "node",
+            "metadata": {"k": {"x": True}},
+        }
+    )
+    info = thread_info(
+        "t", "2026-01-02T03:04:05.000006Z", "2026-01-03T00:00:00.000000Z", 4, 5, "p", 2, "{}"
+    )
+    assert info == ThreadInfo.model_validate(
+        {
+            "thread_id": "t",
+            "created_at": "2026-01-02T03:04:05.000006Z",
+            "updated_at": "2026-01-03T00:00:00Z",
+            "latest_step": 4,
+            "checkpoint_count": 5,
+            "parent_thread_id": "p",
+            "parent_step": 2,
+        }
+    )
+
+
+@pytest.mark.parametrize("text", ['{"a": NaN}', '{"a": Infinity}', "[-Infinity]"])
+def test_stored_json_refuses_non_json_constants(text: str) -> None:
+    with pytest.raises(ValueError, match="non-JSON constant"):
+        decode_json_object(text, "metadata")
