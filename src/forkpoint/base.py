@@ -19,7 +19,15 @@ from typing import Any, Generic, Self
 from pydantic import BaseModel, ConfigDict
 
 from .errors import ForkNotSupported, InvalidInput
-from .models import Checkpoint, CheckpointMetadata, S, ThreadInfo, check_step, check_thread_id
+from .models import (
+    MAX_STEP,
+    Checkpoint,
+    CheckpointMetadata,
+    S,
+    ThreadInfo,
+    check_step,
+    check_thread_id,
+)
 
 __all__ = ["Checkpointer", "HistoryCheckpointer", "MetadataFilter", "PruneReport"]
 
@@ -230,10 +238,10 @@ def check_restore(info: object, checkpoints: Sequence[object]) -> str:
 
 
 def check_limit(limit: object) -> int:
-    """A page size: an int ≥ 0."""
+    """A page size: an int ≥ 0 (any size past ``MAX_STEP`` means "all", and is capped there)."""
     if type(limit) is not int or limit < 0:
         raise InvalidInput(f"limit must be an int ≥ 0, not {limit!r}")
-    return limit
+    return min(limit, MAX_STEP)
 
 
 def check_filter(flt: object, depth: int = 0) -> dict[str, Any]:
@@ -256,12 +264,16 @@ def check_filter(flt: object, depth: int = 0) -> dict[str, Any]:
             out[key] = check_filter(value, depth + 1)
         elif (
             value is None
-            or isinstance(value, bool | int | str)
+            or isinstance(value, bool | str)
+            or (isinstance(value, int) and -MAX_STEP - 1 <= value <= MAX_STEP)
             or (isinstance(value, float) and math.isfinite(value))
         ):
             out[key] = value
         else:
-            raise InvalidInput(f"filter value for {key!r} must be a JSON scalar or a mapping")
+            raise InvalidInput(
+                f"filter value for {key!r} must be a JSON scalar (an integer within 64 bits) "
+                "or a mapping"
+            )
     return out
 
 
@@ -309,7 +321,9 @@ def check_prune(
         raise InvalidInput("prune needs keep_last, older_than, or both")
     if not isinstance(dry_run, bool):
         raise InvalidInput("dry_run must be a bool")
-    return tid, keep_last, older_than
+    # Past MAX_STEP "keep the newest N" keeps everything; cap it so SQLite can bind it.
+    keep = None if keep_last is None else min(keep_last, MAX_STEP)
+    return tid, keep, older_than
 
 
 def check_inactive_for(inactive_for: object) -> timedelta:

@@ -105,10 +105,18 @@ def _non_finite_path(text: str | bytes) -> str | None:
     return _find(decoded, lambda v: isinstance(v, _NonFinite))
 
 
-def _plain_json(value: Any, path: str = "") -> None:
-    """Raise ValueError unless ``value`` is plain JSON data that round-trips unchanged."""
+def _plain_json(value: Any, path: str = "", *, int64: bool = False) -> None:
+    """Raise ValueError unless ``value`` is plain JSON data that round-trips unchanged.
+
+    ``int64``: integers must also fit in 64 bits, as SQLite's JSON functions
+    (metadata filters) would compare larger ones as inexact floats.
+    """
     kind = type(value)
-    if value is None or kind is bool or kind is int or kind is str:
+    if value is None or kind is bool or kind is str:
+        return
+    if kind is int:
+        if int64 and not -(2**63) <= value < 2**63:
+            raise ValueError(f"{value} at {path or '.'} does not fit in 64 bits")
         return
     if kind is float:
         if not math.isfinite(value):
@@ -116,13 +124,13 @@ def _plain_json(value: Any, path: str = "") -> None:
         return
     if kind is list:
         for index, item in enumerate(value):
-            _plain_json(item, f"{path}[{index}]")
+            _plain_json(item, f"{path}[{index}]", int64=int64)
         return
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str:
                 raise ValueError(f"key {key!r} at {path or '.'} is not a str")
-            _plain_json(item, f"{path}.{key}")
+            _plain_json(item, f"{path}.{key}", int64=int64)
         return
     raise ValueError(
         f"{kind.__name__} at {path or '.'} in a field typed Any would not come back "
@@ -204,7 +212,7 @@ def dump_json(value: Any, what: str) -> str:
     if not value and type(value) in (dict, list):
         return "{}" if type(value) is dict else "[]"
     try:
-        _plain_json(value)
+        _plain_json(value, int64=True)
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         text.encode("utf-8")  # lone surrogates fail here, not in the driver
     except (ValueError, TypeError, RecursionError) as exc:

@@ -16,9 +16,11 @@ they are chained as ``__cause__`` of one of these.
     ├── SchemaVersionError           database schema newer than this forkpoint, or not migrated
     ├── StorageError                 the database file or the disk failed us
     │   ├── NotAForkpointDatabase    not SQLite, or another application's SQLite file
+    │   │   └── DatabaseCorrupt      an SQLite file whose pages no longer read (truncated, damaged)
     │   ├── DatabaseLocked           another writer held the lock past the busy timeout
     │   ├── StorageFull              disk (or max_page_count) full
     │   ├── ReadOnlyDatabase         opened read-only, or a read-only file system
+    │   ├── DiskIOError              the operating system reported an I/O error (EIO, EFBIG, …)
     │   ├── CheckpointerClosed       used after close()
     │   └── ForkedProcess            used in a child after os.fork(); open a new one there
     └── ForkNotSupported             backend without history fork (the seed's default)
@@ -30,7 +32,9 @@ __all__ = [
     "CheckpointError",
     "CheckpointNotFound",
     "CheckpointerClosed",
+    "DatabaseCorrupt",
     "DatabaseLocked",
+    "DiskIOError",
     "ForkNotSupported",
     "ForkedProcess",
     "InvalidInput",
@@ -115,6 +119,14 @@ class StorageError(CheckpointError):
 
 class NotAForkpointDatabase(StorageError):
     """The file is not SQLite, or is another application's SQLite database."""
+
+
+class DatabaseCorrupt(NotAForkpointDatabase):
+    """The file is SQLite but damaged: a page is missing or malformed (SQLITE_CORRUPT)."""
+
+
+class DiskIOError(StorageError):
+    """The operating system failed a read, write or sync (SQLITE_IOERR); the file may be fine."""
 
 
 class DatabaseLocked(StorageError):

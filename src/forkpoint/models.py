@@ -178,7 +178,9 @@ class StateSchema(BaseModel):
             merged[name] = reducer(merged[name], value) if reducer else value
         try:
             # Round-trip through python mode so the result shares nothing with `current`.
-            return cls.model_validate(cls.model_construct(**merged).model_dump(round_trip=True))
+            return cls.model_validate(
+                cls.model_construct(**merged).model_dump(round_trip=True, warnings=False)
+            )
         except ValidationError as exc:
             raise InvalidInput(f"update does not validate as {cls.__name__}: {exc}") from exc
 

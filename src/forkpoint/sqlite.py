@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import sqlite3
 import uuid
@@ -60,7 +61,9 @@ from .errors import (
     CheckpointerClosed,
     CheckpointError,
     CheckpointNotFound,
+    DatabaseCorrupt,
     DatabaseLocked,
+    DiskIOError,
     ForkedProcess,
     InvalidInput,
     NotAForkpointDatabase,
@@ -73,7 +76,15 @@ from .errors import (
     StorageFull,
     ThreadExists,
 )
-from .models import Checkpoint, CheckpointMetadata, S, ThreadInfo, check_step, check_thread_id
+from .models import (
+    MAX_STEP,
+    Checkpoint,
+    CheckpointMetadata,
+    S,
+    ThreadInfo,
+    check_step,
+    check_thread_id,
+)
 from .schema import APPLICATION_ID, HEAD_REVISION, KNOWN_REVISIONS
 
 __all__ = ["Durability", "SqliteCheckpointer"]
@@ -228,6 +239,7 @@ def _translate(
         kind, message = _SQLITE_ERRORS.get(code, (StorageError, "SQLite failed"))
         message = f"{message}: {exc} ({name})"
     elif isinstance(exc, OSError):
+        kind = _OS_ERRORS.get(exc.errno or 0, StorageError)
         message = f"file system error: {exc}"
     elif isinstance(exc, ValueError) and "closed" in str(exc).lower():
         kind, message = CheckpointerClosed, "the checkpointer is closed"
@@ -236,6 +248,14 @@ def _translate(
     return kind(message, path=path, thread_id=thread_id, step=step)
 
 
+_OS_ERRORS: dict[int, type[CheckpointError]] = {
+    errno.ENOSPC: StorageFull,
+    errno.EDQUOT: StorageFull,
+    errno.EFBIG: StorageFull,
+    errno.EROFS: ReadOnlyDatabase,
+    errno.EIO: DiskIOError,
+}
+
 _SQLITE_ERRORS: dict[int, tuple[type[CheckpointError], str]] = {
     sqlite3.SQLITE_BUSY: (DatabaseLocked, "database is locked by another writer"),
     sqlite3.SQLITE_LOCKED: (DatabaseLocked, "database is locked by another writer"),
@@ -243,8 +263,8 @@ _SQLITE_ERRORS: dict[int, tuple[type[CheckpointError], str]] = {
     sqlite3.SQLITE_READONLY: (ReadOnlyDatabase, "database is read-only"),
     sqlite3.SQLITE_TOOBIG: (StateTooLarge, "checkpoint is too large for SQLite"),
     sqlite3.SQLITE_NOTADB: (NotAForkpointDatabase, "not a usable SQLite database"),
-    sqlite3.SQLITE_CORRUPT: (NotAForkpointDatabase, "not a usable SQLite database"),
-    sqlite3.SQLITE_IOERR: (StorageError, "disk I/O error"),
+    sqlite3.SQLITE_CORRUPT: (DatabaseCorrupt, "the database file is damaged"),
+    sqlite3.SQLITE_IOERR: (DiskIOError, "disk I/O error"),
 }
 
 
@@ -319,8 +339,16 @@ def _inspect(path: str, header: bytes) -> str | None:
             f"the file is another application's SQLite database (application_id {header_app_id:#x})",
             path=path,
         )
+    # Without a -wal file every committed page is in the main file: read it as immutable, so
+    # inspecting a foreign or broken file creates no -wal/-shm next to it. (The migration
+    # re-checks the revision under the write lock, so a file growing meanwhile is harmless.)
+    no_wal = not os.path.exists(path + "-wal")
+    if no_wal and _truncated(path, header):
+        raise DatabaseCorrupt(
+            "the file is a truncated SQLite database (shorter than its header says)", path=path
+        )
     try:
-        conn = sqlite3.connect(_ro_uri(path), uri=True)
+        conn = sqlite3.connect(_ro_uri(path, immutable=no_wal), uri=True)
     except sqlite3.Error as exc:
         raise _translate(exc, path=path) from exc
     try:
@@ -333,9 +361,8 @@ def _inspect(path: str, header: bytes) -> str | None:
     except sqlite3.Error as exc:
         code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
         if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
-            raise NotAForkpointDatabase(
-                f"the file is not a usable SQLite database: {exc}", path=path
-            ) from exc
+            kind = DatabaseCorrupt if code == sqlite3.SQLITE_CORRUPT else NotAForkpointDatabase
+            raise kind(f"the file is not a usable SQLite database: {exc}", path=path) from exc
         raise _translate(exc, path=path) from exc
     finally:
         conn.close()
@@ -347,6 +374,42 @@ def _inspect(path: str, header: bytes) -> str | None:
         "the file is an SQLite database of another application (no forkpoint application_id)",
         path=path,
     )
+
+
+def _truncated(path: str, header: bytes) -> bool:
+    """Whether the file is shorter than the page count its (valid) header records."""
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    valid = pages > 0 and header[24:28] == header[92:96]  # SQLite's own validity rule
+    try:
+        return valid and os.path.getsize(path) < pages * page_size
+    except OSError:
+        return False
+
+
+def _reader_uri(options: _Options) -> str:
+    """The reader's URI: read-only, and immutable where SQLite could not open it otherwise.
+
+    On a read-only file system SQLite cannot create the -shm it needs for a WAL
+    database; nothing can change the file there, so it is read as immutable.
+    """
+    immutable = options.read_only_fs and not os.path.exists(options.path + "-shm")
+    if immutable and _file_size(options.path + "-wal") > 0:
+        raise ReadOnlyDatabase(
+            "the database has a pending write-ahead log but no -shm file and sits on a "
+            "read-only file system; open it once where it is writable",
+            path=options.path,
+        )
+    return _ro_uri(options.path, immutable=immutable)
+
+
+def _on_read_only_fs(path: str) -> bool:
+    """Whether the directory holding ``path`` is on a read-only file system."""
+    try:
+        return bool(os.statvfs(os.path.dirname(path)).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 # --- the writer ---------------------------------------------------------------------------
@@ -412,11 +475,14 @@ def _run_batch(conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[bool, A
             conn.execute("COMMIT")
         else:
             conn.execute("ROLLBACK")
-    except (_Rerun, sqlite3.Error, OSError, MemoryError, RecursionError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever failed, never leave the lock held
         _rollback(conn)
         if len(jobs) > 1:
             return [_run_batch(conn, [job])[0] for job in jobs]
         return [(False, exc)]
+    except BaseException:
+        _rollback(conn)
+        raise
     return results
 
 
@@ -456,6 +522,7 @@ class _Options:
     read_only: bool
     keep_last: int | None
     pid: int = field(default_factory=os.getpid)
+    read_only_fs: bool = False  # on a read-only file system: no writer, reads only
 
 
 class SqliteCheckpointer(HistoryCheckpointer[S]):
@@ -484,6 +551,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         self._idle.set()
         self._writer_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._released = False  # both connections closed (close() ran to its end)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -558,6 +626,8 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
             raise InvalidInput(f"busy_timeout must be seconds in [0, 3600], not {busy_timeout!r}")
         if keep_last is not None and (type(keep_last) is not int or keep_last < 1):
             raise InvalidInput(f"keep_last must be an int ≥ 1, not {keep_last!r}")
+        if keep_last is not None:  # past MAX_STEP it keeps everything; cap it so SQLite can bind it
+            keep_last = min(keep_last, MAX_STEP)
         for name, flag in (("migrate", migrate), ("read_only", read_only)):
             if not isinstance(flag, bool):
                 raise InvalidInput(f"{name} must be a bool")
@@ -565,11 +635,19 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         await asyncio.to_thread(
             _prepare, full, read_only=read_only, migrate=migrate, busy_timeout=busy_timeout
         )
-        options = _Options(full, durability, float(busy_timeout), read_only, keep_last)
+        read_only_fs = _on_read_only_fs(full)
+        options = _Options(
+            full,
+            durability,
+            float(busy_timeout),
+            read_only or read_only_fs,
+            keep_last,
+            read_only_fs=read_only_fs,
+        )
         reader = writer = None
         try:
             reader = await cls._connect(options, writer=False)
-            if not read_only:
+            if not options.read_only:
                 writer = await cls._connect(options, writer=True)
         except BaseException as exc:
             for conn in (reader, writer):
@@ -584,20 +662,24 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
     async def _connect(options: _Options, *, writer: bool) -> aiosqlite.Connection:
         ms = int(options.busy_timeout * 1000)
         if writer:
-            conn = await aiosqlite.connect(
-                options.path, isolation_level=None, timeout=options.busy_timeout
-            )
+            target, uri = options.path, False
             sync = "FULL" if options.durability == "full" else "NORMAL"
-            await conn.executescript(
+            # The WAL is cut back to 16 MiB whenever it restarts (after a long reader, a big state).
+            script = (
                 f"PRAGMA busy_timeout = {ms}; PRAGMA synchronous = {sync}; "
-                "PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY;"
+                "PRAGMA journal_size_limit = 16777216; PRAGMA temp_store = MEMORY;"
             )
-            return conn
-        uri = _ro_uri(options.path)
+        else:
+            target, uri = _reader_uri(options), True
+            script = f"PRAGMA busy_timeout = {ms}; PRAGMA query_only = 1;"
         conn = await aiosqlite.connect(
-            uri, uri=True, isolation_level=None, timeout=options.busy_timeout
+            target, uri=uri, isolation_level=None, timeout=options.busy_timeout
         )
-        await conn.executescript(f"PRAGMA busy_timeout = {ms}; PRAGMA query_only = 1;")
+        try:
+            await conn.executescript(script)
+        except BaseException:
+            await conn.close()  # never leak the connection's thread
+            raise
         return conn
 
     async def close(self) -> None:
@@ -605,8 +687,9 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
 
         Writes submitted after ``close()`` began raise ``CheckpointerClosed``.
         """
-        if self._closed:
+        if self._released:
             return
+        # A close() that was itself cancelled left the connections open; this one goes on.
         self._closed = True
         if self._opt.pid != os.getpid():
             return  # the connections belong to the parent process; leave them be
@@ -622,6 +705,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.close()
+        self._released = True
 
     @property
     def path(self) -> str:
@@ -656,7 +740,9 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         self._usable()
         if self._writer is None:
             raise ReadOnlyDatabase(
-                "the checkpointer was opened read-only",
+                "the database is on a read-only file system"
+                if self._opt.read_only_fs
+                else "the checkpointer was opened read-only",
                 path=self._opt.path,
                 thread_id=thread_id,
                 step=step,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from forkpoint.codec import checkpoint_metadata, construct, decode_json_object, 
 
 def test_construct_equals_model_construct() -> None:
     when = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
-    values = {"seq": 5, "created_at": when, "node": "n", "metadata": {"a": [1]}}
+    values: dict[str, Any] = {"seq": 5, "created_at": when, "node": "n", "metadata": {"a": [1]}}
     fast = construct(CheckpointMetadata, dict(values))
     slow = CheckpointMetadata.model_construct(**values)
     assert fast == slow
