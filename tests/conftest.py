@@ -7,6 +7,8 @@ ask for ``make_checkpointer`` (a factory, for tests that need several) or
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,6 +25,7 @@ from forkpoint import (
     SqliteCheckpointer,
     StateSchema,
 )
+from forkpoint.migrate import upgrade
 
 
 class Counter(StateSchema):
@@ -54,10 +57,30 @@ async def _memory(
     return InMemoryCheckpointer(state_type, **kw)
 
 
+_TEMPLATE: list[Path] = []
+
+
+def _migrated_template() -> Path:
+    """A freshly migrated, closed database, made once per test session.
+
+    Migrating costs ~0.25 s (alembic); hundreds of contract tests copy this
+    file instead. Migration itself is tested in tests/sqlite.
+    """
+    if not _TEMPLATE:
+        folder = Path(tempfile.mkdtemp(prefix="forkpoint-template-"))
+        path = folder / "template.db"
+        upgrade(str(path))
+        _TEMPLATE.append(path)
+    return _TEMPLATE[0]
+
+
 async def _sqlite(
     tmp_path: Path, state_type: type[StateSchema] = Counter, **kw: Any
 ) -> HistoryCheckpointer[Any]:
-    return await SqliteCheckpointer.open(tmp_path / "forkpoint.db", state_type, **kw)
+    path = tmp_path / "forkpoint.db"
+    if not path.exists():
+        shutil.copyfile(_migrated_template(), path)
+    return await SqliteCheckpointer.open(path, state_type, **kw)
 
 
 BACKENDS: dict[str, Callable[..., Awaitable[HistoryCheckpointer[Any]]]] = {
