@@ -1,0 +1,465 @@
+"""The measurements behind bench/NOTES.md: ``python -m bench.profile [section ...]``.
+
+Each section times one of forkpoint's hot paths as it is, next to a prototype
+of the change NOTES.md proposes (built here from forkpoint's own pieces, since
+the benchmark never edits ``src/``), checks that the prototype returns the same
+thing, and prints medians. Sections: hop, encode, load, list, delta.
+"""
+
+# ruff: noqa: RUF001 - ratios are printed with the multiplication sign
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import forkpoint.sqlite as fs
+from forkpoint import Checkpoint, CheckpointMetadata, GraphState
+from forkpoint._delta import apply_deltas, make_delta
+from forkpoint.codec import StateCodec, checkpoint_metadata, format_time, parse_time
+
+from .fp import ForkpointStore
+from .raw import RawStore
+from .state import BenchState, fixed_states, growing_states, json_size
+from .workloads import db_bytes
+
+M = TypeVar("M")
+
+
+def _us(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1e6:,.1f} µs"
+
+
+def _time(fn: Callable[[], object], n: int = 2000) -> list[float]:
+    for _ in range(min(50, n)):
+        fn()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+async def _atime(fn: Callable[[], Awaitable[object]], n: int = 2000) -> list[float]:
+    for _ in range(min(50, n)):
+        await fn()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+# --- prototypes -----------------------------------------------------------------------------
+
+
+def _refuse(token: str) -> Any:
+    raise ValueError(f"non-JSON constant {token}")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse)  # built once, not per call
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_new = object.__new__
+_set = object.__setattr__
+
+
+def fast_construct(cls: type[M], values: dict[str, Any], fields_set: set[str]) -> M:
+    """What ``model_construct`` ends up doing, without its per-field Python loop.
+
+    ``fields_set`` is one shared set per class: safe for frozen models (``model_copy`` copies it).
+    """
+    obj = _new(cls)
+    _set(obj, "__dict__", values)
+    _set(obj, "__pydantic_fields_set__", fields_set)
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
+
+
+_META_FIELDS = set(CheckpointMetadata.model_fields)
+
+
+def fast_time(text: str) -> datetime:
+    """Stored times are always forkpoint's own ``…Z`` form: one C call."""
+    return datetime.fromisoformat(text) if text[-1:] == "Z" else parse_time(text)
+
+
+def fast_format_time(value: datetime) -> str:
+    """``format_time`` through ``isoformat`` (C) instead of ``strftime``; same text."""
+    utc = value.astimezone(UTC) if value.tzinfo is not UTC else value
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def fast_json_object(text: str) -> Any:
+    if text == "{}":
+        return {}
+    if text == "[]":
+        return []
+    return _DECODER.decode(text)
+
+
+def fast_metadata(step: int, created_at: str, node: str, metadata: str) -> CheckpointMetadata:
+    return fast_construct(
+        CheckpointMetadata,
+        {
+            "seq": step,
+            "created_at": fast_time(created_at),
+            "node": node,
+            "metadata": fast_json_object(metadata),
+        },
+        _META_FIELDS,
+    )
+
+
+def schema_has_floats(schema: Any) -> bool:
+    """Whether a core schema can serialise a float anywhere (else the NaN scan is moot)."""
+    if isinstance(schema, list):
+        return any(schema_has_floats(s) for s in schema)
+    if not isinstance(schema, dict):
+        return False
+    if schema.get("type") in ("float", "any", "decimal", "complex"):
+        return True
+    if schema.get("type") == "model" and schema.get("config", {}).get("extra_fields_behavior") == (
+        "allow"
+    ):
+        return True
+    return any(schema_has_floats(v) for v in schema.values())
+
+
+# --- sections -------------------------------------------------------------------------------
+
+
+async def _thread_db(directory: str, steps: int, approx: int, name: str) -> str:
+    path = f"{directory}/{name}.db"
+    store = await ForkpointStore.open(path, durability="normal")
+    for item in store.prepare("long", fixed_states(steps, approx, seed=5)):
+        await store.save(item)
+    await store.close()
+    return path
+
+
+async def section_hop(directory: str) -> None:
+    store = await ForkpointStore.open(f"{directory}/hop.db")
+    reader = store.cp._reader
+    times = await _atime(lambda: fs._on_worker(reader, lambda conn: None))
+    print(f"hop: one aiosqlite round trip (loop → worker → loop), nothing done: {_us(times)}")
+    await store.close()
+
+
+async def section_encode(directory: str) -> None:
+    codec = StateCodec(BenchState)
+    scan = _codec_nan_scan()
+    print(
+        f"encode: state schema has float positions: {schema_has_floats(BenchState.__pydantic_core_schema__)}"
+    )
+    for size in (1_000, 100_000):
+        _encode_one(codec, scan, size)
+
+
+def _encode_one(codec: StateCodec[BenchState], scan: Callable[[bytes], object], size: int) -> None:
+    state = fixed_states(2, size, seed=3)[1]
+    cp = Checkpoint[BenchState](
+        thread_id="t", state=GraphState[BenchState](data=state), step=1, node="node"
+    )
+    raw = codec._serializer.to_json(state)
+    n = 2000 if size < 10_000 else 300
+    now = datetime.now(UTC)
+    if fast_format_time(now) != format_time(now):
+        raise AssertionError("fast_format_time differs")
+    value = {"a": 1}
+    print(
+        f"  ~{size:,} B state: codec.encode {_us(_time(lambda: codec.encode(cp), n))}; "
+        f"serializer.to_json alone {_us(_time(lambda: codec._serializer.to_json(state), n))}; "
+        f"NaN scan {_us(_time(lambda: scan(raw), n))}; "
+        f"format_time {_us(_time(lambda: format_time(now), n))} vs isoformat "
+        f"{_us(_time(lambda: fast_format_time(now), n))}; json.dumps with keywords "
+        f"{_us(_time(lambda: json.dumps(value, ensure_ascii=False, separators=(',', ':')), n))}"
+        f" vs a prebuilt encoder {_us(_time(lambda: _ENCODER.encode(value), n))}"
+    )
+
+
+def _codec_nan_scan() -> Callable[[str | bytes], object]:
+    from forkpoint import codec
+
+    return codec._non_finite_path
+
+
+async def section_load(directory: str) -> None:
+    path = await _thread_db(directory, 10_000, 1_000, "load")
+    store = await ForkpointStore.open(path)
+    cp = store.cp
+    conn = sqlite3.connect(fs._ro_uri(path), uri=True, isolation_level=None)
+    conn.execute("PRAGMA query_only = 1")
+    codec = cp._codec
+    check_nan = schema_has_floats(BenchState.__pydantic_core_schema__)
+    scan = _codec_nan_scan()
+    gs_fields = set(GraphState.model_fields)
+    cp_fields = set(Checkpoint.model_fields)
+    state_type = codec.state_type
+
+    def fast_decode(row: Any) -> Checkpoint[BenchState]:
+        step, node, created_at, queue, metadata, text = row
+        if check_nan and scan(text) is not None:
+            raise ValueError("NaN")
+        state = state_type.model_validate_json(text)
+        q = fast_json_object(queue)
+        return fast_construct(
+            codec._checkpoint_type,
+            {
+                "thread_id": "long",
+                "state": fast_construct(codec._graph_state_type, {"data": state}, gs_fields),
+                "step": step,
+                "node": node,
+                "queue": [(p[0], p[1]) for p in q],
+                "created_at": fast_time(created_at),
+                "metadata": fast_json_object(metadata),
+            },
+            cp_fields,
+        )
+
+    def inline_load() -> Checkpoint[BenchState]:
+        row = fs._latest_row(conn, "long")
+        return fast_decode(row)
+
+    current = await cp.load("long")
+    proto = inline_load()
+    if current is None or current.model_dump() != proto.model_dump():
+        raise AssertionError("prototype load differs")
+    row = fs._latest_row(conn, "long")
+    text = row[5] if row else ""
+    t_load = await _atime(lambda: cp.load("long"))
+    t_hop = await _atime(lambda: fs._on_worker(cp._reader, lambda c: None))
+    t_sql = _time(lambda: fs._latest_row(conn, "long"))
+    t_validate = _time(lambda: BenchState.model_validate_json(text))
+    t_inline = _time(inline_load)
+    t_fast = _time(lambda: fast_decode(row))
+    raw = RawStore(f"{directory}/raw.db", "full")
+    for step, state in enumerate(fixed_states(200, 1_000, seed=5)):
+        raw.save("long", step, state)
+    t_raw = _time(lambda: raw.load("long"))
+    raw.close()
+    print(
+        f"load (latest of 10,000 × ~1 KB): forkpoint load {_us(t_load)} | bare hop {_us(t_hop)} | "
+        f"SQL on the calling thread {_us(t_sql)} | model_validate_json {_us(t_validate)} | "
+        f"prototype fast decode {_us(t_fast)} | prototype inline load (SQL + fast decode, no hop) "
+        f"{_us(t_inline)} | raw load {_us(t_raw)}"
+    )
+    conn.close()
+    await store.close()
+
+
+async def section_list(directory: str) -> None:
+    path = await _thread_db(directory, 10_000, 1_000, "list")
+    store = await ForkpointStore.open(path)
+    cp = store.cp
+
+    def fetch(conn: sqlite3.Connection) -> list[Any]:
+        return conn.execute(fs._SQL.HISTORY + " ORDER BY c.step", ("long",)).fetchall()
+
+    def worker_list(conn: sqlite3.Connection) -> list[CheckpointMetadata]:
+        return [
+            fast_metadata(*r) for r in conn.execute(fs._SQL.HISTORY + " ORDER BY c.step", ("long",))
+        ]
+
+    async def proto() -> list[CheckpointMetadata]:
+        return await fs._on_worker(cp._reader, worker_list)
+
+    def worker_current(conn: sqlite3.Connection) -> list[CheckpointMetadata]:
+        sql = fs._SQL.HISTORY + " ORDER BY c.step"
+        return [checkpoint_metadata(*r) for r in conn.execute(sql, ("long",))]
+
+    async def on_worker_only() -> list[CheckpointMetadata]:
+        return await fs._on_worker(cp._reader, worker_current)
+
+    async def shared_set_only() -> list[CheckpointMetadata]:
+        rows = await fs._on_worker(cp._reader, fetch)
+        return [fast_metadata(*r) for r in rows]
+
+    current = await cp.list_checkpoints("long")
+    if [m.model_dump() for m in current] != [m.model_dump() for m in await proto()]:
+        raise AssertionError("prototype listing differs")
+
+    rows = await fs._on_worker(cp._reader, fetch)
+    del current
+
+    async def current_list() -> list[CheckpointMetadata]:
+        return await cp.list_checkpoints("long")
+
+    listers: list[tuple[str, Callable[[], Awaitable[list[CheckpointMetadata]]]]] = [
+        ("current", current_list),
+        ("current decode, on the worker while fetching", on_worker_only),
+        ("fetchall, then fast_metadata (shared fields set, fromisoformat)", shared_set_only),
+        ("prototype: fast_metadata on the worker while fetching", proto),
+    ]
+    for name, fn in listers:
+        times = await _atime(fn, 9)
+        gc.collect()
+        tracemalloc.start()
+        result = await fn()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        del result
+        print(
+            f"list 10,000: {name}: {statistics.median(times) * 1e3:.1f} ms, peak {peak / 2**20:.2f} MiB"
+        )
+    t_cur = _time(lambda: [checkpoint_metadata(*r) for r in rows], 9)
+    t_fast = _time(lambda: [fast_metadata(*r) for r in rows], 9)
+    print(
+        f"  decoding the 10,000 rows alone: checkpoint_metadata {statistics.median(t_cur) * 1e3:.1f} ms, "
+        f"fast_metadata {statistics.median(t_fast) * 1e3:.1f} ms"
+    )
+    await store.close()
+
+
+class ForwardDeltaStore(RawStore):
+    """Prototype: new rows are *forward* deltas against the previous state.
+
+    A full row (snapshot) is written when the deltas since the last one would
+    add up to the state's own size, or after ``max_run`` deltas; loading the
+    latest reads the last snapshot and the deltas after it (at most about
+    twice a full row's bytes).
+    """
+
+    def __init__(self, path: str, durability: Any, max_run: int = 256) -> None:
+        super().__init__(path, durability)
+        self.conn.execute("ALTER TABLE checkpoints ADD COLUMN encoding INTEGER NOT NULL DEFAULT 0")
+        self.max_run = max_run
+        self.last: dict[str, tuple[str, int, int]] = {}  # thread -> (text, run, run bytes)
+
+    def save(self, thread_id: str, step: int, state: BenchState) -> None:
+        text = state.model_dump_json()
+        prev = self.last.get(thread_id)
+        stored, encoding, run, run_bytes = text, 0, 0, 0
+        if prev is not None and len(text) >= 2048 and prev[1] < self.max_run:
+            delta = make_delta(text, prev[0])  # rebuilds text from the previous state
+            if delta is not None and prev[2] + len(delta) < len(text):
+                stored, encoding, run, run_bytes = delta, 2, prev[1] + 1, prev[2] + len(delta)
+        now = format_time(datetime.now(UTC))
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT INTO checkpoints (thread_id, step, created_at, node, metadata, queue, state, "
+            "encoding) VALUES (?, ?, ?, 'node', '{}', '[]', ?, ?)",
+            (thread_id, step, now, stored, encoding),
+        )
+        conn.execute(
+            "INSERT INTO threads (thread_id, created_at, updated_at, latest_step, checkpoint_count) "
+            "VALUES (?, ?, ?, ?, 1) ON CONFLICT (thread_id) DO UPDATE SET latest_step = "
+            "excluded.latest_step, updated_at = excluded.updated_at, "
+            "checkpoint_count = checkpoint_count + 1",
+            (thread_id, now, now, step),
+        )
+        conn.execute("COMMIT")
+        self.last[thread_id] = (text, run, run_bytes)
+
+    def load(self, thread_id: str) -> BenchState | None:
+        rows = self.conn.execute(
+            "SELECT encoding, state FROM checkpoints WHERE thread_id = ? AND step >= "
+            "(SELECT max(step) FROM checkpoints WHERE thread_id = ? AND encoding = 0) ORDER BY step",
+            (thread_id, thread_id),
+        ).fetchall()
+        if not rows:
+            return None
+        text = rows[0][1] if len(rows) == 1 else apply_deltas(rows[0][1], [r[1] for r in rows[1:]])
+        return BenchState.model_validate_json(text)
+
+
+async def section_delta(directory: str) -> None:
+    """W2 throughput and W8 size: reverse deltas (forkpoint now), none, forward (prototype)."""
+    states = fixed_states(200, 100_000, seed=3)
+    samples: dict[str, list[float]] = {}
+    for rep in range(3):
+        for name in ("forkpoint", "forkpoint-no-delta", "raw-full", "forward-delta-proto"):
+            path = f"{directory}/w2-{rep}-{name}.db"
+            gc.collect()
+            if name.startswith("forkpoint"):
+                fs.DELTA_MIN_CHARS = 2048 if name == "forkpoint" else 10**12  # type: ignore[attr-defined,unused-ignore]
+                store = await ForkpointStore.open(path)
+                items = store.prepare("t", states)
+                t0 = time.perf_counter()
+                for item in items:
+                    await store.save(item)
+                elapsed = time.perf_counter() - t0
+                await store.close()
+            else:
+                raw = (
+                    RawStore(path, "full")
+                    if name == "raw-full"
+                    else ForwardDeltaStore(path, "full")
+                )
+                t0 = time.perf_counter()
+                for step, state in enumerate(states):
+                    raw.save("t", step, state)
+                elapsed = time.perf_counter() - t0
+                raw.close()
+            samples.setdefault(name, []).append(len(states) / elapsed)
+            if rep == 0:
+                print(f"  W2 {name}: {db_bytes(path) / 1e6:.2f} MB for {len(states)} saves")
+    fs.DELTA_MIN_CHARS = 2048  # type: ignore[attr-defined,unused-ignore]
+    for name, values in samples.items():
+        ratio = statistics.median(a / b for a, b in zip(values, samples["raw-full"], strict=True))
+        print(f"W2 (FULL) {name}: {statistics.median(values):,.0f} ckpt/s, {ratio:.2f}× raw-full")
+    grow = growing_states(1000)
+    fwd = ForwardDeltaStore(f"{directory}/w8-fwd.db", "normal")
+    for step, state in enumerate(grow):
+        fwd.save("t", step, state)
+    final = json_size(grow[-1])
+    full = RawStore(f"{directory}/w8-fwd.db", "normal")
+    full.save("snapshot", 0, grow[-1])
+    full.close()
+    t_fwd = _time(lambda: fwd.load("t"), 100)
+    t_full = _time(lambda: RawStore.load(fwd, "snapshot"), 100)
+    fwd.close()
+    print(
+        f"W8 forward-delta prototype: database {db_bytes(f'{directory}/w8-fwd.db') / final:.1f}× the "
+        f"final state; load latest {_us(t_fwd)} vs a full-snapshot row {_us(t_full)}"
+    )
+    w2 = ForwardDeltaStore(f"{directory}/w2-load.db", "normal")
+    for step, state in enumerate(states):
+        w2.save("t", step, state)
+    w2.save("snapshot", 0, states[-1])
+    t_fwd = _time(lambda: w2.load("t"), 100)
+    t_full = _time(lambda: w2.load("snapshot"), 100)
+    w2.close()
+    print(f"W2 forward-delta prototype: load latest {_us(t_fwd)} vs a full row {_us(t_full)}")
+
+
+SECTIONS: dict[str, Callable[[str], Awaitable[None]]] = {
+    "hop": section_hop,
+    "encode": section_encode,
+    "load": section_load,
+    "list": section_list,
+    "delta": section_delta,
+}
+
+
+async def _main(names: list[str]) -> None:
+    with tempfile.TemporaryDirectory(prefix="forkpoint-profile-") as tmp:
+        for name in names:
+            await SECTIONS[name](tmp)
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = (sys.argv[1:] if argv is None else argv) or list(SECTIONS)
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        print(f"unknown sections {unknown}; choose from {list(SECTIONS)}", file=sys.stderr)
+        return 2
+    asyncio.run(_main(names))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
