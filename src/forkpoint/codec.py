@@ -57,6 +57,8 @@ def format_time(value: datetime) -> str:
 def parse_time(text: str) -> datetime:
     """Inverse of :func:`format_time` (also accepts any ISO 8601 with an offset)."""
     value = datetime.fromisoformat(text)
+    if text[-1:] == "Z":  # forkpoint's own format: already UTC, no second datetime needed
+        return value
     if value.tzinfo is None:
         raise ValueError(f"time {text!r} has no offset")
     return value.astimezone(UTC)
@@ -103,6 +105,41 @@ def _non_finite_path(text: str | bytes) -> str | None:
     except ValueError:
         return None  # not JSON at all; the caller's own parse reports that
     return _find(decoded, lambda v: isinstance(v, _NonFinite))
+
+
+# Core-schema node types that can neither produce nor accept a NaN/Infinity token.
+_NO_FLOAT_TYPES = frozenset(
+    {
+        "str", "int", "bool", "none", "literal", "enum", "uuid", "url", "multi-host-url", "bytes",
+        "datetime", "date", "time", "model", "model-fields", "model-field", "typed-dict",
+        "typed-dict-field", "dataclass", "dataclass-args", "dataclass-field", "list", "tuple",
+        "set", "frozenset", "dict", "nullable", "default", "definitions", "definition-ref",
+        "union", "tagged-union", "lax-or-strict",
+    }
+)  # fmt: skip
+
+
+def may_hold_non_finite(schema: Any) -> bool:
+    """Whether data of this core schema can contain a float (so NaN/Infinity need a scan).
+
+    Conservative: any type not known to be float-free, any custom serializer
+    function, and any model accepting extra fields count as "may".
+    """
+    if isinstance(schema, list):
+        return any(may_hold_non_finite(item) for item in schema)
+    if not isinstance(schema, dict):
+        return False
+    kind = schema.get("type")
+    if isinstance(kind, str) and kind not in _NO_FLOAT_TYPES:
+        return True
+    config = schema.get("config")
+    if isinstance(config, dict) and config.get("extra_fields_behavior") == "allow":
+        return True
+    return any(
+        may_hold_non_finite(value)
+        for key, value in schema.items()
+        if key not in ("metadata", "config", "cls", "ref", "schema_ref") and key != "type"
+    )
 
 
 def _plain_json(value: Any, path: str = "", *, int64: bool = False) -> None:
@@ -247,6 +284,14 @@ def decode_json_object(text: object, what: str) -> Any:
 
 
 M = TypeVar("M", bound=BaseModel)
+_FIELDS_SETS: dict[type[BaseModel], set[str]] = {}
+
+
+def _fields_set(cls: type[BaseModel]) -> set[str]:
+    found = _FIELDS_SETS.get(cls)
+    if found is None:
+        found = _FIELDS_SETS[cls] = set(cls.model_fields)
+    return found
 
 
 def construct(cls: type[M], values: dict[str, Any]) -> M:
@@ -258,7 +303,9 @@ def construct(cls: type[M], values: dict[str, Any]) -> M:
     """
     obj = cls.__new__(cls)
     object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+    # Every field is named, so all instances of a class share one fields set;
+    # model_copy copies it before changing it, and these models are frozen.
+    object.__setattr__(obj, "__pydantic_fields_set__", _fields_set(cls))
     object.__setattr__(obj, "__pydantic_extra__", None)
     object.__setattr__(obj, "__pydantic_private__", None)
     return obj
@@ -306,6 +353,9 @@ class StateCodec(Generic[S]):
         self.state_type = state_type
         self.max_state_bytes = max_state_bytes
         self._serializer = _strict_serializer(state_type.__pydantic_core_schema__)
+        # Scanning JSON for NaN/Infinity costs ~1.5 µs per KB; states that cannot hold a
+        # float (only str/int/bool/... fields) skip it on encode and decode alike.
+        self._scan = may_hold_non_finite(state_type.__pydantic_core_schema__)
         self._checkpoint_type = cast("type[Checkpoint[S]]", Checkpoint[state_type])  # type: ignore[valid-type]
         self._graph_state_type = cast("type[GraphState[S]]", GraphState[state_type])  # type: ignore[valid-type]
 
@@ -331,7 +381,7 @@ class StateCodec(Generic[S]):
             raise SerializationError(
                 f"state cannot be stored as JSON: {exc}", thread_id=thread_id, step=step
             ) from exc
-        bad = _non_finite_path(raw)
+        bad = _non_finite_path(raw) if self._scan else None
         if bad is not None:
             raise SerializationError(
                 f"state holds NaN or infinity at {bad}; JSON cannot store it",
@@ -353,7 +403,7 @@ class StateCodec(Generic[S]):
         try:
             if not isinstance(text, str):
                 raise ValueError(f"state is stored as {type(text).__name__}, not JSON text")
-            bad = _non_finite_path(text)
+            bad = _non_finite_path(text) if self._scan else None
             if bad is not None:
                 raise ValueError(f"state holds a NaN/Infinity constant at {bad}")
             return self.state_type.model_validate_json(text)

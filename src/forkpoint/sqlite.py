@@ -182,6 +182,11 @@ class _SQL:
         "+ length(CAST(metadata AS BLOB)) + length(CAST(state AS BLOB)) + 16), 0) " + PRUNE_WHERE
     )
     PRUNE_DELETE = "DELETE " + PRUNE_WHERE
+    # The retention policy inside save: everything older than the newest `keep`.
+    KEEP_LAST = (
+        "DELETE FROM checkpoints WHERE thread_id = ? AND step <= coalesce("
+        "(SELECT step FROM checkpoints WHERE thread_id = ? ORDER BY step DESC LIMIT 1 OFFSET ?), -1)"
+    )
     PRUNE_COUNT = (
         "UPDATE threads SET checkpoint_count = checkpoint_count - ?, "
         "delta_run = min(delta_run, checkpoint_count - ? - 1) WHERE thread_id = ?"
@@ -754,13 +759,10 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
             await self._lead(job)
         try:
             return await job.future  # type: ignore[no-any-return]
+        except CheckpointError as exc:
+            raise self._located(exc) from exc.__cause__
         except (sqlite3.Error, OSError, ValueError) as exc:
             raise _translate(exc, path=self._opt.path, thread_id=thread_id, step=step) from exc
-        except CheckpointError as exc:
-            if exc.path is None:
-                exc.path = self._opt.path
-                exc.args = (exc._render(),)
-            raise
 
     async def _lead(self, own: _Job) -> None:
         """Group commit, led by the caller: run batches until ``own`` is answered.
@@ -817,8 +819,17 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         self._usable()
         try:
             return await _on_worker(self._reader, fn, *args)
+        except CheckpointError as exc:
+            raise self._located(exc) from exc.__cause__
         except (sqlite3.Error, OSError, ValueError) as exc:
             raise _translate(exc, path=self._opt.path, thread_id=thread_id, step=step) from exc
+
+    def _located(self, exc: CheckpointError) -> CheckpointError:
+        """``exc`` naming this database (errors raised on a worker thread do not know it)."""
+        if exc.path is None:
+            exc.path = self._opt.path
+            exc.args = (exc._render(),)
+        return exc
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -856,7 +867,11 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
                 run = _previous_to_delta(conn, row.thread_id, latest[0], latest[1], row.state)
                 conn.execute(_SQL.UPDATE_THREAD, (row.step, now, run, meta, row.thread_id))
             if keep_last is not None:
-                _prune_thread(conn, row.thread_id, row.step, keep_last, "~")
+                removed = conn.execute(
+                    _SQL.KEEP_LAST, (row.thread_id, row.thread_id, keep_last)
+                ).rowcount
+                if removed:
+                    conn.execute(_SQL.PRUNE_COUNT, (removed, removed, row.thread_id))
 
         await self._write(job, thread_id=row.thread_id, step=row.step)
 
@@ -1051,15 +1066,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         if n is not None:
             sql += " LIMIT ?"
             params.append(n)
-        rows = await self._read(_fetchall, sql, params, thread_id=thread_id)
-        try:
-            return [checkpoint_metadata(*r) for r in rows]
-        except (ValueError, TypeError) as exc:
-            raise SerializationError(
-                f"stored checkpoint metadata does not decode: {exc}",
-                thread_id=thread_id,
-                path=self._opt.path,
-            ) from exc
+        return await self._read(_history, sql, params, thread_id=thread_id)
 
     async def list_threads(
         self,
@@ -1084,28 +1091,16 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         if n is not None:
             sql += " LIMIT ?"
             params.append(n)
-        rows = await self._read(_fetchall, sql, params)
-        return [self._thread_info(r) for r in rows]
-
-    def _thread_info(self, row: Any) -> ThreadInfo:
-        try:
-            return thread_info(*row)
-        except (ValueError, TypeError) as exc:
-            raise SerializationError(
-                f"stored thread record does not decode: {exc}",
-                thread_id=row[0],
-                path=self._opt.path,
-            ) from exc
+        return await self._read(_threads, sql, params)
 
     async def thread_info(self, thread_id: str) -> ThreadInfo | None:
         check_thread_id(thread_id)
-        row = await self._read(_fetchone, _SQL.THREAD, (thread_id,), thread_id=thread_id)
-        return None if row is None else self._thread_info(row)
+        found = await self._read(_threads, _SQL.THREAD, (thread_id,), thread_id=thread_id)
+        return found[0] if found else None
 
     async def list_forks(self, thread_id: str) -> list[ThreadInfo]:
         check_thread_id(thread_id)
-        rows = await self._read(_fetchall, _SQL.FORKS, (thread_id,), thread_id=thread_id)
-        return [self._thread_info(r) for r in rows]
+        return await self._read(_threads, _SQL.FORKS, (thread_id,), thread_id=thread_id)
 
     # --- maintenance ------------------------------------------------------------------------
 
@@ -1259,6 +1254,38 @@ def _previous_to_delta(
         return 0
     conn.execute(_SQL.TO_DELTA, (delta, thread_id, previous))
     return run + 1
+
+
+def _history(conn: sqlite3.Connection, sql: str, params: Any) -> list[CheckpointMetadata]:
+    """Listing rows decoded on the reader's thread while the cursor runs.
+
+    Each row's strings are dropped as soon as its object exists, so a long
+    history never holds every raw row and every object at once.
+    """
+    out = []
+    for row in conn.execute(sql, params):
+        try:
+            out.append(checkpoint_metadata(*row))
+        except (ValueError, TypeError) as exc:
+            raise SerializationError(
+                f"stored checkpoint metadata does not decode: {exc}",
+                thread_id=params[0],
+                step=row[0],
+            ) from exc
+    return out
+
+
+def _threads(conn: sqlite3.Connection, sql: str, params: Any) -> list[ThreadInfo]:
+    """Thread records decoded on the reader's thread."""
+    out = []
+    for row in conn.execute(sql, params):
+        try:
+            out.append(thread_info(*row))
+        except (ValueError, TypeError) as exc:
+            raise SerializationError(
+                f"stored thread record does not decode: {exc}", thread_id=row[0]
+            ) from exc
+    return out
 
 
 def _fetchone(conn: sqlite3.Connection, sql: str, params: Any) -> Any:
