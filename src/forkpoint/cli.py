@@ -326,6 +326,9 @@ def threads(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False
 def history(
     ctx: typer.Context,
     thread: Annotated[str, typer.Argument(help="Thread id.")],
+    last: Annotated[
+        int | None, typer.Option("--last", min=1, help="Only the newest N checkpoints.")
+    ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -335,7 +338,12 @@ def history(
         async with _open(_db_path(ctx, db)) as cp:
             await _require_thread(cp, thread)
             rows = []
-            async for meta in _history(cp, thread):
+            if last is not None:
+                newest = await cp.list_checkpoints(thread, newest_first=True, limit=last)
+                metas = list(reversed(newest))
+            else:
+                metas = [m async for m in _history(cp, thread)]
+            for meta in metas:
                 full = await cp.get(thread, meta.seq)
                 queue = [] if full is None else list(full.queue)
                 rows.append((meta, queue))

@@ -180,7 +180,9 @@ class Runner(Generic[S]):
     (a node name, a list for a fan-out, or ``END``) and ``routers[name]`` (a
     function of the updated state returning the same) decides what follows
     when the node does not return a ``Next``; with neither, its path ends.
-    ``interrupt_before``/``interrupt_after`` name nodes to pause at.
+    ``interrupt_before``/``interrupt_after`` name nodes to pause at; when a
+    node in ``interrupt_after`` is followed by one in ``interrupt_before``,
+    the run pauses once between them (it is the same moment).
 
     Works with any :class:`~forkpoint.HistoryCheckpointer`. ``state_type`` is
     taken from the checkpointer (both built-in backends expose it) unless
