@@ -677,7 +677,9 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         else:
             target, uri = _reader_uri(options), True
             script = f"PRAGMA busy_timeout = {ms}; PRAGMA query_only = 1;"
-        conn = aiosqlite.connect(target, uri=uri, isolation_level=None, timeout=options.busy_timeout)
+        conn = aiosqlite.connect(
+            target, uri=uri, isolation_level=None, timeout=options.busy_timeout
+        )
         # aiosqlite's worker thread is not a daemon: a checkpointer never closed would make the
         # interpreter wait for it forever at exit. Every write is one whole transaction on that
         # thread, so ending it at exit can only drop a save that was never acknowledged.
