@@ -447,6 +447,18 @@ class StateCodec(Generic[S]):
             thread_id, step, checkpoint.node, format_time(created_at), queue, metadata, state
         )
 
+    def encode_save(
+        self, checkpoint: object, thread_metadata: Mapping[str, Any] | None
+    ) -> tuple[EncodedCheckpoint, str | None, str]:
+        """What every backend's ``save`` stores: the row, the thread metadata (or None), and now."""
+        row = self.encode(checkpoint)
+        meta = (
+            None
+            if thread_metadata is None
+            else self.encode_metadata(thread_metadata, thread_id=row.thread_id)
+        )
+        return row, meta, format_time(datetime.now(UTC))
+
     @staticmethod
     def _encode_queue(queue: object, thread_id: str, step: int) -> str:
         if not isinstance(queue, Sequence) or isinstance(queue, str):

@@ -126,13 +126,7 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
         self, checkpoint: Checkpoint[S], *, thread_metadata: Mapping[str, Any] | None = None
     ) -> None:
         self._check_open()
-        row = self._codec.encode(checkpoint)
-        meta = (
-            None
-            if thread_metadata is None
-            else self._codec.encode_metadata(thread_metadata, thread_id=row.thread_id)
-        )
-        now = format_time(datetime.now(UTC))
+        row, meta, now = self._codec.encode_save(checkpoint, thread_metadata)
         with self._lock:
             self._check_open()
             thread = self._threads.get(row.thread_id)

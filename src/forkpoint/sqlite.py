@@ -228,6 +228,36 @@ def _filter_sql(flt: Mapping[str, Any], source: str, depth: int = 0) -> tuple[st
     return " AND ".join(parts), params
 
 
+def _page(
+    sql: str,
+    params: list[Any],
+    bounds: list[tuple[str, object]],
+    flt: MetadataFilter | None,
+    metadata_column: str,
+    order: str,
+    limit: int | None,
+) -> tuple[str, list[Any]]:
+    """A listing query: fixed SQL fragments for the bounds given, a filter, order and limit.
+
+    Only the constant fragments passed in here become SQL text; every value is
+    a bound parameter.
+    """
+    for fragment, value in bounds:
+        if value is not None:
+            sql += " AND " + fragment
+            params.append(value)
+    if flt is not None:
+        cond, fparams = _filter_sql(check_filter(flt), metadata_column)
+        if cond:
+            sql += " AND " + cond
+            params += fparams
+    sql += " ORDER BY " + order
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return sql, params
+
+
 # --- errors at the boundary ---------------------------------------------------------------
 
 
@@ -842,13 +872,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         self, checkpoint: Checkpoint[S], *, thread_metadata: Mapping[str, Any] | None = None
     ) -> None:
         self._usable()
-        row = self._codec.encode(checkpoint)
-        meta = (
-            None
-            if thread_metadata is None
-            else self._codec.encode_metadata(thread_metadata, thread_id=row.thread_id)
-        )
-        now = format_time(datetime.now(UTC))
+        row, meta, now = self._codec.encode_save(checkpoint, thread_metadata)
         keep_last = self._opt.keep_last
 
         def job(conn: sqlite3.Connection) -> None:
@@ -1054,23 +1078,15 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
     ) -> list[CheckpointMetadata]:
         check_thread_id(thread_id)
         lo, hi, n = check_bounds(after, before, limit)
-        sql = _SQL.HISTORY
-        params: list[Any] = [thread_id]
-        if lo is not None:
-            sql += " AND c.step > ?"
-            params.append(lo)
-        if hi is not None:
-            sql += " AND c.step < ?"
-            params.append(hi)
-        if filter is not None:
-            cond, fparams = _filter_sql(check_filter(filter), "c.metadata")
-            if cond:
-                sql += " AND " + cond
-                params += fparams
-        sql += " ORDER BY c.step DESC" if newest_first else " ORDER BY c.step"
-        if n is not None:
-            sql += " LIMIT ?"
-            params.append(n)
+        sql, params = _page(
+            _SQL.HISTORY,
+            [thread_id],
+            [("c.step > ?", lo), ("c.step < ?", hi)],
+            filter,
+            "c.metadata",
+            "c.step DESC" if newest_first else "c.step",
+            n,
+        )
         return await self._read(_history, sql, params, thread_id=thread_id)
 
     async def list_threads(
@@ -1082,20 +1098,15 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
     ) -> list[ThreadInfo]:
         n = None if limit is None else check_limit(limit)
         cursor = None if after is None else check_thread_id(after)
-        sql = _SQL.THREADS + " AS t WHERE 1"
-        params: list[Any] = []
-        if cursor is not None:
-            sql += " AND t.thread_id > ?"
-            params.append(cursor)
-        if filter is not None:
-            cond, fparams = _filter_sql(check_filter(filter), "t.metadata")
-            if cond:
-                sql += " AND " + cond
-                params += fparams
-        sql += " ORDER BY t.thread_id"
-        if n is not None:
-            sql += " LIMIT ?"
-            params.append(n)
+        sql, params = _page(
+            _SQL.THREADS + " AS t WHERE 1",
+            [],
+            [("t.thread_id > ?", cursor)],
+            filter,
+            "t.metadata",
+            "t.thread_id",
+            n,
+        )
         return await self._read(_threads, sql, params)
 
     async def thread_info(self, thread_id: str) -> ThreadInfo | None:
