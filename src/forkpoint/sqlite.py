@@ -436,7 +436,12 @@ def _reader_uri(options: _Options) -> str:
             "read-only file system; open it once where it is writable",
             path=options.path,
         )
-    return _ro_uri(options.path, immutable=immutable)
+    if immutable:
+        return _ro_uri(options.path, immutable=True)
+    # Elsewhere a read-write connection held to `query_only`: unlike a `mode=ro` one, the
+    # last connection to close can remove the -wal/-shm files it needed, so reading a
+    # database (`forkpoint threads`, read_only=True) leaves nothing behind.
+    return f"file:{quote(options.path)}"
 
 
 def _on_read_only_fs(path: str) -> bool:
