@@ -1,9 +1,10 @@
 """The measurements behind bench/NOTES.md: ``python -m bench.profile [section ...]``.
 
-Each section times one of forkpoint's hot paths as it is, next to a prototype
-of the change NOTES.md proposes (built here from forkpoint's own pieces, since
-the benchmark never edits ``src/``), checks that the prototype returns the same
-thing, and prints medians. Sections: hop, encode, load, list, delta.
+Each section splits one of forkpoint's hot paths into its parts and prints
+medians. The proposals of NOTES.md that were applied now live in ``src/``;
+the two that were not (reading on the calling thread, forward deltas) are
+still prototyped here from forkpoint's own pieces and checked against it.
+Sections: hop, encode, load, list, delta.
 """
 
 # ruff: noqa: RUF001 - ratios are printed with the multiplication sign
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import sqlite3
 import statistics
 import sys
@@ -21,19 +21,23 @@ import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import forkpoint.sqlite as fs
-from forkpoint import Checkpoint, CheckpointMetadata, GraphState
+from forkpoint import Checkpoint, GraphState
 from forkpoint._delta import apply_deltas, make_delta
-from forkpoint.codec import StateCodec, checkpoint_metadata, format_time, parse_time
+from forkpoint.codec import (
+    EncodedCheckpoint,
+    StateCodec,
+    _non_finite_path,
+    checkpoint_metadata,
+    format_time,
+)
 
 from .fp import ForkpointStore
 from .raw import RawStore
 from .state import BenchState, fixed_states, growing_states, json_size
 from .workloads import db_bytes
-
-M = TypeVar("M")
 
 
 def _us(values: list[float]) -> str:
@@ -62,82 +66,6 @@ async def _atime(fn: Callable[[], Awaitable[object]], n: int = 2000) -> list[flo
     return out
 
 
-# --- prototypes -----------------------------------------------------------------------------
-
-
-def _refuse(token: str) -> Any:
-    raise ValueError(f"non-JSON constant {token}")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_refuse)  # built once, not per call
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-_new = object.__new__
-_set = object.__setattr__
-
-
-def fast_construct(cls: type[M], values: dict[str, Any], fields_set: set[str]) -> M:
-    """What ``model_construct`` ends up doing, without its per-field Python loop.
-
-    ``fields_set`` is one shared set per class: safe for frozen models (``model_copy`` copies it).
-    """
-    obj = _new(cls)
-    _set(obj, "__dict__", values)
-    _set(obj, "__pydantic_fields_set__", fields_set)
-    _set(obj, "__pydantic_extra__", None)
-    _set(obj, "__pydantic_private__", None)
-    return obj
-
-
-_META_FIELDS = set(CheckpointMetadata.model_fields)
-
-
-def fast_time(text: str) -> datetime:
-    """Stored times are always forkpoint's own ``…Z`` form: one C call."""
-    return datetime.fromisoformat(text) if text[-1:] == "Z" else parse_time(text)
-
-
-def fast_format_time(value: datetime) -> str:
-    """``format_time`` through ``isoformat`` (C) instead of ``strftime``; same text."""
-    utc = value.astimezone(UTC) if value.tzinfo is not UTC else value
-    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
-def fast_json_object(text: str) -> Any:
-    if text == "{}":
-        return {}
-    if text == "[]":
-        return []
-    return _DECODER.decode(text)
-
-
-def fast_metadata(step: int, created_at: str, node: str, metadata: str) -> CheckpointMetadata:
-    return fast_construct(
-        CheckpointMetadata,
-        {
-            "seq": step,
-            "created_at": fast_time(created_at),
-            "node": node,
-            "metadata": fast_json_object(metadata),
-        },
-        _META_FIELDS,
-    )
-
-
-def schema_has_floats(schema: Any) -> bool:
-    """Whether a core schema can serialise a float anywhere (else the NaN scan is moot)."""
-    if isinstance(schema, list):
-        return any(schema_has_floats(s) for s in schema)
-    if not isinstance(schema, dict):
-        return False
-    if schema.get("type") in ("float", "any", "decimal", "complex"):
-        return True
-    if schema.get("type") == "model" and schema.get("config", {}).get("extra_fields_behavior") == (
-        "allow"
-    ):
-        return True
-    return any(schema_has_floats(v) for v in schema.values())
-
-
 # --- sections -------------------------------------------------------------------------------
 
 
@@ -160,15 +88,12 @@ async def section_hop(directory: str) -> None:
 
 async def section_encode(directory: str) -> None:
     codec = StateCodec(BenchState)
-    scan = _codec_nan_scan()
-    print(
-        f"encode: state schema has float positions: {schema_has_floats(BenchState.__pydantic_core_schema__)}"
-    )
+    print(f"encode: NaN scan needed for this state schema: {codec._scan}")
     for size in (1_000, 100_000):
-        _encode_one(codec, scan, size)
+        _encode_one(codec, size)
 
 
-def _encode_one(codec: StateCodec[BenchState], scan: Callable[[bytes], object], size: int) -> None:
+def _encode_one(codec: StateCodec[BenchState], size: int) -> None:
     state = fixed_states(2, size, seed=3)[1]
     cp = Checkpoint[BenchState](
         thread_id="t", state=GraphState[BenchState](data=state), step=1, node="node"
@@ -176,75 +101,40 @@ def _encode_one(codec: StateCodec[BenchState], scan: Callable[[bytes], object], 
     raw = codec._serializer.to_json(state)
     n = 2000 if size < 10_000 else 300
     now = datetime.now(UTC)
-    if fast_format_time(now) != format_time(now):
-        raise AssertionError("fast_format_time differs")
-    value = {"a": 1}
     print(
         f"  ~{size:,} B state: codec.encode {_us(_time(lambda: codec.encode(cp), n))}; "
         f"serializer.to_json alone {_us(_time(lambda: codec._serializer.to_json(state), n))}; "
-        f"NaN scan {_us(_time(lambda: scan(raw), n))}; "
-        f"format_time {_us(_time(lambda: format_time(now), n))} vs isoformat "
-        f"{_us(_time(lambda: fast_format_time(now), n))}; json.dumps with keywords "
-        f"{_us(_time(lambda: json.dumps(value, ensure_ascii=False, separators=(',', ':')), n))}"
-        f" vs a prebuilt encoder {_us(_time(lambda: _ENCODER.encode(value), n))}"
+        f"NaN scan (when needed) {_us(_time(lambda: _non_finite_path(raw), n))}; "
+        f"format_time {_us(_time(lambda: format_time(now), n))}"
     )
 
 
-def _codec_nan_scan() -> Callable[[str | bytes], object]:
-    from forkpoint import codec
-
-    return codec._non_finite_path
-
-
 async def section_load(directory: str) -> None:
+    """Where a load's time goes; the inline variant is proposal 1 (declined, see NOTES.md)."""
     path = await _thread_db(directory, 10_000, 1_000, "load")
     store = await ForkpointStore.open(path)
     cp = store.cp
     conn = sqlite3.connect(fs._ro_uri(path), uri=True, isolation_level=None)
     conn.execute("PRAGMA query_only = 1")
     codec = cp._codec
-    check_nan = schema_has_floats(BenchState.__pydantic_core_schema__)
-    scan = _codec_nan_scan()
-    gs_fields = set(GraphState.model_fields)
-    cp_fields = set(Checkpoint.model_fields)
-    state_type = codec.state_type
-
-    def fast_decode(row: Any) -> Checkpoint[BenchState]:
-        step, node, created_at, queue, metadata, text = row
-        if check_nan and scan(text) is not None:
-            raise ValueError("NaN")
-        state = state_type.model_validate_json(text)
-        q = fast_json_object(queue)
-        return fast_construct(
-            codec._checkpoint_type,
-            {
-                "thread_id": "long",
-                "state": fast_construct(codec._graph_state_type, {"data": state}, gs_fields),
-                "step": step,
-                "node": node,
-                "queue": [(p[0], p[1]) for p in q],
-                "created_at": fast_time(created_at),
-                "metadata": fast_json_object(metadata),
-            },
-            cp_fields,
-        )
 
     def inline_load() -> Checkpoint[BenchState]:
         row = fs._latest_row(conn, "long")
-        return fast_decode(row)
+        assert row is not None
+        return codec.decode(EncodedCheckpoint("long", *row))
 
     current = await cp.load("long")
-    proto = inline_load()
-    if current is None or current.model_dump() != proto.model_dump():
-        raise AssertionError("prototype load differs")
+    if current is None or current.model_dump() != inline_load().model_dump():
+        raise AssertionError("inline load differs")
     row = fs._latest_row(conn, "long")
-    text = row[5] if row else ""
+    assert row is not None
+    encoded = EncodedCheckpoint("long", *row)
     t_load = await _atime(lambda: cp.load("long"))
     t_hop = await _atime(lambda: fs._on_worker(cp._reader, lambda c: None))
     t_sql = _time(lambda: fs._latest_row(conn, "long"))
-    t_validate = _time(lambda: BenchState.model_validate_json(text))
+    t_validate = _time(lambda: BenchState.model_validate_json(encoded.state))
+    t_decode = _time(lambda: codec.decode(encoded))
     t_inline = _time(inline_load)
-    t_fast = _time(lambda: fast_decode(row))
     raw = RawStore(f"{directory}/raw.db", "full")
     for step, state in enumerate(fixed_states(200, 1_000, seed=5)):
         raw.save("long", step, state)
@@ -253,8 +143,8 @@ async def section_load(directory: str) -> None:
     print(
         f"load (latest of 10,000 × ~1 KB): forkpoint load {_us(t_load)} | bare hop {_us(t_hop)} | "
         f"SQL on the calling thread {_us(t_sql)} | model_validate_json {_us(t_validate)} | "
-        f"prototype fast decode {_us(t_fast)} | prototype inline load (SQL + fast decode, no hop) "
-        f"{_us(t_inline)} | raw load {_us(t_raw)}"
+        f"codec.decode {_us(t_decode)} | inline load (SQL + decode, no hop) {_us(t_inline)} | "
+        f"raw load {_us(t_raw)}"
     )
     conn.close()
     await store.close()
@@ -268,57 +158,20 @@ async def section_list(directory: str) -> None:
     def fetch(conn: sqlite3.Connection) -> list[Any]:
         return conn.execute(fs._SQL.HISTORY + " ORDER BY c.step", ("long",)).fetchall()
 
-    def worker_list(conn: sqlite3.Connection) -> list[CheckpointMetadata]:
-        return [
-            fast_metadata(*r) for r in conn.execute(fs._SQL.HISTORY + " ORDER BY c.step", ("long",))
-        ]
-
-    async def proto() -> list[CheckpointMetadata]:
-        return await fs._on_worker(cp._reader, worker_list)
-
-    def worker_current(conn: sqlite3.Connection) -> list[CheckpointMetadata]:
-        sql = fs._SQL.HISTORY + " ORDER BY c.step"
-        return [checkpoint_metadata(*r) for r in conn.execute(sql, ("long",))]
-
-    async def on_worker_only() -> list[CheckpointMetadata]:
-        return await fs._on_worker(cp._reader, worker_current)
-
-    async def shared_set_only() -> list[CheckpointMetadata]:
-        rows = await fs._on_worker(cp._reader, fetch)
-        return [fast_metadata(*r) for r in rows]
-
-    current = await cp.list_checkpoints("long")
-    if [m.model_dump() for m in current] != [m.model_dump() for m in await proto()]:
-        raise AssertionError("prototype listing differs")
-
     rows = await fs._on_worker(cp._reader, fetch)
-    del current
-
-    async def current_list() -> list[CheckpointMetadata]:
-        return await cp.list_checkpoints("long")
-
-    listers: list[tuple[str, Callable[[], Awaitable[list[CheckpointMetadata]]]]] = [
-        ("current", current_list),
-        ("current decode, on the worker while fetching", on_worker_only),
-        ("fetchall, then fast_metadata (shared fields set, fromisoformat)", shared_set_only),
-        ("prototype: fast_metadata on the worker while fetching", proto),
-    ]
-    for name, fn in listers:
-        times = await _atime(fn, 9)
-        gc.collect()
-        tracemalloc.start()
-        result = await fn()
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        del result
-        print(
-            f"list 10,000: {name}: {statistics.median(times) * 1e3:.1f} ms, peak {peak / 2**20:.2f} MiB"
-        )
-    t_cur = _time(lambda: [checkpoint_metadata(*r) for r in rows], 9)
-    t_fast = _time(lambda: [fast_metadata(*r) for r in rows], 9)
+    times = await _atime(lambda: cp.list_checkpoints("long"), 9)
+    gc.collect()
+    tracemalloc.start()
+    result = await cp.list_checkpoints("long")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    del result
+    t_fetch = await _atime(lambda: fs._on_worker(cp._reader, fetch), 9)
+    t_decode = _time(lambda: [checkpoint_metadata(*r) for r in rows], 9)
     print(
-        f"  decoding the 10,000 rows alone: checkpoint_metadata {statistics.median(t_cur) * 1e3:.1f} ms, "
-        f"fast_metadata {statistics.median(t_fast) * 1e3:.1f} ms"
+        f"list 10,000: list_checkpoints {statistics.median(times) * 1e3:.1f} ms, peak "
+        f"{peak / 2**20:.2f} MiB | fetchall alone {statistics.median(t_fetch) * 1e3:.1f} ms | "
+        f"decoding the rows alone {statistics.median(t_decode) * 1e3:.1f} ms"
     )
     await store.close()
 
