@@ -58,7 +58,7 @@ from .runner import (
     ThreadAlreadyStarted,
     ThreadFinished,
 )
-from .sqlite import Durability, SqliteCheckpointer
+from .sqlite import Durability, SqliteCheckpointer, StorageStats
 
 __version__ = "0.1.0"
 
@@ -109,6 +109,7 @@ __all__ = [
     "StepConflict",
     "StorageError",
     "StorageFull",
+    "StorageStats",
     "ThreadAlreadyStarted",
     "ThreadExists",
     "ThreadFinished",

@@ -777,12 +777,6 @@ def import_(
 # --- migrate, check, stats ----------------------------------------------------------------------
 
 
-def _raw_size(raw: str | bytes | None) -> int:
-    if raw is None:
-        return 0
-    return len(raw.encode("utf-8") if isinstance(raw, str) else raw)
-
-
 def _ro_connect(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
 
@@ -859,7 +853,7 @@ def check(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False) 
                             f"checkpoints up to step {info.latest_step}, found {len(steps)}"
                             f" up to {steps[-1] if steps else '-'}"
                         )
-        report = {
+        report: dict[str, Any] = {
             "ok": not problems,
             "integrity": integrity,
             "revision": HEAD_REVISION,
@@ -900,29 +894,12 @@ def stats(
         path = _db_path(ctx, db)
         async with _open(path) as cp:
             infos = await _all_threads(cp)
-            stored: dict[str, int] = {}
-            latest_bytes: dict[str, int] = {}
+            storage = await cp.storage_stats()
+            stored, latest_bytes = storage.stored_bytes, storage.latest_bytes
             total = sum(i.checkpoint_count for i in infos)
-            with _progress("measuring", total) as advance:
-                for info in infos:
-                    # Raw rows as stored (full states or deltas): the thread's real footprint.
-                    stored[info.thread_id] = 0
-                    async for meta in _history(cp, info.thread_id):
-                        size = _raw_size(await cp.get_raw(info.thread_id, meta.seq))
-                        stored[info.thread_id] += size
-                        if meta.seq == info.latest_step:
-                            latest_bytes[info.thread_id] = size
-                        advance(1)
-            largest = sorted(infos, key=lambda i: (-stored[i.thread_id], i.thread_id))[:top]
-            conn = _ro_connect(path)
-            try:
-                page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-                pages = conn.execute("PRAGMA page_count").fetchone()[0]
-                free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-            finally:
-                conn.close()
+            largest = sorted(infos, key=lambda i: (-stored.get(i.thread_id, 0), i.thread_id))[:top]
         file_bytes, wal_bytes = _file_bytes(path)
-        report = {
+        report: dict[str, Any] = {
             "path": str(path),
             "threads": len(infos),
             "forks": sum(1 for i in infos if i.parent_thread_id is not None),
@@ -930,14 +907,14 @@ def stats(
             "stored_state_bytes": sum(stored.values()),
             "file_bytes": file_bytes,
             "wal_bytes": wal_bytes,
-            "database_bytes": page_size * pages,
-            "free_bytes": page_size * free,
+            "database_bytes": storage.page_size * storage.page_count,
+            "free_bytes": storage.page_size * storage.freelist_count,
             "largest_threads": [
                 {
                     "thread_id": i.thread_id,
                     "checkpoints": i.checkpoint_count,
                     "latest_step": i.latest_step,
-                    "stored_bytes": stored[i.thread_id],
+                    "stored_bytes": stored.get(i.thread_id, 0),
                     "latest_state_bytes": latest_bytes.get(i.thread_id, 0),
                 }
                 for i in largest

@@ -87,7 +87,7 @@ from .models import (
 )
 from .schema import APPLICATION_ID, HEAD_REVISION, KNOWN_REVISIONS
 
-__all__ = ["Durability", "SqliteCheckpointer"]
+__all__ = ["Durability", "SqliteCheckpointer", "StorageStats"]
 
 Durability = Literal["full", "normal"]
 T = TypeVar("T")
@@ -99,6 +99,14 @@ _PRUNE_CHUNK = 64  # threads per prune transaction, so other writers interleave
 
 class _SQL:
     """Every statement the checkpointer runs. Values are always bound parameters."""
+
+    STORED_BYTES = (
+        "SELECT thread_id, sum(length(CAST(state AS BLOB))) FROM checkpoints GROUP BY thread_id"
+    )
+    LATEST_BYTES = (
+        "SELECT t.thread_id, length(CAST(c.state AS BLOB)) FROM threads AS t "
+        "JOIN checkpoints AS c ON c.thread_id = t.thread_id AND c.step = t.latest_step"
+    )
 
     THREAD_LATEST = "SELECT latest_step, delta_run FROM threads WHERE thread_id = ?"
     ROW = (
@@ -528,6 +536,22 @@ def _run_batch(conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[bool, A
 
 class _Rerun(Exception):
     """A job wrote and then failed: the batch must be re-run one job at a time."""
+
+
+@dataclass(frozen=True)
+class StorageStats:
+    """What :meth:`SqliteCheckpointer.storage_stats` reports.
+
+    ``stored_bytes`` and ``latest_bytes`` count the state column as stored
+    (full states or deltas) per thread, total and for the latest step;
+    ``freelist_count`` pages are what ``vacuum()`` would give back.
+    """
+
+    page_size: int
+    page_count: int
+    freelist_count: int
+    stored_bytes: dict[str, int]
+    latest_bytes: dict[str, int]
 
 
 class _Opening(Generic[S]):
@@ -1177,6 +1201,21 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
                 out.close()
 
         await self._read(work)
+
+    async def storage_stats(self) -> StorageStats:
+        """What the file holds, per thread, from one read: no state is decoded or copied out."""
+
+        def work(conn: sqlite3.Connection) -> StorageStats:
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            return StorageStats(
+                page_size=page_size,
+                page_count=conn.execute("PRAGMA page_count").fetchone()[0],
+                freelist_count=conn.execute("PRAGMA freelist_count").fetchone()[0],
+                stored_bytes={t: int(n) for t, n in conn.execute(_SQL.STORED_BYTES)},
+                latest_bytes={t: int(n) for t, n in conn.execute(_SQL.LATEST_BYTES)},
+            )
+
+        return await self._read(work)
 
     async def integrity_check(self) -> list[str]:
         """SQLite's ``PRAGMA integrity_check``: ``["ok"]`` for a healthy file."""

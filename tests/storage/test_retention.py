@@ -95,3 +95,24 @@ async def test_pruning_beside_a_writing_process_loses_nothing_new(tmp_path: Path
         assert latest is not None
         assert latest.state.data.turn == count - 1
         assert rounds > 1
+
+
+async def test_storage_stats_count_what_is_stored(tmp_path: Path) -> None:
+    async with SqliteCheckpointer.open(tmp_path / "x.db", Chat) as cp:
+        states = grow(12, size=600)
+        for step, state in enumerate(states):
+            await cp.save(chat_cp("grow", step, state))
+        await cp.save(chat_cp("small", 0, Chat()))
+        await cp.fork("grow", 5, new_thread_id="fork")
+        stats = await cp.storage_stats()
+        for thread in ("grow", "small", "fork"):
+            info = await cp.thread_info(thread)
+            assert info is not None
+            raws = [await cp.get_raw(thread, m.seq) for m in await cp.list_checkpoints(thread)]
+            sizes = [len(r.encode() if isinstance(r, str) else r) for r in raws if r is not None]
+            assert stats.stored_bytes[thread] == sum(sizes)
+            latest = await cp.get_raw(thread, info.latest_step)
+            assert isinstance(latest, str)
+            assert stats.latest_bytes[thread] == len(latest.encode())
+        # Deltas make the growing thread's history far smaller than twelve full copies.
+        assert stats.stored_bytes["grow"] < 3 * stats.latest_bytes["grow"]
