@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from forkpoint import SqliteCheckpointer
-from tests.conftest import Counter, make_cp
+from tests.conftest import make_cp
 
 HOSTILE = [
     "x') OR '1'='1",
@@ -20,43 +15,6 @@ HOSTILE = [
     "ünï✓",
     "a.b[0]",
 ]
-
-
-class Recorder:
-    """Stands in for the driver connection and records every statement text run on it."""
-
-    def __init__(self, conn: sqlite3.Connection, seen: list[str]) -> None:
-        self._conn = conn
-        self._seen = seen
-
-    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
-        self._seen.append(sql)
-        return self._conn.execute(sql, *args)
-
-    def executemany(self, sql: str, *args: Any) -> sqlite3.Cursor:
-        self._seen.append(sql)
-        return self._conn.executemany(sql, *args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-
-@pytest.fixture
-async def recorded(tmp_path: Path) -> Any:
-    cp = await SqliteCheckpointer.open(tmp_path / "x.db", Counter)
-    seen: list[str] = []
-    traced: list[str] = []
-    for aconn in (cp._reader, cp._writer):
-        assert aconn is not None
-        raw = aconn._connection
-        assert raw is not None
-        await aconn.set_trace_callback(traced.append)
-        aconn._connection = Recorder(raw, seen)  # type: ignore[assignment]
-    yield cp, seen, traced
-    for aconn in (cp._reader, cp._writer):
-        assert aconn is not None
-        aconn._connection = aconn._connection._conn  # type: ignore[union-attr]
-    await cp.close()
 
 
 async def test_hostile_filter_keys_and_values_never_become_sql_text(recorded: Any) -> None:
