@@ -37,8 +37,8 @@ from rich.table import Table
 from rich.tree import Tree
 
 from .errors import CheckpointError, SerializationError, ThreadExists
+from .migrate import HEAD_REVISION
 from .models import Checkpoint, CheckpointMetadata, JsonState, ThreadInfo
-from .schema import HEAD_REVISION
 from .sqlite import SqliteCheckpointer
 
 __all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "app", "main"]

@@ -12,16 +12,23 @@ from __future__ import annotations
 import sqlite3
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import SchemaVersionError, StorageError
-from .schema import APPLICATION_ID, HEAD_REVISION, KNOWN_REVISIONS
 
 if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import Connection, Engine
 
+APPLICATION_ID = 0x666B7074  # "fkpt": stamped into every forkpoint database's header
+KNOWN_REVISIONS = ("0001", "0002")
+"""Every alembic revision this version knows, oldest first; a test keeps it equal to the scripts."""
+HEAD_REVISION = KNOWN_REVISIONS[-1]
+
 __all__ = [
+    "APPLICATION_ID",
+    "HEAD_REVISION",
+    "KNOWN_REVISIONS",
     "alembic_config",
     "migrations_dir",
     "prepare_new_file",
@@ -103,7 +110,10 @@ def upgrade(path: str, *, busy_timeout: float = 5.0) -> None:
     engine = sqlalchemy_engine(path, busy_timeout=busy_timeout)
     try:
         with engine.connect() as conn, conn.begin():
-            current = _revision(conn)
+            # Read under the write lock: a concurrent opener may have migrated meanwhile.
+            dbapi = conn.connection.dbapi_connection
+            assert isinstance(dbapi, sqlite3.Connection)
+            current = database_revision(dbapi)
             if current is not None and current not in KNOWN_REVISIONS:
                 raise SchemaVersionError(
                     f"database schema revision {current!r} is newer than this forkpoint "
@@ -116,16 +126,6 @@ def upgrade(path: str, *, busy_timeout: float = 5.0) -> None:
                 command.upgrade(config, "head")
     finally:
         engine.dispose()
-
-
-def _revision(conn: Connection) -> Any:
-    exists = conn.exec_driver_sql(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
-    ).first()
-    if exists is None:
-        return None
-    row = conn.exec_driver_sql("SELECT version_num FROM alembic_version").first()
-    return None if row is None else row[0]
 
 
 def database_revision(conn: sqlite3.Connection) -> str | None:

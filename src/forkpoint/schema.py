@@ -1,19 +1,19 @@
 """The package's own table definitions (SQLAlchemy Core), the truth the migrations must build.
 
-Only the migrations and the schema test import this module; the checkpointer's
-hot path speaks plain SQL (``sqlite.py``) and never loads SQLAlchemy.
+Only the migrations and the schema test import this module; the checkpointer
+speaks plain SQL (``sqlite.py``) and ``import forkpoint`` never loads SQLAlchemy
+(a test checks). The revision constants live in ``migrate.py`` for that reason
+and are re-exported here.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Column, Index, Integer, MetaData, PrimaryKeyConstraint, Table, Text, text
 
+from .migrate import APPLICATION_ID, HEAD_REVISION, KNOWN_REVISIONS
+
 __all__ = ["APPLICATION_ID", "HEAD_REVISION", "KNOWN_REVISIONS", "metadata"]
 
-APPLICATION_ID = 0x666B7074  # "fkpt": stamped into every forkpoint database's header
-KNOWN_REVISIONS = ("0001", "0002")
-"""Every alembic revision this version knows, oldest first; a test keeps it equal to the scripts."""
-HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 metadata = MetaData()
 

@@ -76,6 +76,7 @@ from .errors import (
     StorageFull,
     ThreadExists,
 )
+from .migrate import APPLICATION_ID, HEAD_REVISION, KNOWN_REVISIONS, database_revision
 from .models import (
     MAX_STEP,
     Checkpoint,
@@ -85,7 +86,6 @@ from .models import (
     check_step,
     check_thread_id,
 )
-from .schema import APPLICATION_ID, HEAD_REVISION, KNOWN_REVISIONS
 
 __all__ = ["Durability", "SqliteCheckpointer", "StorageStats"]
 
@@ -397,10 +397,7 @@ def _inspect(path: str, header: bytes) -> str | None:
     try:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         tables = {row[0] for row in conn.execute(_SQL.TABLES)}
-        revision = None
-        if "alembic_version" in tables:
-            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-            revision = None if row is None else str(row[0])
+        revision = database_revision(conn)
     except sqlite3.Error as exc:
         code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
         if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
