@@ -304,7 +304,8 @@ def construct(cls: type[M], values: dict[str, Any]) -> M:
     obj = cls.__new__(cls)
     object.__setattr__(obj, "__dict__", values)
     # Every field is named, so all instances of a class share one fields set;
-    # model_copy copies it before changing it, and these models are frozen.
+    # model_copy copies it before changing it, and assigning a field of a mutable one
+    # (Checkpoint) only adds a name the set already holds.
     object.__setattr__(obj, "__pydantic_fields_set__", _fields_set(cls))
     object.__setattr__(obj, "__pydantic_extra__", None)
     object.__setattr__(obj, "__pydantic_private__", None)
