@@ -18,9 +18,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError, SchemaSerializer
@@ -51,7 +50,16 @@ def format_time(value: datetime) -> str:
     """RFC 3339 in UTC with fixed microseconds (``2026-01-02T03:04:05.000006Z``), so stored times sort as text."""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.isoformat(timespec="microseconds")[:-6] + "Z"
+    # %-formatting the fields is ~2x faster than isoformat() plus slicing; every save formats twice.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 - see above
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+    )
 
 
 def parse_time(text: str) -> datetime:
@@ -312,9 +320,12 @@ def construct(cls: type[M], values: dict[str, Any]) -> M:
     return obj
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedCheckpoint:
-    """A checkpoint as stored: every field already JSON or text."""
+class EncodedCheckpoint(NamedTuple):
+    """A checkpoint as stored: every field already JSON or text.
+
+    A named tuple, not a frozen dataclass: every save builds one, and a tuple is
+    built about 5x faster.
+    """
 
     thread_id: str
     step: int
@@ -462,6 +473,8 @@ class StateCodec(Generic[S]):
 
     @staticmethod
     def _encode_queue(queue: object, thread_id: str, step: int) -> str:
+        if type(queue) is list and not queue:
+            return "[]"
         if not isinstance(queue, Sequence) or isinstance(queue, str):
             raise InvalidInput(
                 "queue must be a list of (node, path_id) pairs", thread_id=thread_id, step=step
@@ -489,6 +502,8 @@ class StateCodec(Generic[S]):
         metadata: object, *, thread_id: str | None = None, step: int | None = None
     ) -> str:
         """JSON text of a metadata mapping (str keys, plain JSON values)."""
+        if type(metadata) is dict and not metadata:
+            return "{}"
         if not isinstance(metadata, Mapping):
             raise InvalidInput(
                 f"metadata must be a mapping, not {type(metadata).__name__}",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -179,7 +179,7 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
                 parent_thread_id=thread_id,
                 parent_step=at_seq,
                 rows={
-                    step: replace(row, thread_id=target)
+                    step: row._replace(thread_id=target)
                     for step, row in source.rows.items()
                     if step <= at_seq
                 },

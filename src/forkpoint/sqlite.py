@@ -138,9 +138,11 @@ class _SQL:
         "INSERT INTO threads (thread_id, created_at, updated_at, latest_step, checkpoint_count, "
         "metadata) VALUES (?, ?, ?, ?, 1, ?)"
     )
+    # Changes nothing (rowcount 0) when the thread is missing or the step is not after
+    # its latest, so a small-state save can try it first and skip reading the thread row.
     UPDATE_THREAD = (
         "UPDATE threads SET latest_step = ?, updated_at = ?, checkpoint_count = checkpoint_count + 1, "
-        "delta_run = ?, metadata = coalesce(?, metadata) WHERE thread_id = ?"
+        "delta_run = ?, metadata = coalesce(?, metadata) WHERE thread_id = ? AND latest_step < ?"
     )
     RESTORE_THREAD = (
         "INSERT INTO threads (thread_id, created_at, updated_at, latest_step, checkpoint_count, "
@@ -460,7 +462,7 @@ def _on_read_only_fs(path: str) -> bool:
 # --- the writer ---------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Job:
     fn: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
@@ -901,26 +903,15 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         row, meta, now = self._codec.encode_save(checkpoint, thread_metadata)
         keep_last = self._opt.keep_last
 
+        small = len(row.state) < DELTA_MIN_CHARS  # no delta is made: see _previous_to_delta
+        advance = (row.step, now, 0, meta, row.thread_id, row.step)
+
         def job(conn: sqlite3.Connection) -> None:
-            latest = conn.execute(_SQL.THREAD_LATEST, (row.thread_id,)).fetchone()
-            if latest is not None and row.step <= latest[0]:
-                stored = _full_row(conn, row.thread_id, row.step)
-                if (
-                    stored is not None
-                    and EncodedCheckpoint(row.thread_id, row.step, *stored) == row
-                ):
-                    return  # an identical retry
-                raise StepConflict(
-                    f"step {row.step} is not after the thread's latest step {latest[0]}",
-                    thread_id=row.thread_id,
-                    step=row.step,
-                )
-            conn.execute(_SQL.INSERT, row.insert_params())
-            if latest is None:
-                conn.execute(_SQL.INSERT_THREAD, (row.thread_id, now, now, row.step, meta or "{}"))
-            else:
-                run = _previous_to_delta(conn, row.thread_id, latest[0], latest[1], row.state)
-                conn.execute(_SQL.UPDATE_THREAD, (row.step, now, run, meta, row.thread_id))
+            if small and conn.execute(_SQL.UPDATE_THREAD, advance).rowcount:
+                # The common case in two statements: the thread exists and the step is new.
+                conn.execute(_SQL.INSERT, row.insert_params())
+            elif not _insert_checked(conn, row, meta, now):
+                return  # an identical retry
             if keep_last is not None:
                 removed = conn.execute(
                     _SQL.KEEP_LAST, (row.thread_id, row.thread_id, keep_last)
@@ -1291,6 +1282,33 @@ def _latest_row(conn: sqlite3.Connection, thread_id: str) -> tuple[int, *_Row] |
         full = _full_row(conn, thread_id, step)
         return None if full is None else (step, *full)
     return step, node, created_at, queue, metadata, state
+
+
+def _insert_checked(
+    conn: sqlite3.Connection, row: EncodedCheckpoint, meta: str | None, now: str
+) -> bool:
+    """Store a checkpoint after reading its thread's latest step; False for an identical retry.
+
+    Raises StepConflict, before writing anything, when the step is not after
+    the latest and the stored checkpoint at that step differs.
+    """
+    latest = conn.execute(_SQL.THREAD_LATEST, (row.thread_id,)).fetchone()
+    if latest is not None and row.step <= latest[0]:
+        stored = _full_row(conn, row.thread_id, row.step)
+        if stored is not None and EncodedCheckpoint(row.thread_id, row.step, *stored) == row:
+            return False
+        raise StepConflict(
+            f"step {row.step} is not after the thread's latest step {latest[0]}",
+            thread_id=row.thread_id,
+            step=row.step,
+        )
+    conn.execute(_SQL.INSERT, row.insert_params())
+    if latest is None:
+        conn.execute(_SQL.INSERT_THREAD, (row.thread_id, now, now, row.step, meta or "{}"))
+    else:
+        run = _previous_to_delta(conn, row.thread_id, latest[0], latest[1], row.state)
+        conn.execute(_SQL.UPDATE_THREAD, (row.step, now, run, meta, row.thread_id, row.step))
+    return True
 
 
 def _previous_to_delta(
