@@ -94,6 +94,7 @@ T = TypeVar("T")
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _MAX_BATCH = 256
+_CHUNK = 256  # listing rows fetched per C call
 _PRUNE_CHUNK = 64  # threads per prune transaction, so other writers interleave
 
 
@@ -1331,36 +1332,52 @@ def _previous_to_delta(
     return run + 1
 
 
-def _history(conn: sqlite3.Connection, sql: str, params: Any) -> list[CheckpointMetadata]:
-    """Listing rows decoded on the reader's thread while the cursor runs.
+R = TypeVar("R")
 
-    Each row's strings are dropped as soon as its object exists, so a long
-    history never holds every raw row and every object at once.
+
+def _decoded(
+    conn: sqlite3.Connection,
+    sql: str,
+    params: Any,
+    decode: Callable[..., R],
+    what: str,
+    locate: Callable[[Any], tuple[str, int | None]],
+) -> list[R]:
+    """``decode(*row)`` for each row, run on the reader's thread while the cursor runs.
+
+    Rows are fetched a chunk at a time (one C call per chunk, not one Python
+    call per row) and each chunk's strings go as soon as its objects exist, so
+    a long listing never holds every raw row and every object at once.
     """
     out = []
-    for row in conn.execute(sql, params):
-        try:
-            out.append(checkpoint_metadata(*row))
-        except (ValueError, TypeError) as exc:
-            raise SerializationError(
-                f"stored checkpoint metadata does not decode: {exc}",
-                thread_id=params[0],
-                step=row[0],
-            ) from exc
+    cursor = conn.execute(sql, params)
+    while rows := cursor.fetchmany(_CHUNK):
+        for row in rows:
+            try:
+                out.append(decode(*row))
+            except (ValueError, TypeError) as exc:
+                thread_id, step = locate(row)
+                raise SerializationError(
+                    f"stored {what} does not decode: {exc}", thread_id=thread_id, step=step
+                ) from exc
     return out
+
+
+def _history(conn: sqlite3.Connection, sql: str, params: Any) -> list[CheckpointMetadata]:
+    """A thread's listing rows (``params[0]`` is the thread id)."""
+    return _decoded(
+        conn,
+        sql,
+        params,
+        checkpoint_metadata,
+        "checkpoint metadata",
+        lambda row: (params[0], row[0]),
+    )
 
 
 def _threads(conn: sqlite3.Connection, sql: str, params: Any) -> list[ThreadInfo]:
-    """Thread records decoded on the reader's thread."""
-    out = []
-    for row in conn.execute(sql, params):
-        try:
-            out.append(thread_info(*row))
-        except (ValueError, TypeError) as exc:
-            raise SerializationError(
-                f"stored thread record does not decode: {exc}", thread_id=row[0]
-            ) from exc
-    return out
+    """Thread records."""
+    return _decoded(conn, sql, params, thread_info, "thread record", lambda row: (row[0], None))
 
 
 def _fetchone(conn: sqlite3.Connection, sql: str, params: Any) -> Any:

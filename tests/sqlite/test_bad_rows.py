@@ -90,3 +90,22 @@ async def test_damaged_columns_are_serialization_errors(
         assert (info.value.thread_id, info.value.step) == ("t", 1)
         zero = await cp.get("t", 0)
         assert zero is not None
+
+
+async def test_damaged_listing_rows_name_where_they_are(tmp_path: Path) -> None:
+    db = tmp_path / "listing.db"
+    async with SqliteCheckpointer.open(db, Counter) as cp:
+        for step in range(600):  # more rows than one fetched chunk
+            await cp.save(make_cp("t", step))
+        await cp.save(make_cp("u", 0))
+    _edit(db, "UPDATE checkpoints SET metadata = '[1]' WHERE thread_id = 't' AND step = 517")
+    _edit(db, "UPDATE threads SET created_at = 'yesterday' WHERE thread_id = 'u'")
+    async with SqliteCheckpointer.open(db, Counter) as cp:
+        with pytest.raises(SerializationError) as listing:
+            await cp.list_checkpoints("t")
+        assert (listing.value.thread_id, listing.value.step) == ("t", 517)
+        assert [m.seq for m in await cp.list_checkpoints("t", after=517)][:1] == [518]
+        with pytest.raises(SerializationError) as threads:
+            await cp.list_threads()
+        assert (threads.value.thread_id, threads.value.step) == ("u", None)
+        assert "thread record" in str(threads.value)
