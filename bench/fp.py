@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from forkpoint import Checkpoint, GraphState, SqliteCheckpointer
-from forkpoint.sqlite import Durability
+from forkpoint.sqlite import Durability, _on_worker
 
 from .state import BenchState
 
 __all__ = ["ForkpointStore"]
+
+
+def _nothing(_conn: sqlite3.Connection) -> None:
+    return None
 
 
 class ForkpointStore:
@@ -54,6 +59,10 @@ class ForkpointStore:
 
     async def list(self, thread_id: str) -> int:
         return len(await self.cp.list_checkpoints(thread_id))
+
+    async def hop(self) -> None:
+        """One round trip to the reader's aiosqlite thread doing nothing (W4's floor)."""
+        await _on_worker(self.cp._reader, _nothing)
 
     async def fork(self, thread_id: str, at_step: int, new_thread_id: str) -> None:
         await self.cp.fork(thread_id, at_step, new_thread_id=new_thread_id)

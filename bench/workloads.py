@@ -26,6 +26,8 @@ __all__ = ["Bench", "Samples"]
 
 FP, FP_NORMAL, FP_KEEP = "forkpoint", "forkpoint-normal", "forkpoint-keep_last"
 LG, RAW_FULL, RAW_NORMAL = "langgraph", "raw-full", "raw-normal"
+RAW_GROUP_FULL, RAW_GROUP_NORMAL = "raw-group-full", "raw-group-normal"
+HOP = "aiosqlite-hop"
 
 
 class AsyncStore(Protocol):
@@ -179,16 +181,19 @@ class Bench:
             remove_db(path)
 
     async def run_w3(self, rep: int) -> None:
-        names = [FP, FP_NORMAL, LG, RAW_FULL, RAW_NORMAL]
+        names = [FP, FP_NORMAL, LG, RAW_FULL, RAW_NORMAL, RAW_GROUP_FULL, RAW_GROUP_NORMAL]
         tasks, states = self.sizes.w3_tasks, self.w3_states
         total = tasks * len(states)
         for name in self.order(names, rep):
             path = self.path(f"w3-{rep}-{name}")
-            if name in (RAW_FULL, RAW_NORMAL):
-                raw = RawStore(path, "full" if name == RAW_FULL else "normal")
+            if name in (RAW_FULL, RAW_NORMAL, RAW_GROUP_FULL, RAW_GROUP_NORMAL):
+                raw = RawStore(path, "full" if name in (RAW_FULL, RAW_GROUP_FULL) else "normal")
                 gc.collect()
                 t0 = time.perf_counter()
                 for step, state in enumerate(states):  # the tasks' saves, one after another
+                    if name in (RAW_GROUP_FULL, RAW_GROUP_NORMAL):  # one transaction per round
+                        raw.save_group([(f"t{task}", step, state) for task in range(tasks)])
+                        continue
                     for task in range(tasks):
                         raw.save(f"t{task}", step, state)
                 elapsed = time.perf_counter() - t0
@@ -250,10 +255,18 @@ class Bench:
 
     async def run_w4(self, rep: int) -> None:
         loads = self.sizes.w4_loads
-        for name in self.order([FP, LG, RAW_FULL], rep):
-            store = self.readers[name]
+        for name in self.order([FP, LG, RAW_FULL, HOP], rep):
+            store = self.readers[FP if name == HOP else name]
             lat: list[float] = []
-            if name == RAW_FULL:
+            if name == HOP:  # the floor of any read through aiosqlite: one empty round trip
+                for _ in range(20):
+                    await store.hop()
+                gc.collect()
+                for _ in range(loads):
+                    t0 = time.perf_counter()
+                    await store.hop()
+                    lat.append(time.perf_counter() - t0)
+            elif name == RAW_FULL:
                 for _ in range(20):
                     store.load("long")
                 gc.collect()
