@@ -4,7 +4,7 @@ Each section splits one of forkpoint's hot paths into its parts and prints
 medians. The proposals of NOTES.md that were applied now live in ``src/``;
 the two that were not (reading on the calling thread, forward deltas) are
 still prototyped here from forkpoint's own pieces and checked against it.
-Sections: hop, encode, load, list, delta.
+Sections: hop, encode, load, list, delta, threads.
 """
 
 # ruff: noqa: RUF001 - ratios are printed with the multiplication sign
@@ -289,7 +289,74 @@ async def section_delta(directory: str) -> None:
     print(f"W2 forward-delta prototype: load latest {_us(t_fwd)} vs a full row {_us(t_full)}")
 
 
+async def _writer_cpu(store: ForkpointStore) -> float:
+    """CPU seconds the writer's aiosqlite thread has used so far."""
+    writer = store.cp._writer
+    assert writer is not None
+    return await fs._on_worker(writer, lambda _conn: time.thread_time())
+
+
+async def _saves_cpu(store: ForkpointStore, runs: list[list[Any]]) -> tuple[float, float, float]:
+    """(wall, loop-thread CPU, writer-thread CPU) seconds for ``runs`` saved concurrently."""
+
+    async def one(items: list[Any]) -> None:
+        for item in items:
+            await store.save(item)
+
+    w0 = await _writer_cpu(store)
+    gc.collect()
+    m0, t0 = time.thread_time(), time.perf_counter()
+    await asyncio.gather(*(one(items) for items in runs))
+    wall, loop_cpu = time.perf_counter() - t0, time.thread_time() - m0
+    return wall, loop_cpu, await _writer_cpu(store) - w0
+
+
+def _answer_all(conn: sqlite3.Connection, jobs: list[Any]) -> list[tuple[bool, Any]]:
+    """A writer that runs nothing and answers every job: the loop thread's share alone."""
+    return [(True, None) for _ in jobs]
+
+
+async def section_threads(directory: str) -> None:
+    """Where a save's time goes between the loop thread and the writer thread (W1 NORMAL, W3)."""
+    w1_states = fixed_states(2_000, 1_000, seed=1)
+    w3_states = fixed_states(50, 1_000, seed=4)
+    for rep in range(3):
+        store = await ForkpointStore.open(f"{directory}/t1-{rep}.db", durability="normal")
+        n = len(w1_states)
+        wall, loop_cpu, writer_cpu = await _saves_cpu(store, [store.prepare("t", w1_states)])
+        await store.close()
+        raw = RawStore(f"{directory}/t1-raw-{rep}.db", "normal")
+        c0, t0 = time.thread_time(), time.perf_counter()
+        for step, state in enumerate(w1_states):
+            raw.save("t", step, state)
+        raw_wall, raw_cpu = time.perf_counter() - t0, time.thread_time() - c0
+        raw.close()
+        store = await ForkpointStore.open(f"{directory}/t3-{rep}.db")
+        runs = [store.prepare(f"t{task}", w3_states) for task in range(100)]
+        w3_wall, w3_loop, w3_writer = await _saves_cpu(store, runs)
+        await store.close()
+        # The loop thread's own share: the same W3 saves answered by a writer that runs nothing.
+        store = await ForkpointStore.open(f"{directory}/t3-noop-{rep}.db")
+        runs = [store.prepare(f"t{task}", w3_states) for task in range(100)]
+        real, fs._run_batch = fs._run_batch, _answer_all
+        try:
+            _, noop_loop, _ = await _saves_cpu(store, runs)
+        finally:
+            fs._run_batch = real
+        await store.close()
+        m = 5_000
+        print(
+            f"threads #{rep + 1}: W1 NORMAL per save: forkpoint {wall / n * 1e6:.0f} µs wall, "
+            f"loop thread {loop_cpu / n * 1e6:.0f} µs CPU, writer thread "
+            f"{writer_cpu / n * 1e6:.0f} µs CPU | raw {raw_wall / n * 1e6:.0f} µs wall, "
+            f"{raw_cpu / n * 1e6:.0f} µs CPU || W3 FULL per save: {w3_wall / m * 1e6:.0f} µs wall, "
+            f"loop {w3_loop / m * 1e6:.0f} µs CPU, writer {w3_writer / m * 1e6:.0f} µs CPU; "
+            f"loop with a writer doing nothing {noop_loop / m * 1e6:.0f} µs CPU"
+        )
+
+
 SECTIONS: dict[str, Callable[[str], Awaitable[None]]] = {
+    "threads": section_threads,
     "hop": section_hop,
     "encode": section_encode,
     "load": section_load,
