@@ -131,8 +131,9 @@ class _SQL:
     )
     RUN_BELOW = "SELECT encoding FROM checkpoints WHERE thread_id = ? AND step < ? ORDER BY step DESC LIMIT ?"
     RAW_STATE = "SELECT state FROM checkpoints WHERE thread_id = ? AND step = ?"
+    # Columns in EncodedCheckpoint's field order: a row is bound as it is.
     INSERT = (
-        "INSERT INTO checkpoints (thread_id, step, created_at, node, metadata, queue, state) "
+        "INSERT INTO checkpoints (thread_id, step, node, created_at, queue, metadata, state) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)"
     )
     INSERT_THREAD = (
@@ -910,7 +911,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         def job(conn: sqlite3.Connection) -> None:
             if small and conn.execute(_SQL.UPDATE_THREAD, advance).rowcount:
                 # The common case in two statements: the thread exists and the step is new.
-                conn.execute(_SQL.INSERT, row.insert_params())
+                conn.execute(_SQL.INSERT, row)
             elif not _insert_checked(conn, row, meta, now):
                 return  # an identical retry
             if keep_last is not None:
@@ -944,7 +945,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
                     step=at_seq,
                 )
             copied = conn.execute(_SQL.FORK_ROWS, (target, thread_id, at_seq)).rowcount
-            conn.execute(_SQL.INSERT, EncodedCheckpoint(target, at_seq, *top).insert_params())
+            conn.execute(_SQL.INSERT, EncodedCheckpoint(target, at_seq, *top))
             run = 0
             for (encoding,) in conn.execute(_SQL.RUN_BELOW, (thread_id, at_seq, MAX_RUN + 1)):
                 if encoding != 1:
@@ -1030,13 +1031,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
             if conn.execute(_SQL.THREAD_LATEST, (thread_id,)).fetchone() is not None:
                 raise ThreadExists("cannot restore: the thread exists", thread_id=thread_id)
             conn.execute(_SQL.RESTORE_THREAD, record)
-            conn.executemany(
-                _SQL.INSERT,
-                [
-                    (r.thread_id, r.step, r.created_at, r.node, r.metadata, r.queue, r.state)
-                    for r in rows
-                ],
-            )
+            conn.executemany(_SQL.INSERT, rows)
 
         await self._write(job, thread_id=thread_id)
 
@@ -1303,7 +1298,7 @@ def _insert_checked(
             thread_id=row.thread_id,
             step=row.step,
         )
-    conn.execute(_SQL.INSERT, row.insert_params())
+    conn.execute(_SQL.INSERT, row)
     if latest is None:
         conn.execute(_SQL.INSERT_THREAD, (row.thread_id, now, now, row.step, meta or "{}"))
     else:
@@ -1351,15 +1346,20 @@ def _decoded(
     """
     out = []
     cursor = conn.execute(sql, params)
-    while rows := cursor.fetchmany(_CHUNK):
-        for row in rows:
-            try:
-                out.append(decode(*row))
-            except (ValueError, TypeError) as exc:
-                thread_id, step = locate(row)
-                raise SerializationError(
-                    f"stored {what} does not decode: {exc}", thread_id=thread_id, step=step
-                ) from exc
+    try:
+        while rows := cursor.fetchmany(_CHUNK):
+            for row in rows:
+                try:
+                    out.append(decode(*row))
+                except (ValueError, TypeError) as exc:
+                    thread_id, step = locate(row)
+                    raise SerializationError(
+                        f"stored {what} does not decode: {exc}", thread_id=thread_id, step=step
+                    ) from exc
+    finally:
+        # An unfinished statement would keep its read snapshot, and so the WAL, for as long as
+        # the error's traceback lives.
+        cursor.close()
     return out
 
 

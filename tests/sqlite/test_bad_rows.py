@@ -109,3 +109,23 @@ async def test_damaged_listing_rows_name_where_they_are(tmp_path: Path) -> None:
             await cp.list_threads()
         assert (threads.value.thread_id, threads.value.step) == ("u", None)
         assert "thread record" in str(threads.value)
+
+
+async def test_a_failed_listing_holds_no_read_snapshot(tmp_path: Path) -> None:
+    db = tmp_path / "snapshot.db"
+    async with SqliteCheckpointer.open(db, Counter) as cp:
+        for step in range(600):
+            await cp.save(make_cp("t", step))
+    _edit(db, "UPDATE checkpoints SET metadata = '[1]' WHERE thread_id = 't' AND step = 3")
+    async with SqliteCheckpointer.open(db, Counter) as cp:
+        with pytest.raises(SerializationError) as kept:
+            await cp.list_checkpoints("t")
+        await cp.save(make_cp("t", 600))
+        # The error (and its traceback) is still alive; the WAL must still fold back whole.
+        conn = sqlite3.connect(db, isolation_level=None)
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            conn.close()
+        assert kept.value.step == 3
+        assert busy == 0

@@ -43,8 +43,9 @@ async def test_load_and_save_are_one_statement_batch_each(recorded: Any) -> None
     await cp.save(make_cp("t", 0))
     seen.clear()
     await cp.save(make_cp("t", 1))
-    # BEGIN, the thread update that also checks the step, INSERT, COMMIT: a small state's
-    # save reads nothing first.
+    # A small state's save to an existing thread: BEGIN, the thread update that also checks
+    # the step, INSERT, COMMIT; nothing is read first. (A first save, a conflict or a retry
+    # finds the update changed nothing and takes the checked path.)
     assert len(seen) == 4, seen
     assert not any(sql.lstrip().upper().startswith("SELECT") for sql in seen), seen
     seen.clear()
