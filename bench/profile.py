@@ -37,7 +37,7 @@ from forkpoint.codec import (
 from .fp import ForkpointStore
 from .raw import RawStore
 from .state import BenchState, fixed_states, growing_states, json_size
-from .workloads import db_bytes
+from .workloads import async_latencies, db_bytes, latencies
 
 
 def _us(values: list[float]) -> str:
@@ -45,25 +45,11 @@ def _us(values: list[float]) -> str:
 
 
 def _time(fn: Callable[[], object], n: int = 2000) -> list[float]:
-    for _ in range(min(50, n)):
-        fn()
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
+    return latencies(fn, n, warmup=min(50, n))
 
 
 async def _atime(fn: Callable[[], Awaitable[object]], n: int = 2000) -> list[float]:
-    for _ in range(min(50, n)):
-        await fn()
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        await fn()
-        out.append(time.perf_counter() - t0)
-    return out
+    return await async_latencies(fn, n, warmup=min(50, n))
 
 
 # --- sections -------------------------------------------------------------------------------

@@ -15,9 +15,13 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import aiosqlite
+
+from forkpoint.sqlite import _on_worker
+
 from .state import BenchState
 
-__all__ = ["RawStore"]
+__all__ = ["RawAioStore", "RawStore"]
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS threads (
@@ -70,6 +74,35 @@ _FORK_THREAD = (
 )
 
 
+def _pragmas(durability: Literal["full", "normal"]) -> str:
+    """The per-connection pragmas forkpoint's writer sets."""
+    sync = "FULL" if durability == "full" else "NORMAL"
+    return (
+        f"PRAGMA busy_timeout = 5000; PRAGMA synchronous = {sync}; "
+        "PRAGMA journal_size_limit = 16777216; PRAGMA temp_store = MEMORY;"
+    )
+
+
+def _save_group(conn: sqlite3.Connection, items: list[tuple[str, int, BenchState]]) -> None:
+    """Checkpoints in one transaction, each serialised with ``model_dump_json``."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for thread_id, step, state in items:
+            text = state.model_dump_json()
+            now = _now()
+            conn.execute(_INSERT, (thread_id, step, now, text))
+            conn.execute(_UPSERT_THREAD, (thread_id, now, now, step))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _load(conn: sqlite3.Connection, thread_id: str) -> BenchState | None:
+    row = conn.execute(_LATEST, (thread_id,)).fetchone()
+    return None if row is None else BenchState.model_validate_json(row[5])
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -83,49 +116,21 @@ class RawStore:
         if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("PRAGMA journal_mode = WAL")
-        sync = "FULL" if durability == "full" else "NORMAL"
-        conn.executescript(
-            f"PRAGMA busy_timeout = 5000; PRAGMA synchronous = {sync}; "
-            "PRAGMA journal_size_limit = 16777216; PRAGMA temp_store = MEMORY;"
-        )
+        conn.executescript(_pragmas(durability))
         conn.executescript(_DDL)
         self.conn = conn
 
     def save(self, thread_id: str, step: int, state: BenchState) -> None:
         """One checkpoint, one transaction."""
-        text = state.model_dump_json()
-        now = _now()
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(_INSERT, (thread_id, step, now, text))
-            conn.execute(_UPSERT_THREAD, (thread_id, now, now, step))
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        _save_group(self.conn, [(thread_id, step, state)])
 
     def save_group(self, items: list[tuple[str, int, BenchState]]) -> None:
         """Several checkpoints in one transaction: the group-commit ceiling (W3)."""
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for thread_id, step, state in items:
-                text = state.model_dump_json()
-                now = _now()
-                conn.execute(_INSERT, (thread_id, step, now, text))
-                conn.execute(_UPSERT_THREAD, (thread_id, now, now, step))
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        _save_group(self.conn, items)
 
     def load(self, thread_id: str) -> BenchState | None:
         """The latest row, its state validated by the pydantic model."""
-        row = self.conn.execute(_LATEST, (thread_id,)).fetchone()
-        if row is None:
-            return None
-        return BenchState.model_validate_json(row[5])
+        return _load(self.conn, thread_id)
 
     def list(self, thread_id: str) -> list[tuple[Any, ...]]:
         """The metadata columns, decoded (time parsed, metadata JSON loaded)."""
@@ -150,3 +155,31 @@ class RawStore:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class RawAioStore:
+    """The raw work, one aiosqlite round trip per call: the ceiling for any aiosqlite design.
+
+    Each save (or load) is ``RawStore``'s function run whole on aiosqlite's
+    worker thread, the way forkpoint runs its own, so the only cost added to
+    raw is the hop itself.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    @classmethod
+    async def open(cls, path: str, durability: Literal["full", "normal"]) -> RawAioStore:
+        RawStore(path, durability).close()  # the file, its tables and WAL mode
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        await conn.executescript(_pragmas(durability))
+        return cls(conn)
+
+    async def save(self, thread_id: str, step: int, state: BenchState) -> None:
+        await _on_worker(self.conn, _save_group, [(thread_id, step, state)])
+
+    async def load(self, thread_id: str) -> BenchState | None:
+        return await _on_worker(self.conn, _load, thread_id)
+
+    async def close(self) -> None:
+        await self.conn.close()

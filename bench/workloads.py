@@ -7,26 +7,28 @@ order given and records one sample per (workload, metric, contender).
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 import sqlite3
 import statistics
 import time
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from .fp import ForkpointStore
-from .raw import RawStore
+from .raw import RawAioStore, RawStore
 from .state import BenchState, Sizes, fixed_states, growing_states, json_size
 
-__all__ = ["Bench", "Samples"]
+__all__ = ["Bench", "Samples", "async_latencies", "latencies"]
 
 FP, FP_NORMAL, FP_KEEP = "forkpoint", "forkpoint-normal", "forkpoint-keep_last"
 LG, RAW_FULL, RAW_NORMAL = "langgraph", "raw-full", "raw-normal"
 RAW_GROUP_FULL, RAW_GROUP_NORMAL = "raw-group-full", "raw-group-normal"
+RAW_AIO_FULL, RAW_AIO_NORMAL = "raw-aio-full", "raw-aio-normal"
 HOP = "aiosqlite-hop"
 
 
@@ -72,6 +74,34 @@ def remove_db(path: str) -> None:
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(path + suffix):
             os.remove(path + suffix)
+
+
+def latencies(call: Callable[[], object], n: int, warmup: int = 20) -> list[float]:
+    """Seconds per call of ``n`` timed calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        call()
+    gc.collect()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+async def async_latencies(
+    call: Callable[[], Awaitable[object]], n: int, warmup: int = 20
+) -> list[float]:
+    """``latencies`` for a coroutine function."""
+    for _ in range(warmup):
+        await call()
+    gc.collect()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await call()
+        out.append(time.perf_counter() - t0)
+    return out
 
 
 def _p99(values: Sequence[float]) -> float:
@@ -131,6 +161,15 @@ class Bench:
             elapsed = time.perf_counter() - t0
             raw.close()
             return elapsed
+        if name in (RAW_AIO_FULL, RAW_AIO_NORMAL):
+            aio = await RawAioStore.open(path, "full" if name == RAW_AIO_FULL else "normal")
+            gc.collect()
+            t0 = time.perf_counter()
+            for step, state in enumerate(states):
+                await aio.save("t", step, state)
+            elapsed = time.perf_counter() - t0
+            await aio.close()
+            return elapsed
         store = await self.open_store(name, path)
         items = store.prepare("t", states)
         gc.collect()
@@ -142,7 +181,7 @@ class Bench:
         return elapsed
 
     async def run_w1(self, rep: int) -> None:
-        names = [FP, FP_NORMAL, FP_KEEP, LG, RAW_FULL, RAW_NORMAL]
+        names = [FP, FP_NORMAL, FP_KEEP, LG, RAW_FULL, RAW_NORMAL, RAW_AIO_FULL, RAW_AIO_NORMAL]
         n = len(self.w1_states)
         for name in self.order(names, rep):
             path = self.path(f"w1-{rep}-{name}")
@@ -225,6 +264,7 @@ class Bench:
             raw.save("fork-src", step, state)
         raw.close()
         self.readers[RAW_FULL] = RawStore(self.path("read-raw"), "full")
+        self.readers[RAW_AIO_FULL] = await RawAioStore.open(self.path("read-raw"), "full")
 
         fp = await ForkpointStore.open(self.path("read-fp"), durability="normal")
         for cp in [*fp.prepare("long", self.w45_states), *fp.prepare("fork-src", self.w6_states)]:
@@ -255,33 +295,16 @@ class Bench:
 
     async def run_w4(self, rep: int) -> None:
         loads = self.sizes.w4_loads
-        for name in self.order([FP, LG, RAW_FULL, HOP], rep):
-            store = self.readers[FP if name == HOP else name]
-            lat: list[float] = []
-            if name == HOP:  # the floor of any read through aiosqlite: one empty round trip
-                for _ in range(20):
-                    await store.hop()
-                gc.collect()
-                for _ in range(loads):
-                    t0 = time.perf_counter()
-                    await store.hop()
-                    lat.append(time.perf_counter() - t0)
-            elif name == RAW_FULL:
-                for _ in range(20):
-                    store.load("long")
-                gc.collect()
-                for _ in range(loads):
-                    t0 = time.perf_counter()
-                    store.load("long")
-                    lat.append(time.perf_counter() - t0)
+        for name in self.order([FP, LG, RAW_FULL, RAW_AIO_FULL, HOP], rep):
+            if name == RAW_FULL:
+                lat = latencies(functools.partial(self.readers[RAW_FULL].load, "long"), loads)
             else:
-                for _ in range(20):
-                    await store.load("long")
-                gc.collect()
-                for _ in range(loads):
-                    t0 = time.perf_counter()
-                    await store.load("long")
-                    lat.append(time.perf_counter() - t0)
+                store = self.readers[FP if name == HOP else name]
+                # HOP: the floor of any read through aiosqlite, one round trip doing nothing.
+                call: Callable[[], Awaitable[object]] = (
+                    store.hop if name == HOP else functools.partial(store.load, "long")
+                )
+                lat = await async_latencies(call, loads)
             self.samples.add("W4", "median µs", name, rep, statistics.median(lat) * 1e6)
             self.samples.add("W4", "p99 µs", name, rep, _p99(lat) * 1e6)
 
