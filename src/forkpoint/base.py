@@ -234,6 +234,13 @@ def check_restore(info: object, checkpoints: Sequence[object]) -> str:
         raise InvalidInput("checkpoint steps must strictly increase", thread_id=thread_id)
     if steps[-1] != info.latest_step:
         raise InvalidInput("the last checkpoint is not at info.latest_step", thread_id=thread_id)
+    if (info.parent_thread_id is None) != (info.parent_step is None):
+        raise InvalidInput(
+            "parent_thread_id and parent_step are set together or not at all", thread_id=thread_id
+        )
+    if info.parent_thread_id is not None:
+        check_thread_id(info.parent_thread_id)
+        check_step(info.parent_step, "parent_step")
     return thread_id
 
 
@@ -260,6 +267,9 @@ def check_filter(flt: object, depth: int = 0) -> dict[str, Any]:
     for key, value in flt.items():
         if not isinstance(key, str):
             raise InvalidInput(f"filter key {key!r} is not a str")
+        if "\x00" in key or (isinstance(value, str) and "\x00" in value):
+            # Stored metadata never holds U+0000 (see codec._plain_json).
+            raise InvalidInput(f"filter entry {key!r} holds U+0000 (NUL), which metadata cannot")
         if isinstance(value, Mapping):
             out[key] = check_filter(value, depth + 1)
         elif (
@@ -311,8 +321,7 @@ def check_prune(
 ) -> tuple[str | None, int | None, timedelta | None]:
     """Validate prune's arguments."""
     tid = None if thread_id is None else check_thread_id(thread_id)
-    if keep_last is not None and (type(keep_last) is not int or keep_last < 1):
-        raise InvalidInput(f"keep_last must be an int ≥ 1, not {keep_last!r}")
+    keep = check_keep_last(keep_last)
     if older_than is not None and (
         not isinstance(older_than, timedelta) or older_than < timedelta(0)
     ):
@@ -321,9 +330,20 @@ def check_prune(
         raise InvalidInput("prune needs keep_last, older_than, or both")
     if not isinstance(dry_run, bool):
         raise InvalidInput("dry_run must be a bool")
-    # Past MAX_STEP "keep the newest N" keeps everything; cap it so SQLite can bind it.
-    keep = None if keep_last is None else min(keep_last, MAX_STEP)
     return tid, keep, older_than
+
+
+def check_keep_last(keep_last: object) -> int | None:
+    """A retention count (prune's, or a checkpointer's policy): None or an int ≥ 1.
+
+    Past ``MAX_STEP`` "keep the newest N" keeps everything; it is capped there
+    so SQLite can bind it.
+    """
+    if keep_last is None:
+        return None
+    if type(keep_last) is not int or keep_last < 1:
+        raise InvalidInput(f"keep_last must be an int ≥ 1, not {keep_last!r}")
+    return min(keep_last, MAX_STEP)
 
 
 def check_inactive_for(inactive_for: object) -> timedelta:

@@ -150,17 +150,23 @@ def may_hold_non_finite(schema: Any) -> bool:
     )
 
 
-def _plain_json(value: Any, path: str = "", *, int64: bool = False) -> None:
+def _plain_json(value: Any, path: str = "", *, filterable: bool = False) -> None:
     """Raise ValueError unless ``value`` is plain JSON data that round-trips unchanged.
 
-    ``int64``: integers must also fit in 64 bits, as SQLite's JSON functions
-    (metadata filters) would compare larger ones as inexact floats.
+    ``filterable`` (metadata, queues): SQLite's JSON functions, which metadata
+    filters use, must see exactly what is stored, so integers must fit in 64
+    bits (larger ones compare as inexact floats) and no key or string may hold
+    U+0000 (the JSON functions cut text there, so a filter would match wrongly).
     """
     kind = type(value)
-    if value is None or kind is bool or kind is str:
+    if value is None or kind is bool:
+        return
+    if kind is str:
+        if filterable and "\x00" in value:
+            raise ValueError(f"the text at {path or '.'} holds U+0000 (NUL)")
         return
     if kind is int:
-        if int64 and not -(2**63) <= value < 2**63:
+        if filterable and not -(2**63) <= value < 2**63:
             raise ValueError(f"{value} at {path or '.'} does not fit in 64 bits")
         return
     if kind is float:
@@ -169,13 +175,15 @@ def _plain_json(value: Any, path: str = "", *, int64: bool = False) -> None:
         return
     if kind is list:
         for index, item in enumerate(value):
-            _plain_json(item, f"{path}[{index}]", int64=int64)
+            _plain_json(item, f"{path}[{index}]", filterable=filterable)
         return
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str:
                 raise ValueError(f"key {key!r} at {path or '.'} is not a str")
-            _plain_json(item, f"{path}.{key}", int64=int64)
+            if filterable and "\x00" in key:
+                raise ValueError(f"key {key!r} at {path or '.'} holds U+0000 (NUL)")
+            _plain_json(item, f"{path}.{key}", filterable=filterable)
         return
     raise ValueError(
         f"{kind.__name__} at {path or '.'} in a field typed Any would not come back "
@@ -257,7 +265,7 @@ def dump_json(value: Any, what: str) -> str:
     if not value and type(value) in (dict, list):
         return "{}" if type(value) is dict else "[]"
     try:
-        _plain_json(value, int64=True)
+        _plain_json(value, filterable=True)
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         text.encode("utf-8")  # lone surrogates fail here, not in the driver
     except (ValueError, TypeError, RecursionError) as exc:

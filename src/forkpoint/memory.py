@@ -20,6 +20,7 @@ from .base import (
     check_bounds,
     check_filter,
     check_inactive_for,
+    check_keep_last,
     check_limit,
     check_prune,
     check_restore,
@@ -36,7 +37,6 @@ from .codec import (
 from .errors import (
     CheckpointerClosed,
     CheckpointNotFound,
-    InvalidInput,
     StepConflict,
     ThreadExists,
 )
@@ -98,9 +98,7 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
         keep_last: int | None = None,
     ) -> None:
         self._codec: StateCodec[S] = StateCodec(state_type, max_state_bytes=max_state_bytes)
-        if keep_last is not None and (type(keep_last) is not int or keep_last < 1):
-            raise InvalidInput(f"keep_last must be an int ≥ 1, not {keep_last!r}")
-        self._keep_last = keep_last
+        self._keep_last = check_keep_last(keep_last)
         self._threads: dict[str, _Thread] = {}
         self._lock = threading.Lock()
         self._closed = False

@@ -7,10 +7,11 @@ How it works, and why:
   never a statement per hop (a hop costs ~90 µs, more than the SQL).
 * **Group commit.** Writes are queued; a single writer task takes everything
   pending and runs it as one ``BEGIN IMMEDIATE … COMMIT`` on the writer's
-  thread, each job in its own SAVEPOINT, so every caller still gets its own
-  result or error while concurrent saves share one fsync. A job whose SQL
-  fails rolls the batch back, and the batch is re-run one job per
-  transaction, so no caller pays for another's failure.
+  thread, so concurrent saves share one fsync while every caller still gets
+  its own result or error: a job refuses (StepConflict, a missing thread)
+  before it writes anything, so a refusal needs no savepoint. A job that
+  fails after writing, or SQL that fails, rolls the batch back, and the batch
+  is re-run one job per transaction, so no caller pays for another's failure.
 * **Cancellation-safe.** A transaction is one function on the worker thread:
   cancelling the awaiting task cannot leave it open. A cancelled save is
   committed whole or not at all, and re-issuing it is an identical retry.
@@ -46,6 +47,7 @@ from .base import (
     check_bounds,
     check_filter,
     check_inactive_for,
+    check_keep_last,
     check_limit,
     check_prune,
     check_restore,
@@ -78,7 +80,6 @@ from .errors import (
 )
 from .migrate import APPLICATION_ID, HEAD_REVISION, KNOWN_REVISIONS, database_revision
 from .models import (
-    MAX_STEP,
     Checkpoint,
     CheckpointMetadata,
     S,
@@ -689,10 +690,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
             or not (0 <= busy_timeout <= 3600)
         ):
             raise InvalidInput(f"busy_timeout must be seconds in [0, 3600], not {busy_timeout!r}")
-        if keep_last is not None and (type(keep_last) is not int or keep_last < 1):
-            raise InvalidInput(f"keep_last must be an int ≥ 1, not {keep_last!r}")
-        if keep_last is not None:  # past MAX_STEP it keeps everything; cap it so SQLite can bind it
-            keep_last = min(keep_last, MAX_STEP)
+        keep_last = check_keep_last(keep_last)
         for name, flag in (("migrate", migrate), ("read_only", read_only)):
             if not isinstance(flag, bool):
                 raise InvalidInput(f"{name} must be a bool")

@@ -203,8 +203,23 @@ async def test_naive_created_at_is_invalid_input(
         {"x": object()},
         {1: "int key"},
         {"x": "\udc00"},
+        {"x": "a\x00b"},
+        {"a\x00b": 1},
+        {"x": [{"y": "\x00"}]},
     ],
-    ids=["nan", "inf", "set", "tuple", "bytes", "object", "int-key", "surrogate"],
+    ids=[
+        "nan",
+        "inf",
+        "set",
+        "tuple",
+        "bytes",
+        "object",
+        "int-key",
+        "surrogate",
+        "nul-value",
+        "nul-key",
+        "nul-nested",
+    ],
 )
 async def test_metadata_json_cannot_hold_is_refused(
     checkpointer: HistoryCheckpointer[Counter], metadata: Any
@@ -250,6 +265,9 @@ async def test_set_thread_metadata_of_unknown_thread_is_not_found(
         ({"filter": {1: 1}}, InvalidInput),
         ({"filter": {"a": math.nan}}, InvalidInput),
         ({"filter": {"a": [1]}}, InvalidInput),
+        ({"filter": {"a": "x\x00"}}, InvalidInput),
+        ({"filter": {"a\x00": 1}}, InvalidInput),
+        ({"filter": {"n": {"a": "\x00"}}}, InvalidInput),
     ],
 )
 async def test_bad_listing_arguments_are_invalid_input(

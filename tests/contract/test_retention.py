@@ -197,8 +197,34 @@ def _info(thread_id: str = "r", latest: int = 1) -> ThreadInfo:
         (_info(latest=5), [make_cp("r", 0), make_cp("r", 1)]),
         (_info(), [make_cp("r", 0), make_cp("other", 1)]),
         ("not info", [make_cp("r", 0)]),
+        (_info().model_copy(update={"parent_thread_id": "p"}), [make_cp("r", 1)]),
+        (_info().model_copy(update={"parent_step": 0}), [make_cp("r", 1)]),
+        (
+            _info().model_copy(update={"parent_thread_id": "p", "parent_step": 2**70}),
+            [make_cp("r", 1)],
+        ),
+        (
+            _info().model_copy(update={"parent_thread_id": "p\udc00", "parent_step": 0}),
+            [make_cp("r", 1)],
+        ),
+        (
+            _info().model_copy(update={"parent_thread_id": "", "parent_step": 0}),
+            [make_cp("r", 1)],
+        ),
     ],
-    ids=["empty", "decreasing", "repeated", "latest-mismatch", "foreign", "info-type"],
+    ids=[
+        "empty",
+        "decreasing",
+        "repeated",
+        "latest-mismatch",
+        "foreign",
+        "info-type",
+        "parent-without-step",
+        "step-without-parent",
+        "parent-step-too-big",
+        "parent-surrogate",
+        "parent-empty",
+    ],
 )
 async def test_restore_with_disagreeing_pieces_is_invalid_input(
     checkpointer: HistoryCheckpointer[Counter], info: Any, checkpoints: list[Checkpoint[Counter]]
