@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import PydanticSerializationError, SchemaSerializer
+from pydantic_core import SchemaSerializer
 
 from .errors import InvalidInput, SerializationError, StateTooLarge
 from .models import (
@@ -251,13 +251,11 @@ def _strict_serializer(schema: Any) -> SchemaSerializer:
     pydantic-core reuses a completed model's own ("prebuilt") serializer for a
     nested ``model`` schema, which would silently skip every strict check of
     :func:`_strict` (the top-level model included); ``_use_prebuilt=False``
-    builds every level from the strict schema.
+    builds every level from the strict schema. The flag exists from
+    pydantic-core 2.46 (pydantic 2.13, the floor in pyproject.toml); without
+    it these checks would be lost silently, so there is no fallback.
     """
-    strict = _strict(schema)
-    try:
-        return SchemaSerializer(strict, _use_prebuilt=False)
-    except TypeError:  # a pydantic-core without the flag
-        return SchemaSerializer(strict)
+    return SchemaSerializer(_strict(schema), _use_prebuilt=False)
 
 
 def dump_json(value: Any, what: str) -> str:
@@ -382,11 +380,7 @@ class StateCodec(Generic[S]):
             )
         try:
             raw = self._serializer.to_json(state)
-        except PydanticSerializationError as exc:
-            raise SerializationError(
-                f"state cannot be stored as JSON: {exc}", thread_id=thread_id, step=step
-            ) from exc
-        except (ValueError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # PydanticSerializationError is a ValueError
             raise SerializationError(
                 f"state cannot be stored as JSON: {exc}", thread_id=thread_id, step=step
             ) from exc
@@ -438,9 +432,6 @@ class StateCodec(Generic[S]):
             )
         if not isinstance(checkpoint.node, str):
             raise InvalidInput("checkpoint.node must be a str", thread_id=thread_id, step=step)
-        state = self.encode_state(checkpoint.state.data, thread_id=thread_id, step=step)
-        queue = self._encode_queue(checkpoint.queue, thread_id, step)
-        metadata = self.encode_metadata(checkpoint.metadata, thread_id=thread_id, step=step)
         created_at = checkpoint.created_at
         if not isinstance(created_at, datetime) or created_at.utcoffset() is None:
             raise InvalidInput(
@@ -452,6 +443,10 @@ class StateCodec(Generic[S]):
             raise SerializationError(
                 "node name cannot be stored", thread_id=thread_id, step=step
             ) from exc
+        # The cheap checks above run first; serialising a large state is the costly part.
+        queue = self._encode_queue(checkpoint.queue, thread_id, step)
+        metadata = self.encode_metadata(checkpoint.metadata, thread_id=thread_id, step=step)
+        state = self.encode_state(checkpoint.state.data, thread_id=thread_id, step=step)
         return EncodedCheckpoint(
             thread_id, step, checkpoint.node, format_time(created_at), queue, metadata, state
         )

@@ -338,15 +338,17 @@ def _prepare(path: str, *, read_only: bool, migrate: bool, busy_timeout: float) 
             pass  # another opener made it a moment ago; go on with theirs
         except OSError as exc:
             raise _translate(exc, path=path) from exc
-    try:
+    try:  # a directory fails here: IsADirectoryError, a StorageError naming it
         with target.open("rb") as f:
             header = f.read(100)
     except OSError as exc:
         raise _translate(exc, path=path) from exc
-    if target.is_dir():
-        raise StorageError("path is a directory", path=path)
-    if header and (len(header) < 100 or not header.startswith(_SQLITE_MAGIC)):
+    if header and not header.startswith(_SQLITE_MAGIC):
         raise NotAForkpointDatabase("the file is not an SQLite database", path=path)
+    if header and len(header) < 100:
+        raise DatabaseCorrupt(
+            "the file is a truncated SQLite database (its header is cut short)", path=path
+        )
     revision: str | None = None
     if header:
         revision = _inspect(path, header)
@@ -797,14 +799,10 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
 
     # --- running work -----------------------------------------------------------------------
 
-    async def _write(
-        self,
-        fn: Callable[[sqlite3.Connection], T],
-        *,
-        thread_id: str | None = None,
-        step: int | None = None,
-    ) -> T:
-        """Queue ``fn`` for the next group-commit transaction and wait for its own result."""
+    def _writable(
+        self, *, thread_id: str | None = None, step: int | None = None
+    ) -> aiosqlite.Connection:
+        """The writer connection; CheckpointerClosed, ForkedProcess or ReadOnlyDatabase if none."""
         self._usable()
         if self._writer is None:
             raise ReadOnlyDatabase(
@@ -815,6 +813,17 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
                 thread_id=thread_id,
                 step=step,
             )
+        return self._writer
+
+    async def _write(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        thread_id: str | None = None,
+        step: int | None = None,
+    ) -> T:
+        """Queue ``fn`` for the next group-commit transaction and wait for its own result."""
+        self._writable(thread_id=thread_id, step=step)
         loop = asyncio.get_running_loop()
         job = _Job(fn, loop.create_future(), loop)
         self._pending.append(job)
@@ -903,8 +912,8 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         row, meta, now = self._codec.encode_save(checkpoint, thread_metadata)
         keep_last = self._opt.keep_last
 
-        small = len(row.state) < DELTA_MIN_CHARS  # no delta is made: see _previous_to_delta
-        advance = (row.step, now, 0, meta, row.thread_id, row.step)
+        small = not _may_delta(row.state)
+        advance = (row.step, now, 0, meta, row.thread_id, row.step)  # 0: no delta run below
 
         def job(conn: sqlite3.Connection) -> None:
             if small and conn.execute(_SQL.UPDATE_THREAD, advance).rowcount:
@@ -1138,9 +1147,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         databases created with ``auto_vacuum=INCREMENTAL`` (every database
         forkpoint creates), else a full ``VACUUM``.
         """
-        self._usable()
-        if self._writer is None:
-            raise ReadOnlyDatabase("the checkpointer was opened read-only", path=self._opt.path)
+        writer = self._writable()
         path = self._opt.path
 
         def work(conn: sqlite3.Connection) -> int:
@@ -1158,7 +1165,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
 
         # Queued behind the group-commit writer on the same thread, so no batch is split.
         try:
-            return await _on_worker(self._writer, work)
+            return await _on_worker(writer, work)
         except (sqlite3.Error, OSError, ValueError) as exc:
             raise _translate(exc, path=path) from exc
 
@@ -1305,6 +1312,11 @@ def _insert_checked(
     return True
 
 
+def _may_delta(state: str) -> bool:
+    """Whether saving ``state`` may turn the previous row into a delta: small states never do."""
+    return len(state) >= DELTA_MIN_CHARS
+
+
 def _previous_to_delta(
     conn: sqlite3.Connection, thread_id: str, previous: int, run: int, newest_state: str
 ) -> int:
@@ -1313,7 +1325,7 @@ def _previous_to_delta(
     Returns the thread's new ``delta_run``: one more when the row became a
     delta, 0 when it stays full (small state, run at ``MAX_RUN``, or no gain).
     """
-    if len(newest_state) < DELTA_MIN_CHARS or run >= MAX_RUN:
+    if not _may_delta(newest_state) or run >= MAX_RUN:
         return 0
     stored = conn.execute(_SQL.STORED_STATE, (thread_id, previous)).fetchone()
     if stored is None or stored[1] != 0 or not isinstance(stored[0], str):

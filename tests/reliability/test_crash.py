@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from forkpoint import SqliteCheckpointer, ThreadInfo
-from forkpoint.schema import HEAD_REVISION
+from forkpoint.migrate import HEAD_REVISION
 from tests.reliability.support import (
     ROOT,
     Blob,

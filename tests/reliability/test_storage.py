@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from forkpoint import (
+    DatabaseCorrupt,
     NotAForkpointDatabase,
     ReadOnlyDatabase,
     SchemaVersionError,
@@ -227,9 +228,10 @@ async def test_io_error_file_size_limit(tmp_path: Path, scale: int) -> None:
         await check_database(path, acked)
 
 
-async def _readonly_checks(path: Path, **kw: object) -> None:
+async def _readonly_checks(path: Path, *, read_only: bool, why: str) -> None:
+    """Reads work; every write (vacuum too) raises ReadOnlyDatabase saying ``why``."""
     before = sha(path)
-    async with SqliteCheckpointer.open(path, Blob, **kw) as cp:  # type: ignore[arg-type]
+    async with SqliteCheckpointer.open(path, Blob, read_only=read_only) as cp:
         loaded = await cp.load("t")
         assert loaded is not None
         assert loaded.step == 4
@@ -243,8 +245,9 @@ async def _readonly_checks(path: Path, **kw: object) -> None:
             lambda: cp.fork("t", 2),
             lambda: cp.delete_thread("t"),
             lambda: cp.set_thread_metadata("t", {"a": 1}),
+            cp.vacuum,
         ):
-            with pytest.raises(ReadOnlyDatabase) as info:
+            with pytest.raises(ReadOnlyDatabase, match=why) as info:
                 await call()
             assert info.value.path == str(path)
     assert sha(path) == before
@@ -259,7 +262,7 @@ async def _five(path: Path) -> None:
 async def test_read_only_flag(tmp_path: Path) -> None:
     path = tmp_path / "ro.db"
     await _five(path)
-    await _readonly_checks(path, read_only=True)
+    await _readonly_checks(path, read_only=True, why="opened read-only")
     await check_database(path, {("t", 4): digest(make_blob("t", 4).state.data)})
 
 
@@ -272,7 +275,7 @@ async def test_read_only_file_system(tmp_path: Path, flag: bool) -> None:
         await _five(path)
         assert files_in(mnt) == {"ro.db"}
         await asyncio.to_thread(subprocess.run, ["mount", "-o", "remount,ro", str(mnt)], check=True)
-        await _readonly_checks(path, read_only=flag)
+        await _readonly_checks(path, read_only=flag, why="read-only file system")
         assert run_child("reopen", path) == {"t": 4}
         assert files_in(mnt) == {"ro.db"}
 
@@ -352,6 +355,8 @@ def test_not_a_forkpoint_database(tmp_path: Path, kind: str) -> None:
             with pytest.raises(NotAForkpointDatabase) as info:
                 await SqliteCheckpointer.open(path, Blob, read_only=read_only)
             assert info.value.path == str(path)
+            # A damaged forkpoint file is told apart from someone else's file.
+            assert isinstance(info.value, DatabaseCorrupt) == kind.startswith("truncated")
 
     asyncio.run(attempt())
     assert sha(path) == before

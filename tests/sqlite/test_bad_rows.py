@@ -129,3 +129,18 @@ async def test_a_failed_listing_holds_no_read_snapshot(tmp_path: Path) -> None:
             conn.close()
         assert kept.value.step == 3
         assert busy == 0
+
+
+async def test_a_page_decodes_only_its_own_rows(tmp_path: Path) -> None:
+    """Listing cost follows the page: a damaged row outside the page is never decoded."""
+    db = tmp_path / "page.db"
+    async with SqliteCheckpointer.open(db, Counter) as cp:
+        for step in range(600):
+            await cp.save(make_cp("t", step))
+    _edit(db, "UPDATE checkpoints SET metadata = '[1]' WHERE thread_id = 't' AND step = 517")
+    async with SqliteCheckpointer.open(db, Counter) as cp:
+        with pytest.raises(SerializationError):
+            await cp.list_checkpoints("t")
+        assert [m.seq for m in await cp.list_checkpoints("t", limit=5)] == [0, 1, 2, 3, 4]
+        newest = await cp.list_checkpoints("t", newest_first=True, before=517, limit=3)
+        assert [m.seq for m in newest] == [516, 515, 514]

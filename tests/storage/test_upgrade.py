@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from forkpoint import Append, Checkpoint, GraphState, SqliteCheckpointer, StateSchema
-from forkpoint.schema import HEAD_REVISION
+from forkpoint.migrate import HEAD_REVISION
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
