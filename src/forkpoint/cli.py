@@ -36,7 +36,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.tree import Tree
 
-from .errors import CheckpointError, SerializationError, ThreadExists
+from .base import check_restore
+from .codec import format_time
+from .errors import CheckpointError, CheckpointNotFound, SerializationError, ThreadExists
 from .migrate import HEAD_REVISION
 from .models import Checkpoint, CheckpointMetadata, JsonState, ThreadInfo
 from .sqlite import SqliteCheckpointer
@@ -109,7 +111,7 @@ def _execute(work: Callable[[], Coroutine[Any, Any, int | None]]) -> None:
         code = asyncio.run(work())
     except (UserError, CheckpointError, OSError) as exc:
         message = _one_line(exc)
-        if isinstance(exc, OSError) and not isinstance(exc, UserError):
+        if isinstance(exc, OSError):
             message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else message
         _err().print(f"forkpoint: error: {message}", markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
@@ -166,16 +168,19 @@ async def _require_thread(cp: SqliteCheckpointer[JsonState], thread_id: str) -> 
     return info
 
 
+def _no_checkpoint(info: ThreadInfo, step: int | None) -> UserError:
+    return UserError(
+        f"thread {info.thread_id!r} has no checkpoint at step {step} "
+        f"(it has {info.checkpoint_count} checkpoints, the latest at step {info.latest_step})"
+    )
+
+
 async def _require_checkpoint(
     cp: SqliteCheckpointer[JsonState], thread_id: str, step: int | None
 ) -> Checkpoint[JsonState]:
-    info = await _require_thread(cp, thread_id)
     found = await (cp.load(thread_id) if step is None else cp.get(thread_id, step))
-    if found is None:
-        raise UserError(
-            f"thread {thread_id!r} has no checkpoint at step {step} "
-            f"(it has {info.checkpoint_count} checkpoints, the latest at step {info.latest_step})"
-        )
+    if found is None:  # only now is the thread record worth reading, for the message
+        raise _no_checkpoint(await _require_thread(cp, thread_id), step)
     return found
 
 
@@ -221,9 +226,18 @@ def _checkpoint_json(cp: Checkpoint[JsonState]) -> dict[str, Any]:
         "step": cp.step,
         "node": cp.node,
         "queue": [[n, p] for n, p in cp.queue],
-        "created_at": cp.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": format_time(cp.created_at),
         "metadata": cp.metadata,
         "state": _state_json(cp),
+    }
+
+
+def _thread_json(info: ThreadInfo) -> dict[str, Any]:
+    """A thread record as JSON, its times spelled as everywhere else (``format_time``)."""
+    return {
+        **info.model_dump(mode="json"),
+        "created_at": format_time(info.created_at),
+        "updated_at": format_time(info.updated_at),
     }
 
 
@@ -246,21 +260,43 @@ def _meta_text(metadata: dict[str, Any]) -> str:
 
 
 def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+    if n < 1000:
+        return f"{n} B"
+    value = n / 1000
+    for unit in ("kB", "MB"):
+        if value < 1000:
+            return f"{value:.1f} {unit}"
         value /= 1000
-    return f"{n} B"  # pragma: no cover - the loop always returns
+    return f"{value:.1f} GB"
+
+
+def _progress_console(total: int) -> Console | None:
+    """The stderr console to show progress on, or None: ``FORKPOINT_PROGRESS`` = auto|always|never.
+
+    ``auto`` shows it when stderr is a terminal and ``total`` is at least ``_PROGRESS_MIN``.
+    """
+    mode = os.environ.get("FORKPOINT_PROGRESS", "auto")
+    console = Console(stderr=True, force_terminal=True if mode == "always" else None)
+    show = mode == "always" or (mode == "auto" and console.is_terminal and total >= _PROGRESS_MIN)
+    return console if show else None
+
+
+@contextlib.contextmanager
+def _spinner(description: str) -> Iterator[None]:
+    """A spinner on stderr for one long call of unknown length (prune, vacuum); as ``_progress``."""
+    console = _progress_console(_PROGRESS_MIN)
+    if console is None:
+        yield
+        return
+    with console.status(description):
+        yield
 
 
 @contextlib.contextmanager
 def _progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr for long jobs; ``FORKPOINT_PROGRESS`` = auto|always|never."""
-    mode = os.environ.get("FORKPOINT_PROGRESS", "auto")
-    console = Console(stderr=True, force_terminal=True if mode == "always" else None)
-    show = mode == "always" or (mode == "auto" and console.is_terminal and total >= _PROGRESS_MIN)
-    if not show:
+    """A rich progress bar on stderr for long jobs; shown as ``_progress_console`` decides."""
+    console = _progress_console(total)
+    if console is None:
         yield lambda _n: None
         return
     with Progress(
@@ -297,7 +333,7 @@ def threads(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False
             _print_json(
                 [
                     {
-                        **i.model_dump(mode="json"),
+                        **_thread_json(i),
                         "latest_node": last_nodes[i.thread_id],
                         "forks": forks.get(i.thread_id, 0),
                     }
@@ -352,7 +388,7 @@ def history(
                 [
                     {
                         "step": m.seq,
-                        "created_at": m.created_at.isoformat().replace("+00:00", "Z"),
+                        "created_at": format_time(m.created_at),
                         "node": m.node,
                         "queue": [[n, p] for n, p in q],
                         "metadata": m.metadata,
@@ -600,11 +636,13 @@ def fork(
     async def work() -> None:
         at = _parse_step(step)
         async with _open(_db_path(ctx, db), create=True) as cp:
-            await _require_checkpoint(cp, thread, at)
-            try:
+            info = await _require_thread(cp, thread)
+            try:  # fork() reads the step itself: no need to load the checkpoint first
                 new = await cp.fork(thread, at, new_thread_id=new_id)
             except ThreadExists as exc:
                 raise UserError(f"thread {new_id!r} already exists") from exc
+            except CheckpointNotFound as exc:
+                raise _no_checkpoint(info, at) from exc
         if as_json:
             _print_json({"thread_id": new, "parent_thread_id": thread, "parent_step": at})
         else:
@@ -646,9 +684,7 @@ async def _export(cp: SqliteCheckpointer[JsonState], thread: str | None, out: Te
     out.write(_dumps({"format": EXPORT_FORMAT, "version": EXPORT_VERSION}, indent=None) + "\n")
     with _progress("exporting", total) as advance:
         for info in infos:
-            out.write(
-                _dumps({"kind": "thread", **info.model_dump(mode="json")}, indent=None) + "\n"
-            )
+            out.write(_dumps({"kind": "thread", **_thread_json(info)}, indent=None) + "\n")
             async for meta in _history(cp, info.thread_id):
                 found = await cp.get(info.thread_id, meta.seq)
                 if found is None:  # pruned or deleted while we read; export what exists
@@ -689,6 +725,7 @@ def _read_export(path: Path) -> tuple[list[ThreadInfo], dict[str, list[Checkpoin
     """Parse and validate a whole export file; UserError naming the line on any problem."""
     infos: list[ThreadInfo] = []
     rows: dict[str, list[Checkpoint[JsonState]]] = {}
+    header_seen = False
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
@@ -699,7 +736,7 @@ def _read_export(path: Path) -> tuple[list[ThreadInfo], dict[str, list[Checkpoin
                 raise UserError(f"{path}:{number}: not JSON ({exc})") from exc
             if not isinstance(record, dict):
                 raise UserError(f"{path}:{number}: expected a JSON object")
-            if number == 1:
+            if not header_seen:
                 if record.get("format") != EXPORT_FORMAT:
                     raise UserError(f"{path} is not a forkpoint export (no header line)")
                 if record.get("version") != EXPORT_VERSION:
@@ -707,6 +744,7 @@ def _read_export(path: Path) -> tuple[list[ThreadInfo], dict[str, list[Checkpoin
                         f"{path}: export version {record.get('version')!r} is not supported "
                         f"(this forkpoint reads version {EXPORT_VERSION})"
                     )
+                header_seen = True
                 continue
             kind = record.pop("kind", None)
             try:
@@ -733,10 +771,13 @@ def _read_export(path: Path) -> tuple[list[ThreadInfo], dict[str, list[Checkpoin
                 raise UserError(
                     f"{path}:{number}: invalid {kind} record: {' '.join(first[:3])}"
                 ) from exc
-    if not infos and not rows:
-        with path.open(encoding="utf-8") as f:
-            if not f.readline().strip():
-                raise UserError(f"{path} is empty, not a forkpoint export")
+    if not header_seen:
+        raise UserError(f"{path} is empty, not a forkpoint export")
+    for info in infos:  # every thread is whole before import writes any of them
+        try:
+            check_restore(info, rows[info.thread_id])
+        except CheckpointError as exc:
+            raise UserError(f"{path}: {_one_line(exc)}") from exc
     return infos, rows
 
 
@@ -832,7 +873,7 @@ def check(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False) 
             if integrity != ["ok"]:
                 problems += [f"integrity: {line}" for line in integrity]
             infos = await _all_threads(cp)
-            checked = 0
+            checked = undecodable = mismatched = 0
             with _progress("checking", sum(i.checkpoint_count for i in infos)) as advance:
                 for info in infos:
                     steps: list[int] = []
@@ -841,13 +882,16 @@ def check(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False) 
                         try:
                             if await cp.get(info.thread_id, meta.seq) is None:
                                 problems.append(f"{info.thread_id} @ {meta.seq}: row vanished")
+                                undecodable += 1
                         except SerializationError as exc:
                             problems.append(f"{info.thread_id} @ {meta.seq}: {_one_line(exc)}")
+                            undecodable += 1
                         checked += 1
                         advance(1)
                     if len(steps) != info.checkpoint_count or (
                         steps and steps[-1] != info.latest_step
                     ):
+                        mismatched += 1
                         problems.append(
                             f"{info.thread_id}: thread record says {info.checkpoint_count} "
                             f"checkpoints up to step {info.latest_step}, found {len(steps)}"
@@ -867,10 +911,11 @@ def check(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False) 
             table = Table("check", "result")
             table.add_row("SQLite integrity", ", ".join(integrity))
             table.add_row("schema revision", f"{HEAD_REVISION} (head)")
-            bad = sum(1 for p in problems if not p.startswith("integrity"))
             table.add_row(
-                "checkpoints decode", f"{checked - bad} of {checked} in {len(infos)} threads"
+                "checkpoints decode",
+                f"{checked - undecodable} of {checked} in {len(infos)} threads",
             )
+            table.add_row("thread records match", f"{len(infos) - mismatched} of {len(infos)}")
             out = _out()
             out.print(table)
             for p in problems:
@@ -989,9 +1034,7 @@ def prune(
         async with _open(_db_path(ctx, db), write=True) as cp:
             if thread is not None:
                 await _require_thread(cp, thread)
-            console = _err()
-            status = console.status("pruning…") if console.is_terminal else contextlib.nullcontext()
-            with status:
+            with _spinner("pruning…"):
                 report = await cp.prune(
                     thread, keep_last=keep_last, older_than=age, dry_run=dry_run
                 )
@@ -1018,11 +1061,7 @@ def vacuum(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False)
         path = _db_path(ctx, db)
         async with _open(path, write=True) as cp:
             before = sum(_file_bytes(path))
-            console = _err()
-            status = (
-                console.status("vacuuming…") if console.is_terminal else contextlib.nullcontext()
-            )
-            with status:
+            with _spinner("vacuuming…"):
                 shrunk = await cp.vacuum()
         after = sum(_file_bytes(path))
         if as_json:

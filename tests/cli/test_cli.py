@@ -7,14 +7,17 @@ import json
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from forkpoint import JsonState, SqliteCheckpointer
+from forkpoint import Checkpoint, GraphState, JsonState, SqliteCheckpointer, ThreadInfo
 from forkpoint.cli import diff_values, parse_duration
-from tests.cli.conftest import Invoke, Note, assert_user_error, parse_jsonl
+from forkpoint.codec import format_time
+from forkpoint.runner import Runner
+from tests.cli.conftest import Invoke, Note, assert_user_error, note_cp, parse_jsonl
 
 
 def ok(result: Any) -> str:
@@ -106,6 +109,76 @@ def test_user_mistakes_are_one_line(
     assert_user_error(cli(*args), *needles)
 
 
+WHOLE_SECOND = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)  # microsecond 0: spellings differ
+
+
+async def _restore_whole_second_thread(path: Path) -> None:
+    cp_ = Checkpoint[Note](
+        thread_id="round",
+        state=GraphState[Note](data=Note(title="r")),
+        step=0,
+        node="__input__",
+        created_at=WHOLE_SECOND,
+    )
+    info = ThreadInfo(
+        thread_id="round",
+        created_at=WHOLE_SECOND,
+        updated_at=WHOLE_SECOND,
+        latest_step=0,
+        checkpoint_count=1,
+    )
+    async with SqliteCheckpointer.open(path, Note) as cp:
+        await cp.restore_thread(info, [cp_])
+
+
+def test_json_output_spells_every_time_with_format_time(cli: Invoke, db: Path) -> None:
+    asyncio.run(_restore_whole_second_thread(db))
+    spelled = format_time(WHOLE_SECOND)
+    assert spelled == "2026-03-04T05:06:07.000000Z"
+    assert as_json(cli("show", "round", "0", "--json"))["created_at"] == spelled
+    assert as_json(cli("history", "round", "--json"))[0]["created_at"] == spelled
+    thread = next(t for t in as_json(cli("threads", "--json")) if t["thread_id"] == "round")
+    assert (thread["created_at"], thread["updated_at"]) == (spelled, spelled)
+    thread_record, checkpoint = parse_jsonl(ok(cli("export", "round")))[1:]
+    assert (thread_record["created_at"], thread_record["updated_at"]) == (spelled, spelled)
+    assert checkpoint["created_at"] == spelled
+
+
+def _big_states(steps: int) -> list[dict[str, Any]]:
+    """Note states that grow by ~600 characters a step: past 2048 chars, older rows are deltas."""
+    tags = [f"tag {step}: " + "x" * 600 for step in range(steps)]
+    return [
+        {"title": "big", "tags": tags[: step + 1], "meta": {"k": 1}, "score": float(step)}
+        for step in range(steps)
+    ]
+
+
+async def _save_big_thread(path: Path, states: list[dict[str, Any]]) -> None:
+    async with SqliteCheckpointer.open(path, Note) as cp:
+        for step, state in enumerate(states):
+            queue = [("n", 0)] if step < len(states) - 1 else []
+            await cp.save(note_cp("big", step, "n" if step else "__input__", queue, **state))
+
+
+def test_show_and_export_give_the_full_state_of_a_delta_stored_step(cli: Invoke, db: Path) -> None:
+    states = _big_states(8)
+    asyncio.run(_save_big_thread(db, states))
+    with sqlite3.connect(db) as conn:
+        kinds = [
+            r[0]
+            for r in conn.execute(
+                "SELECT encoding FROM checkpoints WHERE thread_id = 'big' ORDER BY step"
+            )
+        ]
+    conn.close()
+    assert kinds[5] == 1, kinds  # step 5 is stored as a reverse delta, not in full
+    assert kinds[-1] == 0, kinds
+    shown = as_json(cli("show", "big", "5", "--json"))
+    assert shown["state"] == states[5]
+    exported = [r for r in parse_jsonl(ok(cli("export", "big"))) if r.get("kind") == "checkpoint"]
+    assert [r["state"] for r in exported] == states
+
+
 # --- diff ---------------------------------------------------------------------------------------
 
 
@@ -159,6 +232,34 @@ def test_tree(cli: Invoke) -> None:
     assert "└── alt" in text
     sub = as_json(cli("tree", "alt", "--json"))
     assert [t["thread_id"] for t in sub] == ["alt"]
+
+
+async def _run_until_paused(path: Path) -> None:
+    async def step_a(state: Note) -> dict[str, Any]:
+        return {"title": "after a"}
+
+    async def step_b(state: Note) -> dict[str, Any]:
+        return {"title": "after b"}
+
+    async with SqliteCheckpointer.open(path, Note) as cp:
+        runner = Runner(
+            cp,
+            nodes={"a": step_a, "b": step_b},
+            entry="a",
+            edges={"a": "b"},
+            interrupt_before=["b"],
+        )
+        result = await runner.run("paused", Note())
+        assert (result.status, result.next_node) == ("interrupted", "b")
+
+
+def test_tree_shows_a_thread_paused_by_an_interrupt(cli: Invoke, db: Path) -> None:
+    asyncio.run(_run_until_paused(db))
+    forest = {t["thread_id"]: t for t in as_json(cli("tree", "--json"))}
+    assert forest["paused"]["status"] == "paused before b"
+    text = ok(cli("tree", "paused"))
+    assert "paused before b" in text
+    assert "pending" not in text
 
 
 def test_fork_then_tree_and_delete_of_the_parent(cli: Invoke) -> None:
@@ -246,6 +347,7 @@ def test_export_one_thread_to_a_file_and_import_refuses_existing(
     ("content", "needle"),
     [
         ("", "empty"),
+        ("\n  \n", "empty"),
         ("not json\n", "not JSON"),
         ('{"format": "something-else"}\n', "not a forkpoint export"),
         ('{"format": "forkpoint-export", "version": 99}\n', "version 99"),
@@ -260,6 +362,51 @@ def test_import_of_a_bad_file(cli: Invoke, tmp_path: Path, content: str, needle:
     assert_user_error(cli("import", str(bad), "--db", str(target)), needle)
 
 
+def test_an_export_starting_with_blank_lines_imports(cli: Invoke, db: Path, tmp_path: Path) -> None:
+    padded = tmp_path / "padded.jsonl"
+    padded.write_text("\n  \n" + ok(cli("export")), encoding="utf-8")
+    target = tmp_path / "copy.db"
+    summary = as_json(cli("import", str(padded), "--db", str(target), "--json"))
+    assert summary == {"threads": 3, "checkpoints": 10}
+    assert asyncio.run(_snapshot(target)) == asyncio.run(_snapshot(db))
+
+
+def test_import_refuses_when_only_a_later_thread_exists(cli: Invoke, tmp_path: Path) -> None:
+    everything = tmp_path / "all.jsonl"
+    everything.write_text(ok(cli("export")), encoding="utf-8")
+    order = [
+        r["thread_id"] for r in parse_jsonl(everything.read_text()) if r.get("kind") == "thread"
+    ]
+    assert order == ["alt", "main", "solo"]
+    only_main = tmp_path / "main.jsonl"
+    assert ok(cli("export", "main", "-o", str(only_main))) == ""
+    target = tmp_path / "target.db"
+    ok(cli("import", str(only_main), "--db", str(target)))
+    before = asyncio.run(_snapshot(target))
+    assert_user_error(
+        cli("import", str(everything), "--db", str(target)),
+        "'main'",
+        "already exists",
+        "nothing was imported",
+    )
+    assert asyncio.run(_snapshot(target)) == before  # alt (before main) was not written
+
+
+def test_import_writes_nothing_when_a_later_thread_is_incomplete(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    records = parse_jsonl(ok(cli("export")))
+    # main's thread record stays, its checkpoints are cut: alt (first) is whole
+    kept = [r for r in records if not (r.get("kind") == "checkpoint" and r["thread_id"] == "main")]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+    target = tmp_path / "target.db"
+    assert_user_error(
+        cli("import", str(broken), "--db", str(target)), "'main'", "at least one checkpoint"
+    )
+    assert not target.exists()
+
+
 def test_import_of_a_missing_file(cli: Invoke, tmp_path: Path) -> None:
     assert_user_error(cli("import", str(tmp_path / "nope.jsonl")), "no export file")
 
@@ -269,6 +416,36 @@ def test_progress_bar_goes_to_stderr_and_stdout_stays_jsonl(cli: Invoke) -> None
     records = parse_jsonl(ok(result))
     assert len(records) == 1 + 3 + 10
     assert "exporting" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("import", "importing"),
+        ("check", "checking"),
+        ("prune", "pruning"),
+        ("vacuum", "vacuuming"),
+    ],
+)
+def test_forkpoint_progress_always_shows_progress_on_stderr(
+    cli: Invoke, tmp_path: Path, command: str, shown: str
+) -> None:
+    dump = tmp_path / "all.jsonl"
+    dump.write_text(ok(cli("export")), encoding="utf-8")
+    args = {
+        "import": ("import", str(dump), "--db", str(tmp_path / "copy.db")),
+        "check": ("check",),
+        "prune": ("prune", "--keep-last", "1"),
+        "vacuum": ("vacuum",),
+    }[command]
+    quiet = cli(*args, "--json", env={"FORKPOINT_PROGRESS": "never"})
+    assert json.loads(ok(quiet))  # the command works; nothing but the report is printed
+    assert quiet.stderr == ""
+    if command == "import":  # a second import would find the threads it just wrote
+        args = ("import", str(dump), "--db", str(tmp_path / "copy2.db"))
+    loud = cli(*args, "--json", env={"FORKPOINT_PROGRESS": "always"})
+    assert json.loads(ok(loud))  # stdout stays clean JSON
+    assert shown in loud.stderr
 
 
 # --- migrate, check, stats ----------------------------------------------------------------------
@@ -312,6 +489,23 @@ def test_check_finds_a_row_that_does_not_decode(cli: Invoke, db: Path) -> None:
     text = cli("check")
     assert text.exit_code == 1
     assert f"{len(problems)} problems" in text.stdout
+
+
+def test_check_counts_thread_record_mismatches_apart_from_decoding(cli: Invoke, db: Path) -> None:
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE threads SET checkpoint_count = 99 WHERE thread_id = 'solo'")
+    conn.close()
+    report = json.loads(cli("check", "--json").stdout)
+    assert report["ok"] is False
+    assert report["problems"] == [
+        "solo: thread record says 99 checkpoints up to step 0, found 1 up to 0"
+    ]
+    result = cli("check")
+    assert result.exit_code == 1
+    assert "10 of 10 in 3 threads" in result.stdout  # every checkpoint still decodes
+    assert "2 of 3" in result.stdout  # one thread record disagrees
+    assert "1 problems" in result.stdout
 
 
 def test_stats(cli: Invoke, db: Path) -> None:
