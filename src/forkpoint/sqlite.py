@@ -788,6 +788,11 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         return self._codec.state_type
 
     def _usable(self) -> None:
+        """Raise ForkedProcess or CheckpointerClosed if this checkpointer cannot be used.
+
+        Every public method calls it first, before it looks at its arguments:
+        the in-memory reference reports a closed checkpointer first, too.
+        """
         if self._opt.pid != os.getpid():
             raise ForkedProcess(
                 "this checkpointer was opened in another process (before os.fork()); "
@@ -931,6 +936,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         await self._write(job, thread_id=row.thread_id, step=row.step)
 
     async def fork(self, thread_id: str, at_seq: int, *, new_thread_id: str | None = None) -> str:
+        self._usable()
         check_thread_id(thread_id)
         check_step(at_seq, "at_seq")
         target = str(uuid.uuid4()) if new_thread_id is None else check_thread_id(new_thread_id)
@@ -967,6 +973,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         return await self._write(job, thread_id=thread_id, step=at_seq)
 
     async def delete_thread(self, thread_id: str) -> bool:
+        self._usable()
         check_thread_id(thread_id)
 
         def job(conn: sqlite3.Connection) -> bool:
@@ -976,6 +983,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         return await self._write(job, thread_id=thread_id)
 
     async def set_thread_metadata(self, thread_id: str, metadata: Mapping[str, Any]) -> None:
+        self._usable()
         check_thread_id(thread_id)
         text = self._codec.encode_metadata(metadata, thread_id=thread_id)
 
@@ -993,6 +1001,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         older_than: timedelta | None = None,
         dry_run: bool = False,
     ) -> PruneReport:
+        self._usable()
         tid, keep, age = check_prune(thread_id, keep_last, older_than, dry_run)
         cutoff = "~" if age is None else format_time(datetime.now(UTC) - age)
         keep_n = keep if keep is not None else 1
@@ -1020,6 +1029,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         )
 
     async def restore_thread(self, info: ThreadInfo, checkpoints: Sequence[Checkpoint[S]]) -> None:
+        self._usable()
         thread_id = check_restore(info, checkpoints)
         rows = [self._codec.encode(cp) for cp in checkpoints]
         meta = self._codec.encode_metadata(info.metadata, thread_id=thread_id)
@@ -1046,6 +1056,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         return [r[0] for r in await self._read(_fetchall, _SQL.ALL_THREAD_IDS, ())]
 
     async def delete_threads(self, *, inactive_for: timedelta) -> list[str]:
+        self._usable()
         cutoff = format_time(datetime.now(UTC) - check_inactive_for(inactive_for))
 
         def job(conn: sqlite3.Connection) -> list[str]:
@@ -1060,6 +1071,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
     # --- reads ------------------------------------------------------------------------------
 
     async def load(self, thread_id: str) -> Checkpoint[S] | None:
+        self._usable()
         check_thread_id(thread_id)
         row = await self._read(_latest_row, thread_id, thread_id=thread_id)
         if row is None:
@@ -1067,6 +1079,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         return self._codec.decode(EncodedCheckpoint(thread_id, *row), path=self._opt.path)
 
     async def get(self, thread_id: str, step: int) -> Checkpoint[S] | None:
+        self._usable()
         check_thread_id(thread_id)
         check_step(step)
         row = await self._read(_full_row, thread_id, step, thread_id=thread_id, step=step)
@@ -1076,6 +1089,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
 
     async def get_raw(self, thread_id: str, step: int) -> str | bytes | None:
         """The stored state exactly as the file holds it, undecoded (for forensics)."""
+        self._usable()
         check_thread_id(thread_id)
         check_step(step)
         row = await self._read(
@@ -1096,6 +1110,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         newest_first: bool = False,
         filter: MetadataFilter | None = None,
     ) -> list[CheckpointMetadata]:
+        self._usable()
         check_thread_id(thread_id)
         lo, hi, n = check_bounds(after, before, limit)
         sql, params = _page(
@@ -1116,6 +1131,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         after: str | None = None,
         filter: MetadataFilter | None = None,
     ) -> list[ThreadInfo]:
+        self._usable()
         n = None if limit is None else check_limit(limit)
         cursor = None if after is None else check_thread_id(after)
         sql, params = _page(
@@ -1130,11 +1146,13 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         return await self._read(_threads, sql, params)
 
     async def thread_info(self, thread_id: str) -> ThreadInfo | None:
+        self._usable()
         check_thread_id(thread_id)
         found = await self._read(_threads, _SQL.THREAD, (thread_id,), thread_id=thread_id)
         return found[0] if found else None
 
     async def list_forks(self, thread_id: str) -> list[ThreadInfo]:
+        self._usable()
         check_thread_id(thread_id)
         return await self._read(_threads, _SQL.FORKS, (thread_id,), thread_id=thread_id)
 

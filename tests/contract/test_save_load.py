@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -282,6 +283,25 @@ async def test_calls_after_close_raise_checkpointer_closed(make_checkpointer: Fa
         await cp.list_checkpoints("t")
     with pytest.raises(CheckpointerClosed):
         await cp.fork("t", 0)
+    # Closed is reported before anything about the arguments, in every method.
+    bad: list[Callable[[], Awaitable[object]]] = [
+        lambda: cp.save(object()),  # type: ignore[arg-type]
+        lambda: cp.load(123),  # type: ignore[arg-type]
+        lambda: cp.get("t", -1),
+        lambda: cp.list_checkpoints("", limit=-1),
+        lambda: cp.list_threads(limit=-1),
+        lambda: cp.thread_info(""),
+        lambda: cp.list_forks(""),
+        lambda: cp.fork("", -1),
+        lambda: cp.delete_thread(""),
+        lambda: cp.set_thread_metadata("", []),  # type: ignore[arg-type]
+        lambda: cp.prune(keep_last=0),
+        lambda: cp.delete_threads(inactive_for=5),  # type: ignore[arg-type]
+        lambda: cp.restore_thread("x", []),  # type: ignore[arg-type]
+    ]
+    for call in bad:
+        with pytest.raises(CheckpointerClosed):
+            await call()
 
 
 async def test_async_with_closes(make_checkpointer: Factory) -> None:
