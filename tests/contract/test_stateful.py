@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -50,6 +50,8 @@ def normalise(value: Any) -> Any:
 
 
 class BackendsAgree(RuleBasedStateMachine):
+    OPTIONS: ClassVar[dict[str, Any]] = {}  # checkpointer options every backend is opened with
+
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
@@ -58,7 +60,9 @@ class BackendsAgree(RuleBasedStateMachine):
         for name in sorted(BACKENDS):
             folder = Path(self.tmp.name) / name
             folder.mkdir()
-            self.backends[name] = self.loop.run_until_complete(BACKENDS[name](folder, Counter))
+            self.backends[name] = self.loop.run_until_complete(
+                BACKENDS[name](folder, Counter, **self.OPTIONS)
+            )
         assert isinstance(self.backends["memory"], InMemoryCheckpointer)
         self.forks = 0
 
@@ -213,3 +217,18 @@ BackendsAgree.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestBackendsAgree = BackendsAgree.TestCase
+
+
+class BackendsAgreeWithKeepLast(BackendsAgree):
+    """The same, with a retention policy every save enforces (SQLite runs its own DELETE)."""
+
+    OPTIONS: ClassVar[dict[str, Any]] = {"keep_last": 2}
+
+
+BackendsAgreeWithKeepLast.TestCase.settings = settings(
+    max_examples=15,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestBackendsAgreeWithKeepLast = BackendsAgreeWithKeepLast.TestCase
