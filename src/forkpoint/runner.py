@@ -187,7 +187,10 @@ class Runner(Generic[S]):
     Works with any :class:`~forkpoint.HistoryCheckpointer`. ``state_type`` is
     taken from the checkpointer (both built-in backends expose it) unless
     given; it is needed only to turn a mapping passed as input into a state.
-    Every mistake in the definition raises :class:`InvalidGraph` here.
+    Every mistake in the definition raises :class:`InvalidGraph` here, including
+    a node that is a plain (non-async) function. Nodes and routers receive a
+    deep copy of the state: mutating it in place changes nothing; only the
+    returned update does.
     """
 
     def __init__(
@@ -213,6 +216,12 @@ class Runner(Generic[S]):
             _check_name(name, "node name")
             if not callable(fn):
                 raise InvalidGraph(f"node {name!r} is not callable")
+            plain = inspect.isfunction(fn) or inspect.ismethod(fn)
+            if plain and not inspect.iscoroutinefunction(fn):
+                # A plain ``def`` would run (side effects and all, again on every resume)
+                # before the run-time awaitable check could refuse it. Other callables
+                # (objects whose ``__call__`` may be async) are checked when called.
+                raise InvalidGraph(f"node {name!r} is not async; define it with async def")
             self._nodes[name] = fn
         if not isinstance(entry, str) or entry not in self._nodes:
             raise InvalidGraph(f"entry node {entry!r} is not one of the nodes")

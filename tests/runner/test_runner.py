@@ -356,12 +356,16 @@ async def test_a_router_naming_an_unknown_node(cp: HistoryCheckpointer[Doc]) -> 
 
 
 async def test_a_sync_node_is_refused(cp: HistoryCheckpointer[Doc]) -> None:
-    def sync_node(state: Doc) -> dict[str, int]:
-        return {"n": 1}
+    # A plain `def` is refused by the constructor (test_copies_and_routes); a callable
+    # object may have an async __call__, so a sync one is only caught when called.
+    class SyncNode:
+        def __call__(self, state: Doc) -> dict[str, int]:
+            return {"n": 1}
 
-    runner = Runner(cp, nodes={"a": cast(Any, sync_node)}, entry="a")
+    runner = Runner(cp, nodes={"a": cast(Any, SyncNode())}, entry="a")
     with pytest.raises(InvalidNodeResult, match="not async"):
         await runner.run("t", Doc())
+    assert [m.node for m in await cp.list_checkpoints("t")] == [INPUT_NODE]
 
 
 async def test_resume_with_a_runner_that_lacks_a_queued_node(cp: HistoryCheckpointer[Doc]) -> None:
