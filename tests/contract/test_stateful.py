@@ -210,12 +210,16 @@ def make_cp_fixed(thread: str, step: int, *, n: int = 0, node: str = "x") -> Che
     )
 
 
-BackendsAgree.TestCase.settings = settings(
-    max_examples=30,
-    stateful_step_count=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+def _runs(examples: int) -> settings:
+    return settings(
+        max_examples=examples,
+        stateful_step_count=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+
+BackendsAgree.TestCase.settings = _runs(30)
 TestBackendsAgree = BackendsAgree.TestCase
 
 
@@ -225,10 +229,5 @@ class BackendsAgreeWithKeepLast(BackendsAgree):
     OPTIONS: ClassVar[dict[str, Any]] = {"keep_last": 2}
 
 
-BackendsAgreeWithKeepLast.TestCase.settings = settings(
-    max_examples=15,
-    stateful_step_count=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+BackendsAgreeWithKeepLast.TestCase.settings = _runs(15)
 TestBackendsAgreeWithKeepLast = BackendsAgreeWithKeepLast.TestCase

@@ -94,11 +94,9 @@ async def test_damaged_columns_are_serialization_errors(
 
 async def test_damaged_listing_rows_name_where_they_are(tmp_path: Path) -> None:
     db = tmp_path / "listing.db"
+    await _history_damaged_at(db, 517)
     async with SqliteCheckpointer.open(db, Counter) as cp:
-        for step in range(600):  # more rows than one fetched chunk
-            await cp.save(make_cp("t", step))
         await cp.save(make_cp("u", 0))
-    _edit(db, "UPDATE checkpoints SET metadata = '[1]' WHERE thread_id = 't' AND step = 517")
     _edit(db, "UPDATE threads SET created_at = 'yesterday' WHERE thread_id = 'u'")
     async with SqliteCheckpointer.open(db, Counter) as cp:
         with pytest.raises(SerializationError) as listing:
@@ -113,10 +111,7 @@ async def test_damaged_listing_rows_name_where_they_are(tmp_path: Path) -> None:
 
 async def test_a_failed_listing_holds_no_read_snapshot(tmp_path: Path) -> None:
     db = tmp_path / "snapshot.db"
-    async with SqliteCheckpointer.open(db, Counter) as cp:
-        for step in range(600):
-            await cp.save(make_cp("t", step))
-    _edit(db, "UPDATE checkpoints SET metadata = '[1]' WHERE thread_id = 't' AND step = 3")
+    await _history_damaged_at(db, 3)
     async with SqliteCheckpointer.open(db, Counter) as cp:
         with pytest.raises(SerializationError) as kept:
             await cp.list_checkpoints("t")
@@ -134,13 +129,18 @@ async def test_a_failed_listing_holds_no_read_snapshot(tmp_path: Path) -> None:
 async def test_a_page_decodes_only_its_own_rows(tmp_path: Path) -> None:
     """Listing cost follows the page: a damaged row outside the page is never decoded."""
     db = tmp_path / "page.db"
-    async with SqliteCheckpointer.open(db, Counter) as cp:
-        for step in range(600):
-            await cp.save(make_cp("t", step))
-    _edit(db, "UPDATE checkpoints SET metadata = '[1]' WHERE thread_id = 't' AND step = 517")
+    await _history_damaged_at(db, 517)
     async with SqliteCheckpointer.open(db, Counter) as cp:
         with pytest.raises(SerializationError):
             await cp.list_checkpoints("t")
         assert [m.seq for m in await cp.list_checkpoints("t", limit=5)] == [0, 1, 2, 3, 4]
         newest = await cp.list_checkpoints("t", newest_first=True, before=517, limit=3)
         assert [m.seq for m in newest] == [516, 515, 514]
+
+
+async def _history_damaged_at(db: Path, step: int) -> None:
+    """A 600-step thread "t" (more rows than one fetched chunk) whose row ``step`` has bad metadata."""
+    async with SqliteCheckpointer.open(db, Counter) as cp:
+        for n in range(600):
+            await cp.save(make_cp("t", n))
+    _edit(db, "UPDATE checkpoints SET metadata = '[1]' WHERE thread_id = 't' AND step = ?", step)
