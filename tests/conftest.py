@@ -26,6 +26,7 @@ from forkpoint import (
     StateSchema,
 )
 from forkpoint.migrate import upgrade
+from tests.postgres.support import open_store as _postgres
 
 
 class Counter(StateSchema):
@@ -86,6 +87,7 @@ async def _sqlite(
 BACKENDS: dict[str, Callable[..., Awaitable[HistoryCheckpointer[Any]]]] = {
     "memory": _memory,
     "sqlite": _sqlite,
+    "postgres": _postgres,
 }
 
 

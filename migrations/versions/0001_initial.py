@@ -15,16 +15,22 @@ branch_labels: str | None = None
 depends_on: str | None = None
 
 
+# Steps reach 2**63 - 1: SQLite's INTEGER holds that, PostgreSQL needs BIGINT.
+STEP = sa.Integer().with_variant(sa.BigInteger(), "postgresql")
+# Thread ids order by code point, as in SQLite and Python, whatever the database's locale.
+THREAD_ID = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
+
+
 def upgrade() -> None:
     op.create_table(
         "threads",
-        sa.Column("thread_id", sa.Text(), nullable=False),
+        sa.Column("thread_id", THREAD_ID, nullable=False),
         sa.Column("created_at", sa.Text(), nullable=False),
         sa.Column("updated_at", sa.Text(), nullable=False),
-        sa.Column("latest_step", sa.Integer(), nullable=False),
-        sa.Column("checkpoint_count", sa.Integer(), nullable=False),
-        sa.Column("parent_thread_id", sa.Text(), nullable=True),
-        sa.Column("parent_step", sa.Integer(), nullable=True),
+        sa.Column("latest_step", STEP, nullable=False),
+        sa.Column("checkpoint_count", STEP, nullable=False),
+        sa.Column("parent_thread_id", THREAD_ID, nullable=True),
+        sa.Column("parent_step", STEP, nullable=True),
         sa.Column("metadata", sa.Text(), server_default=sa.text("'{}'"), nullable=False),
         sa.PrimaryKeyConstraint("thread_id"),
     )
@@ -32,8 +38,8 @@ def upgrade() -> None:
     op.create_index("ix_threads_updated_at", "threads", ["updated_at"])
     op.create_table(
         "checkpoints",
-        sa.Column("thread_id", sa.Text(), nullable=False),
-        sa.Column("step", sa.Integer(), nullable=False),
+        sa.Column("thread_id", THREAD_ID, nullable=False),
+        sa.Column("step", STEP, nullable=False),
         sa.Column("created_at", sa.Text(), nullable=False),
         sa.Column("node", sa.Text(), nullable=False),
         sa.Column("metadata", sa.Text(), server_default=sa.text("'{}'"), nullable=False),

@@ -19,7 +19,8 @@ they are chained as ``__cause__`` of one of these.
     │   │   └── DatabaseCorrupt      an SQLite file whose pages no longer read (truncated, damaged)
     │   ├── DatabaseLocked           another writer held the lock past the busy timeout
     │   ├── StorageFull              disk (or max_page_count) full
-    │   ├── ReadOnlyDatabase         opened read-only, or a read-only file system
+    │   ├── ReadOnlyDatabase         opened read-only, a read-only file system, or a standby server
+    │   ├── DatabaseUnavailable      the database server cannot be reached (after one fresh connection)
     │   ├── DiskIOError              the operating system reported an I/O error (EIO, EFBIG, …)
     │   ├── CheckpointerClosed       used after close()
     │   └── ForkedProcess            used in a child after os.fork(); open a new one there
@@ -34,6 +35,7 @@ __all__ = [
     "CheckpointerClosed",
     "DatabaseCorrupt",
     "DatabaseLocked",
+    "DatabaseUnavailable",
     "DiskIOError",
     "ForkNotSupported",
     "ForkedProcess",
@@ -138,7 +140,15 @@ class StorageFull(StorageError):
 
 
 class ReadOnlyDatabase(StorageError):
-    """A write was attempted on a read-only checkpointer or file system."""
+    """A write was attempted on a read-only checkpointer, file system or standby server."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The database server closed the connection or cannot be reached.
+
+    Raised after one retry on a fresh connection; what the failed call wrote
+    was rolled back by the server, so retrying it later is safe.
+    """
 
 
 class CheckpointerClosed(StorageError):
