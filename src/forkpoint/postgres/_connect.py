@@ -201,6 +201,16 @@ def translate(
     return kind(message, path=settings.shown, thread_id=thread_id, step=step)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing beyond asyncpg's rollback of an open transaction.
+
+    asyncpg's default reset is one more round trip after every operation
+    (``RESET ALL``, ``UNLISTEN *``, …). forkpoint never changes session state:
+    its settings come with the connection, it takes transaction-scoped locks
+    only, and it never listens.
+    """
+
+
 class Database:
     """The pool, and :meth:`run`, the one way work reaches the server."""
 
@@ -221,14 +231,13 @@ class Database:
                 max_inactive_connection_lifetime=300.0,
                 timeout=settings.connect_timeout,
                 server_settings=settings.server_settings(),
+                reset=_keep_session,
             )
         except Exception as exc:  # every failure to connect becomes one typed line
             if isinstance(exc, ValueError | asyncpg.ClientConfigurationError):
                 raise InvalidInput(f"malformed PostgreSQL URL {settings.shown!r}: {exc}") from exc
-            err = translate(exc, settings)
-            if not isinstance(err, DatabaseUnavailable):
-                err = DatabaseUnavailable(f"cannot connect: {err.message}", path=settings.shown)
-            raise err from exc
+            message = translate(exc, settings).message
+            raise DatabaseUnavailable(f"cannot connect: {message}", path=settings.shown) from exc
         return cls(settings, pool)
 
     async def close(self) -> None:

@@ -67,19 +67,23 @@ async def database_revision(conn: asyncpg.Connection, schema: str) -> str | None
     ``NotAForkpointDatabase`` if the schema holds tables but no forkpoint revision.
     """
     q = quote_ident(schema)
-    found = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{q}.alembic_version")
-    if found:
-        # S608: the schema is a quoted identifier from configuration; nothing else is text.
-        return await conn.fetchval(f"SELECT version_num FROM {q}.alembic_version")  # type: ignore[no-any-return]  # noqa: S608
-    tables = await conn.fetchval(
-        "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = $1", schema
-    )
-    if tables:
-        raise NotAForkpointDatabase(
-            f"schema {schema!r} holds {tables} tables that are not forkpoint's; "
-            "choose another schema= for forkpoint"
+    version_table = f"{q}.alembic_version"
+    stamped = "SELECT to_regclass($1) IS NOT NULL"
+    if not await conn.fetchval(stamped, version_table):
+        tables = await conn.fetchval(
+            "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = $1", schema
         )
-    return None
+        if not tables:
+            return None
+        # A migration commits its tables and its revision together: tables seen now mean the
+        # revision is visible now too, if they are forkpoint's (another opener just migrated).
+        if not await conn.fetchval(stamped, version_table):
+            raise NotAForkpointDatabase(
+                f"schema {schema!r} holds {tables} tables that are not forkpoint's; "
+                "choose another schema= for forkpoint"
+            )
+    # S608: the schema is a quoted identifier from configuration; nothing else is text.
+    return await conn.fetchval(f"SELECT version_num FROM {version_table}")  # type: ignore[no-any-return]  # noqa: S608
 
 
 def _check_known(revision: str | None, schema: str) -> None:
@@ -92,15 +96,16 @@ def _check_known(revision: str | None, schema: str) -> None:
 
 async def ensure_schema(
     conn: asyncpg.Connection, schema: str, *, migrate: bool, read_only: bool
-) -> None:
+) -> bool:
     """Make ``schema`` hold forkpoint's tables at head, or raise without writing.
 
+    Returns whether this call ran the upgrade (False: it was there already).
     ``SchemaVersionError`` for a newer revision, or an older one when
     ``migrate`` is off or the checkpointer is read-only.
     """
     revision = await database_revision(conn, schema)
     if revision == HEAD_REVISION:
-        return  # the common case: one read, no lock
+        return False  # the common case: one read, no lock
     _check_known(revision, schema)
     if not migrate or read_only:
         shown = "no forkpoint tables" if revision is None else f"revision {revision!r}"
@@ -114,8 +119,9 @@ async def ensure_schema(
         await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(schema))
         revision = await database_revision(conn, schema)  # another opener may have migrated
         if revision == HEAD_REVISION:
-            return
+            return False
         _check_known(revision, schema)
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {q}")
         await conn.execute(f"SET LOCAL search_path TO {q}")
         await conn.execute(await upgrade_sql(revision))
+    return True

@@ -1,0 +1,170 @@
+"""What the PostgreSQL tables hold and which statements the hot paths run."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from forkpoint import Checkpoint, GraphState, SerializationError, StepConflict
+from forkpoint.postgres import PostgresCheckpointer
+from tests.conftest import Counter, make_cp
+from tests.postgres.conftest import Opener
+
+
+@pytest.fixture
+async def recorded(open_pg: Opener) -> tuple[PostgresCheckpointer[Counter], list[str]]:
+    """A checkpointer on one connection whose every statement text is recorded."""
+    cp = await open_pg(pool_size=1)
+    seen: list[str] = []
+    async with cp._db.pool.acquire() as conn:
+        conn.add_query_logger(lambda q: seen.append(q.query))
+    return cp, seen
+
+
+async def test_fork_is_one_transaction_with_one_insert_select(
+    recorded: tuple[PostgresCheckpointer[Counter], list[str]],
+) -> None:
+    cp, seen = recorded
+    counts = []
+    for length in (5, 300):
+        for step in range(length):
+            await cp.save(make_cp(f"t{length}", step))
+        seen.clear()
+        await cp.fork(f"t{length}", length - 1, new_thread_id=f"f{length}")
+        inserts = [q for q in seen if q.lstrip().upper().startswith("INSERT INTO CHECKPOINTS")]
+        assert sum(" SELECT " in q for q in inserts) == 1, inserts
+        assert seen[0].upper().startswith("BEGIN"), seen
+        assert seen[-1].upper().startswith("COMMIT"), seen
+        assert not any(q.upper().startswith(("BEGIN", "COMMIT")) for q in seen[1:-1]), seen
+        counts.append(len(seen))
+        assert len(await cp.list_checkpoints(f"f{length}")) == length
+    assert counts[0] == counts[1], counts  # no row-by-row copy, whatever the length
+
+
+async def test_a_small_save_is_one_statement_and_load_is_one(
+    recorded: tuple[PostgresCheckpointer[Counter], list[str]],
+) -> None:
+    cp, seen = recorded
+    await cp.save(make_cp("t", 0))
+    seen.clear()
+    await cp.save(make_cp("t", 1))
+    assert len(seen) == 1, seen
+    seen.clear()
+    await cp.load("t")
+    assert len(seen) == 1, seen
+
+
+async def test_listing_never_reads_a_state(
+    recorded: tuple[PostgresCheckpointer[Counter], list[str]],
+) -> None:
+    cp, seen = recorded
+    for step in range(20):
+        await cp.save(make_cp("t", step, metadata={"k": step % 2}))
+    seen.clear()
+    await cp.list_checkpoints("t")
+    await cp.list_checkpoints("t", after=3, before=15, limit=4, newest_first=True, filter={"k": 1})
+    await cp.list_threads(filter={"k": 1})
+    await cp.list_forks("t")
+    assert len(seen) == 4
+    for sql in seen:
+        assert "state" not in sql, sql
+
+
+def _grown(thread_id: str, step: int) -> Checkpoint[Counter]:
+    state = Counter(log=[f"note {i} " + "x" * 400 for i in range(step + 6)])
+    return Checkpoint[Counter](
+        thread_id=thread_id, state=GraphState[Counter](data=state), step=step, node="n"
+    )
+
+
+async def test_growing_states_store_older_steps_as_reverse_deltas(
+    open_pg: Opener, admin: asyncpg.Connection, schema: str
+) -> None:
+    cp = await open_pg()
+    saved = [_grown("t", step) for step in range(40)]
+    for c in saved:
+        await cp.save(c)
+    rows = await admin.fetch("SELECT step, encoding, length(state) FROM checkpoints ORDER BY step")
+    assert [r[1] for r in rows] == [1] * 39 + [0]
+    assert max(r[2] for r in rows[:-1]) < 200  # a delta is the removed note, not the state
+    for c in saved:
+        got = await cp.get("t", c.step)
+        assert got is not None
+        assert got.state.data == c.state.data
+    fork = await cp.fork("t", 20)
+    got = await cp.get(fork, 3)
+    assert got is not None
+    assert got.state.data == saved[3].state.data
+
+
+async def test_racing_large_saves_of_one_step_one_wins(open_pg: Opener) -> None:
+    """Two checkpointers race for each next step of a large-state thread: one wins each step."""
+    a, b = await open_pg(), await open_pg()
+    await a.save(_grown("t", 0))
+    for step in range(1, 15):
+        first = _grown("t", step)
+        second = _grown("t", step).model_copy(update={"node": "other"})
+        results = await asyncio.gather(a.save(first), b.save(second), return_exceptions=True)
+        assert sorted(type(r).__name__ for r in results) == ["NoneType", "StepConflict"], results
+    history = await a.list_checkpoints("t")
+    assert [m.seq for m in history] == list(range(15))
+    for m in history:
+        got = await a.get("t", m.seq)
+        assert got is not None
+        assert got.state.data == _grown("t", m.seq).state.data
+
+
+async def test_nul_in_text_state_round_trips_and_in_a_node_name_is_refused(
+    open_pg: Opener, admin: asyncpg.Connection, schema: str
+) -> None:
+    cp = await open_pg()
+    with_nul = make_cp("t", 0).model_copy(
+        update={"state": GraphState[Counter](data=Counter(log=["a\x00b", "\x00"]))}
+    )
+    await cp.save(with_nul)
+    loaded = await cp.load("t")
+    assert loaded is not None
+    assert loaded.state.data.log == ["a\x00b", "\x00"]
+    with pytest.raises(SerializationError, match="U\\+0000") as info:
+        await cp.save(make_cp("t", 1, node="a\x00b"))
+    assert info.value.step == 1
+    assert await admin.fetchval("SELECT count(*) FROM checkpoints") == 1
+
+
+async def test_thread_ids_sort_by_code_point_whatever_the_locale(open_pg: Opener) -> None:
+    cp = await open_pg()
+    ids = ["b", "B", "a", "_x", "Z", "é", "e", "😀", "a b", "ab"]
+    for tid in ids:
+        await cp.save(make_cp(tid, 0))
+    assert [t.thread_id for t in await cp.list_threads()] == sorted(ids)
+    page = await cp.list_threads(after="a", limit=3)
+    assert [t.thread_id for t in page] == sorted(i for i in ids if i > "a")[:3]
+
+
+async def test_get_raw_shows_the_stored_delta(open_pg: Opener) -> None:
+    cp = await open_pg()
+    for step in range(3):
+        await cp.save(_grown("t", step))
+    raw = await cp.get_raw("t", 0)
+    assert raw is not None
+    assert raw.startswith("[")
+    assert await cp.get_raw("t", 9) is None
+
+
+async def test_a_damaged_delta_row_names_its_step(
+    open_pg: Opener, admin: asyncpg.Connection, schema: str
+) -> None:
+    cp = await open_pg()
+    for step in range(4):
+        await cp.save(_grown("t", step))
+    await admin.execute("UPDATE checkpoints SET state = 'not json' WHERE step = 2")
+    with pytest.raises(SerializationError) as info:
+        await cp.get("t", 1)
+    assert (info.value.thread_id, info.value.step) == ("t", 1)
+    latest = await cp.load("t")
+    assert latest is not None
+    assert latest.step == 3
+    with pytest.raises(StepConflict):
+        await cp.save(make_cp("t", 3))
