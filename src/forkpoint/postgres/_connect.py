@@ -142,6 +142,18 @@ def _sqlstate(exc: BaseException) -> str:
     return str(getattr(exc, "sqlstate", "") or "")
 
 
+def _root(exc: Exception) -> Exception:
+    """The server's own error behind asyncpg's "the connection is closed" (the clearer cause).
+
+    A transaction's rollback on a connection the server just closed raises an
+    InterfaceError whose ``__context__`` says why the server closed it.
+    """
+    context = exc.__context__
+    if isinstance(exc, asyncpg.InterfaceError) and isinstance(context, asyncpg.PostgresError):
+        return context
+    return exc
+
+
 def connection_lost(exc: BaseException) -> bool:
     """Whether ``exc`` means the connection is gone (or could not be made)."""
     if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.ConnectionDoesNotExistError):
@@ -288,7 +300,8 @@ class Database:
                     return await work(conn)
             except CheckpointError:
                 raise
-            except Exception as exc:  # every driver error is retried or translated
+            except Exception as raised:  # every driver error is retried or translated
+                exc = _root(raised)
                 code = _sqlstate(exc)
                 if code in _RETRY and conflicts < MAX_CONFLICT_RETRIES:
                     conflicts += 1
@@ -297,7 +310,7 @@ class Database:
                 if connection_lost(exc) and not fresh_tried and code not in _REFUSED:
                     fresh_tried = True
                     # A restarted server leaves every idle connection dead: retry on a new one.
-                    self.pool.expire_connections()
+                    await self.pool.expire_connections()
                     continue
                 raise translate(
                     exc, self.settings, thread_id=thread_id, step=step, unique=unique
