@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 
 from forkpoint import (
+    CheckpointError,
     DatabaseLocked,
     DatabaseUnavailable,
     ReadOnlyDatabase,
@@ -221,7 +222,7 @@ def _pg_error(cls: type[asyncpg.PostgresError], message: str = "boom") -> asyncp
     ],
 )
 async def test_server_errors_are_translated_at_the_boundary(
-    open_pg: Opener, error: type[asyncpg.PostgresError], expected: type[Exception]
+    open_pg: Opener, error: type[asyncpg.PostgresError], expected: type[CheckpointError]
 ) -> None:
     cp = await open_pg()
     calls = 0

@@ -150,7 +150,7 @@ def _root(exc: Exception) -> Exception:
     """
     context = exc.__context__
     if isinstance(exc, asyncpg.InterfaceError) and isinstance(context, asyncpg.PostgresError):
-        return context
+        return exc.__context__  # type: ignore[no-any-return]  # asyncpg is untyped: Any
     return exc
 
 
@@ -300,7 +300,7 @@ class Database:
                     return await work(conn)
             except CheckpointError:
                 raise
-            except Exception as raised:  # every driver error is retried or translated
+            except Exception as raised:  # noqa: BLE001 - every driver error is retried or translated
                 exc = _root(raised)
                 code = _sqlstate(exc)
                 if code in _RETRY and conflicts < MAX_CONFLICT_RETRIES:
