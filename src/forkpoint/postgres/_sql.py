@@ -83,6 +83,7 @@ class SQL:
         " WHERE thread_id = $1 ORDER BY step DESC LIMIT 1"
     )
     RAW_STATE = "SELECT state FROM checkpoints WHERE thread_id = $1 AND step = $2"
+    LATEST_STEP = "SELECT latest_step FROM threads WHERE thread_id = $1"
     INSERT = (
         "INSERT INTO checkpoints (thread_id, step, node, created_at, queue, metadata, state)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7)"

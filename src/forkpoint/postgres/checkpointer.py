@@ -1,6 +1,7 @@
 """PostgresCheckpointer: the same checkpoints on a PostgreSQL server every worker can reach.
 
-How it works, and why:
+The contract (argument checks, encoding, decoding, the closed state) is the
+base class's; this class implements its storage hooks. How, and why:
 
 * **A save is one statement** when the previous step stays stored in full (every
   state under 2 KiB): a CTE checks the step, upserts the thread row and inserts
@@ -16,6 +17,7 @@ How it works, and why:
   deadlocks between savers.
 * **Reads are one statement**: the latest row for ``load``; for ``get`` of a
   delta-stored step, the row and the newer ones up to the next full row.
+* **Fork** is one transaction whose copy is one ``INSERT … SELECT``.
 * Errors, retries, cancellation and the pool live in ``_connect``; the schema and
   its migrations in ``_schema``; every statement in ``_sql``.
 """
@@ -23,30 +25,16 @@ How it works, and why:
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any, Generic, Literal
 
 import asyncpg
 
 from .._delta import DELTA_MIN_CHARS, MAX_RUN, apply_deltas, make_delta
-from ..base import (
-    HistoryCheckpointer,
-    MetadataFilter,
-    PruneReport,
-    check_bounds,
-    check_filter,
-    check_inactive_for,
-    check_keep_last,
-    check_limit,
-    check_prune,
-    check_restore,
-)
-from ..codec import EncodedCheckpoint, StateCodec, checkpoint_metadata, format_time, thread_info
+from ..base import CheckpointRow, HistoryCheckpointer, ThreadRow
+from ..codec import EncodedCheckpoint
 from ..errors import (
-    CheckpointerClosed,
     CheckpointError,
     CheckpointNotFound,
     ForkedProcess,
@@ -56,7 +44,7 @@ from ..errors import (
     StepConflict,
     ThreadExists,
 )
-from ..models import Checkpoint, CheckpointMetadata, S, ThreadInfo, check_step, check_thread_id
+from ..models import S
 from ._connect import Database, Settings, check_schema, check_url
 from ._schema import ensure_schema
 from ._sql import SQL, page
@@ -66,8 +54,6 @@ __all__ = ["DEFAULT_SCHEMA", "PostgresCheckpointer"]
 DEFAULT_SCHEMA = "forkpoint"
 _SAVE_ATTEMPTS = 16  # a large-state save that keeps losing its race to other writers
 _PRUNE_CHUNK = 64  # threads per prune transaction, so other writers interleave
-
-_Full = tuple[str, str, str, str, str]  # node, created_at, queue, metadata, full state
 
 
 class _Opening(Generic[S]):
@@ -95,10 +81,11 @@ class _Opening(Generic[S]):
 
 
 def _check_node(row: EncodedCheckpoint) -> EncodedCheckpoint:
-    """PostgreSQL text cannot hold U+0000; a node name with one is refused before any SQL.
+    """PostgreSQL text cannot hold U+0000: a node name with one is refused before any SQL.
 
-    (States, queues and metadata are JSON text, where U+0000 is the escape
-    ``\\u0000`` and round-trips; metadata refuses it everywhere for filters.)
+    States, queues and metadata are JSON text, where U+0000 is the six
+    characters ``\\u0000`` and round-trips (metadata refuses it on every
+    backend, for filters); the node name is plain text.
     """
     if "\x00" in row.node:
         raise SerializationError(
@@ -109,29 +96,69 @@ def _check_node(row: EncodedCheckpoint) -> EncodedCheckpoint:
     return row
 
 
-async def _chain(conn: asyncpg.Connection, thread_id: str, step: int) -> _Full | None:
+async def _full_row(
+    conn: asyncpg.Connection, thread_id: str, step: int
+) -> EncodedCheckpoint | None:
     """The checkpoint at ``step`` with its full state, rebuilding a delta row (one statement)."""
     rows = await conn.fetch(SQL.CHAIN, thread_id, step, MAX_RUN + 2)
     if not rows or rows[0][0] != step:
         return None
     _, encoding, state, node, created_at, queue, metadata = rows[0]
-    if encoding == 0:
-        return node, created_at, queue, metadata, state
-    try:
-        if encoding != 1:
-            raise ValueError(f"unknown storage encoding {encoding!r}")
-        deltas = [r[2] for r in rows]
-        if rows[-1][1] != 0:
-            raise ValueError("the delta chain has no full state to start from")
-        if any(r[1] != 1 for r in rows[1:-1]):
-            raise ValueError("the delta chain holds an unknown encoding")
-        full = deltas.pop()
-        deltas.reverse()
-        return node, created_at, queue, metadata, apply_deltas(full, deltas)
-    except ValueError as exc:
-        raise SerializationError(
-            f"stored state cannot be rebuilt: {exc}", thread_id=thread_id, step=step
-        ) from exc
+    if encoding != 0:
+        try:
+            if encoding != 1:
+                raise ValueError(f"unknown storage encoding {encoding!r}")
+            if rows[-1][1] != 0:
+                raise ValueError("the delta chain has no full state to start from")
+            if any(r[1] != 1 for r in rows[1:-1]):
+                raise ValueError("the delta chain holds an unknown encoding")
+            state = apply_deltas(rows[-1][2], [r[2] for r in reversed(rows[:-1])])
+        except ValueError as exc:
+            raise SerializationError(
+                f"stored state cannot be rebuilt: {exc}", thread_id=thread_id, step=step
+            ) from exc
+    return EncodedCheckpoint(thread_id, step, node, created_at, queue, metadata, state)
+
+
+async def _refuse_or_retry(conn: asyncpg.Connection, row: EncodedCheckpoint) -> bool:
+    """The step is not after the latest: False for an identical retry, else StepConflict."""
+    if await _full_row(conn, row.thread_id, row.step) == row:
+        return False
+    latest = await conn.fetchval(SQL.LATEST_STEP, row.thread_id)
+    raise StepConflict(
+        f"step {row.step} is not after the thread's latest step {latest}",
+        thread_id=row.thread_id,
+        step=row.step,
+    )
+
+
+async def _save(
+    conn: asyncpg.Connection, row: EncodedCheckpoint, meta: str | None, now: str
+) -> bool:
+    """Store ``row``: True stored, False an identical retry; StepConflict writing nothing."""
+    params = (*row, now, meta)
+    if len(row.state) < DELTA_MIN_CHARS:  # the previous row stays full: one statement
+        if await conn.fetchval(SQL.SAVE, *params) is not None:
+            return True
+        return await _refuse_or_retry(conn, row)
+    for _ in range(_SAVE_ATTEMPTS):
+        previous = await conn.fetchrow(SQL.PREVIOUS, row.thread_id)
+        delta = None
+        if previous is not None:
+            latest, run, encoding, state, xmin = previous
+            if row.step <= latest:
+                return await _refuse_or_retry(conn, row)
+            if run < MAX_RUN and encoding == 0 and isinstance(state, str):
+                delta = make_delta(state, row.state)
+        if delta is None:
+            if await conn.fetchval(SQL.SAVE, *params) is not None:
+                return True
+            if previous is None:
+                return await _refuse_or_retry(conn, row)  # a racing first save won
+        elif await conn.fetchval(SQL.SAVE_DELTA, *params, latest, delta, xmin) is not None:
+            return True
+        # Another writer moved the thread between the read and the write: read again.
+    return await _refuse_or_retry(conn, row)
 
 
 class PostgresCheckpointer(HistoryCheckpointer[S]):
@@ -141,18 +168,10 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
     ``async with PostgresCheckpointer.open(url, State) as cp``.
     """
 
-    def __init__(
-        self, settings: Settings, codec: StateCodec[S], db: Database, keep_last: int | None
-    ) -> None:
-        """Internal: use :meth:`open`."""
-        self._settings = settings
-        self._codec = codec
-        self._db = db
-        self._keep_last = keep_last
-        self._pid = os.getpid()
-        self._closed = False
+    _settings: Settings
+    _db: Database
 
-    # --- lifecycle --------------------------------------------------------------------------
+    # --- lifecycle ----------------------------------------------------------------------------
 
     @classmethod
     def open(
@@ -184,43 +203,37 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         (``DatabaseLocked``; nothing is written). Errors: ``InvalidInput`` for a
         malformed URL, ``DatabaseUnavailable`` when the server cannot be reached
         or refuses the login or the database, ``SchemaVersionError`` for a
-        newer schema.
+        newer schema, ``NotAForkpointDatabase`` for a schema holding other tables.
         """
 
         async def opener() -> PostgresCheckpointer[S]:
-            return await cls._open(
+            self = cls(state_type, max_state_bytes=max_state_bytes, keep_last=keep_last)
+            await self._connect(
                 url,
-                state_type,
                 schema=schema,
                 durability=durability,
                 migrate=migrate,
                 read_only=read_only,
-                max_state_bytes=max_state_bytes,
-                keep_last=keep_last,
                 pool_size=pool_size,
                 connect_timeout=connect_timeout,
                 statement_timeout=statement_timeout,
             )
+            return self
 
         return _Opening(opener)
 
-    @classmethod
-    async def _open(
-        cls,
+    async def _connect(
+        self,
         url: str,
-        state_type: type[S],
         *,
         schema: str,
         durability: Literal["full", "normal"],
         migrate: bool,
         read_only: bool,
-        max_state_bytes: int | None,
-        keep_last: int | None,
         pool_size: int,
         connect_timeout: float,
         statement_timeout: float | None,
-    ) -> PostgresCheckpointer[S]:
-        codec = StateCodec(state_type, max_state_bytes=max_state_bytes)
+    ) -> None:
         if durability not in ("full", "normal"):
             raise InvalidInput(f"durability must be 'full' or 'normal', not {durability!r}")
         for name, flag in (("migrate", migrate), ("read_only", read_only)):
@@ -228,19 +241,17 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
                 raise InvalidInput(f"{name} must be a bool")
         if type(pool_size) is not int or not 1 <= pool_size <= 1000:
             raise InvalidInput(f"pool_size must be an int in [1, 1000], not {pool_size!r}")
-        for name, seconds in (
-            ("connect_timeout", connect_timeout),
-            ("statement_timeout", statement_timeout),
-        ):
-            if seconds is None and name == "statement_timeout":
-                continue
+        timeouts = [("connect_timeout", connect_timeout)]
+        if statement_timeout is not None:
+            timeouts.append(("statement_timeout", statement_timeout))
+        for name, seconds in timeouts:
             if (
                 isinstance(seconds, bool)
                 or not isinstance(seconds, int | float)
                 or not 0 < seconds <= 86400
             ):
                 raise InvalidInput(f"{name} must be seconds in (0, 86400], not {seconds!r}")
-        settings = Settings(
+        self._settings = Settings(
             url=check_url(url),
             schema=check_schema(schema),
             durability=durability,
@@ -249,33 +260,17 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
             connect_timeout=float(connect_timeout),
             statement_timeout=None if statement_timeout is None else float(statement_timeout),
         )
-        keep = check_keep_last(keep_last)
-        db = await Database.connect(settings)
+        self._pid = os.getpid()
+        self._db = await Database.connect(self._settings)
+
+        async def prepare(conn: asyncpg.Connection) -> None:
+            await ensure_schema(conn, schema, migrate=migrate, read_only=read_only)
+
         try:
-
-            async def prepare(conn: asyncpg.Connection) -> None:
-                await ensure_schema(conn, settings.schema, migrate=migrate, read_only=read_only)
-
-            await db.run(prepare)
-        except CheckpointError as exc:
-            await db.close()
-            if exc.path is None:
-                exc.path = settings.shown
-                exc.args = (exc._render(),)
-            raise
+            await self._run(prepare)
         except BaseException:
-            await db.close()
+            await self._db.close()
             raise
-        return cls(settings, codec, db, keep)
-
-    async def close(self) -> None:
-        """Wait for work already started, then close the pool; later calls raise."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._pid != os.getpid():
-            return  # the pool's sockets belong to the parent process; leave them be
-        await self._db.close()
 
     @property
     def url(self) -> str:
@@ -288,23 +283,24 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         return self._settings.schema
 
     @property
-    def state_type(self) -> type[S]:
-        """The state model this checkpointer stores."""
-        return self._codec.state_type
+    def _error_path(self) -> str | None:
+        return self._settings.shown
 
-    def _usable(self) -> None:
-        """ForkedProcess or CheckpointerClosed, before any argument is looked at."""
+    def _check_backend(self) -> None:
         if self._pid != os.getpid():
             raise ForkedProcess(
                 "this checkpointer was opened in another process (before os.fork()); "
                 "open a new one in this process",
                 path=self._settings.shown,
             )
-        if self._closed:
-            raise CheckpointerClosed("the checkpointer is closed", path=self._settings.shown)
+
+    async def _close(self) -> None:
+        if self._pid == os.getpid():  # else the pool's sockets are the parent's: leave them be
+            await self._db.close()
+
+    # --- running work -------------------------------------------------------------------------
 
     def _writable(self, thread_id: str | None = None, step: int | None = None) -> None:
-        self._usable()
         if self._settings.read_only:
             raise ReadOnlyDatabase(
                 "the checkpointer was opened read-only",
@@ -321,6 +317,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         step: int | None = None,
         unique: type[CheckpointError] = StepConflict,
     ) -> Any:
+        """``work`` through the pool's retries and typed errors, naming this database."""
         try:
             return await self._db.run(work, thread_id=thread_id, step=step, unique=unique)
         except CheckpointError as exc:
@@ -329,108 +326,67 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
                 exc.args = (exc._render(),)
             raise
 
-    # --- writes -----------------------------------------------------------------------------
+    async def _fetch(self, sql: str, *args: Any, thread_id: str | None = None) -> list[Any]:
+        async def work(conn: asyncpg.Connection) -> list[Any]:
+            return [tuple(r) for r in await conn.fetch(sql, *args)]
 
-    async def save(
-        self, checkpoint: Checkpoint[S], *, thread_metadata: Mapping[str, Any] | None = None
+        rows: list[Any] = await self._run(work, thread_id=thread_id)
+        return rows
+
+    # --- storage hooks: writes -----------------------------------------------------------------
+
+    async def _store(
+        self, row: EncodedCheckpoint, thread_metadata: str | None, now: str, keep_last: int | None
     ) -> None:
-        self._usable()
-        row, meta, now = self._codec.encode_save(checkpoint, thread_metadata)
         self._writable(row.thread_id, row.step)
         _check_node(row)
-        params = (*row, now, meta)
-        keep = self._keep_last
-        small = len(row.state) < DELTA_MIN_CHARS
-
-        async def store(conn: asyncpg.Connection) -> bool:
-            """One attempt: True stored, False an identical retry; StepConflict otherwise."""
-            for _ in range(_SAVE_ATTEMPTS):
-                previous = None if small else await conn.fetchrow(SQL.PREVIOUS, row.thread_id)
-                delta = None
-                if previous is not None:
-                    latest, run, encoding, state, xmin = previous
-                    if row.step <= latest:
-                        return await self._refuse_or_retry(conn, row, latest)
-                    if run < MAX_RUN and encoding == 0 and isinstance(state, str):
-                        delta = make_delta(state, row.state)
-                if delta is None:
-                    if await conn.fetchval(SQL.SAVE, *params) is not None:
-                        return True
-                    if small or previous is None:
-                        return await self._refuse_or_retry(conn, row, None)
-                elif await conn.fetchval(SQL.SAVE_DELTA, *params, latest, delta, xmin) is not None:
-                    return True
-                # Another writer moved the thread between the read and the write: read again.
-            return await self._refuse_or_retry(conn, row, None)
 
         async def work(conn: asyncpg.Connection) -> None:
-            if keep is None:
-                await store(conn)
+            if keep_last is None:
+                await _save(conn, row, thread_metadata, now)
                 return
             async with conn.transaction():
-                if await store(conn):
-                    await conn.execute(SQL.KEEP_LAST, row.thread_id, keep)
+                if await _save(conn, row, thread_metadata, now):
+                    await conn.execute(SQL.KEEP_LAST, row.thread_id, keep_last)
 
         await self._run(work, thread_id=row.thread_id, step=row.step)
 
-    async def _refuse_or_retry(
-        self, conn: asyncpg.Connection, row: EncodedCheckpoint, latest: int | None
-    ) -> bool:
-        """The step is not after the latest: False for an identical retry, else StepConflict."""
-        stored = await _chain(conn, row.thread_id, row.step)
-        if stored is not None and EncodedCheckpoint(row.thread_id, row.step, *stored) == row:
-            return False
-        if latest is None:
-            latest = await conn.fetchval(
-                "SELECT latest_step FROM threads WHERE thread_id = $1", row.thread_id
-            )
-        raise StepConflict(
-            f"step {row.step} is not after the thread's latest step {latest}",
-            thread_id=row.thread_id,
-            step=row.step,
-        )
-
-    async def fork(self, thread_id: str, at_seq: int, *, new_thread_id: str | None = None) -> str:
-        self._usable()
-        check_thread_id(thread_id)
-        check_step(at_seq, "at_seq")
-        target = str(uuid.uuid4()) if new_thread_id is None else check_thread_id(new_thread_id)
-        self._writable(thread_id, at_seq)
-        now = format_time(datetime.now(UTC))
+    async def _copy_prefix(self, thread_id: str, at_step: int, target: str, now: str) -> str:
+        self._writable(thread_id, at_step)
 
         async def work(conn: asyncpg.Connection) -> str:
             async with conn.transaction():
                 lineage = await conn.fetchrow(SQL.LINEAGE, target)
                 if lineage is not None:
-                    if tuple(lineage) == (thread_id, at_seq):
+                    if tuple(lineage) == (thread_id, at_step):
                         return target  # the same fork, asked again: idempotent
                     raise ThreadExists(
                         f"cannot fork into {target!r}: the thread exists", thread_id=target
                     )
-                top = await _chain(conn, thread_id, at_seq)
+                top = await _full_row(conn, thread_id, at_step)
                 if top is None:
                     raise CheckpointNotFound(
-                        f"cannot fork: no checkpoint at step {at_seq} in thread {thread_id!r}",
+                        f"cannot fork: no checkpoint at step {at_step} in thread {thread_id!r}",
                         thread_id=thread_id,
-                        step=at_seq,
+                        step=at_step,
                     )
-                status = await conn.execute(SQL.FORK_ROWS, target, thread_id, at_seq)
+                status = await conn.execute(SQL.FORK_ROWS, target, thread_id, at_step)
                 copied = int(status.rsplit(" ", 1)[1])
-                await conn.execute(SQL.INSERT, *EncodedCheckpoint(target, at_seq, *top))
+                await conn.execute(SQL.INSERT, *top._replace(thread_id=target))
                 run = 0
-                for (encoding,) in await conn.fetch(SQL.RUN_BELOW, thread_id, at_seq, MAX_RUN + 1):
+                for (encoding,) in await conn.fetch(SQL.RUN_BELOW, thread_id, at_step, MAX_RUN + 1):
                     if encoding != 1:
                         break
                     run += 1
-                await conn.execute(SQL.FORK_THREAD, target, now, at_seq, copied + 1, thread_id, run)
+                await conn.execute(
+                    SQL.FORK_THREAD, target, now, at_step, copied + 1, thread_id, run
+                )
                 return target
 
-        result: str = await self._run(work, thread_id=thread_id, step=at_seq, unique=ThreadExists)
+        result: str = await self._run(work, thread_id=thread_id, step=at_step, unique=ThreadExists)
         return result
 
-    async def delete_thread(self, thread_id: str) -> bool:
-        self._usable()
-        check_thread_id(thread_id)
+    async def _delete_thread(self, thread_id: str) -> bool:
         self._writable(thread_id)
 
         async def work(conn: asyncpg.Connection) -> bool:
@@ -438,237 +394,125 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
 
         return bool(await self._run(work, thread_id=thread_id))
 
-    async def set_thread_metadata(self, thread_id: str, metadata: Mapping[str, Any]) -> None:
-        self._usable()
-        check_thread_id(thread_id)
-        text = self._codec.encode_metadata(metadata, thread_id=thread_id)
+    async def _set_thread_metadata(self, thread_id: str, metadata: str) -> bool:
         self._writable(thread_id)
 
-        async def work(conn: asyncpg.Connection) -> None:
-            if await conn.fetchval(SQL.SET_THREAD_METADATA, thread_id, text) is None:
-                raise CheckpointNotFound("no such thread", thread_id=thread_id)
+        async def work(conn: asyncpg.Connection) -> bool:
+            return await conn.fetchval(SQL.SET_THREAD_METADATA, thread_id, metadata) is not None
 
-        await self._run(work, thread_id=thread_id)
+        return bool(await self._run(work, thread_id=thread_id))
 
-    async def prune(
-        self,
-        thread_id: str | None = None,
-        *,
-        keep_last: int | None = None,
-        older_than: timedelta | None = None,
-        dry_run: bool = False,
-    ) -> PruneReport:
-        self._usable()
-        tid, keep, age = check_prune(thread_id, keep_last, older_than, dry_run)
+    async def _prune(
+        self, thread_id: str | None, keep_last: int, cutoff: str, dry_run: bool
+    ) -> list[tuple[int, int]]:
         if not dry_run:
-            self._writable(tid)
-        cutoff = None if age is None else format_time(datetime.now(UTC) - age)
-        keep_n = keep if keep is not None else 1
-        ids = [tid] if tid is not None else await self._thread_ids()
-        touched = removed = freed = 0
+            self._writable(thread_id)
+        ids = [thread_id] if thread_id is not None else await self._thread_ids()
+        out: list[tuple[int, int]] = []
         for start in range(0, len(ids), _PRUNE_CHUNK):
             chunk = ids[start : start + _PRUNE_CHUNK]
 
             async def work(
                 conn: asyncpg.Connection, chunk: list[str] = chunk
             ) -> list[tuple[int, int]]:
-                out = []
+                done = []
                 async with conn.transaction():
                     for one, latest in await conn.fetch(SQL.THREAD_LATEST, chunk):
-                        args = (one, latest, keep_n - 1, cutoff)
+                        args = (one, latest, keep_last - 1, cutoff)
                         count, size = await conn.fetchrow(SQL.PRUNE_SIZE, *args)
                         if count and not dry_run:
                             await conn.execute(SQL.PRUNE_DELETE, *args)
                             await conn.execute(SQL.PRUNE_COUNT, one, count)
-                        out.append((int(count), int(size)))
-                return out
+                        done.append((int(count), int(size)))
+                return done
 
-            for count, size in await self._run(work, thread_id=tid):
-                if count:
-                    touched += 1
-                    removed += count
-                    freed += size
-        return PruneReport(
-            dry_run=dry_run, threads_touched=touched, checkpoints_removed=removed, bytes_freed=freed
-        )
-
-    async def delete_threads(self, *, inactive_for: timedelta) -> list[str]:
-        self._usable()
-        cutoff = format_time(datetime.now(UTC) - check_inactive_for(inactive_for))
-        self._writable()
-
-        async def work(conn: asyncpg.Connection) -> list[str]:
-            return [r[0] for r in await conn.fetch(SQL.DELETE_INACTIVE, cutoff)]
-
-        result: list[str] = await self._run(work)
-        return result
-
-    async def restore_thread(self, info: ThreadInfo, checkpoints: Sequence[Checkpoint[S]]) -> None:
-        self._usable()
-        thread_id = check_restore(info, checkpoints)
-        rows = [_check_node(self._codec.encode(cp)) for cp in checkpoints]
-        meta = self._codec.encode_metadata(info.metadata, thread_id=thread_id)
-        self._writable(thread_id)
-        record = (
-            thread_id,
-            format_time(info.created_at),
-            format_time(info.updated_at),
-            info.latest_step,
-            len(rows),
-            info.parent_thread_id,
-            info.parent_step,
-            meta,
-        )
-
-        async def work(conn: asyncpg.Connection) -> None:
-            async with conn.transaction():
-                if await conn.fetchval(SQL.THREAD_EXISTS, thread_id) is not None:
-                    raise ThreadExists("cannot restore: the thread exists", thread_id=thread_id)
-                await conn.execute(SQL.RESTORE_THREAD, *record)
-                await conn.executemany(SQL.INSERT, rows)
-
-        await self._run(work, thread_id=thread_id, unique=ThreadExists)
-
-    # --- reads ------------------------------------------------------------------------------
+            out += await self._run(work, thread_id=thread_id)
+        return out
 
     async def _thread_ids(self) -> list[str]:
-        async def work(conn: asyncpg.Connection) -> list[str]:
-            return [r[0] for r in await conn.fetch(SQL.ALL_THREAD_IDS)]
+        return [r[0] for r in await self._fetch(SQL.ALL_THREAD_IDS)]
 
-        result: list[str] = await self._run(work)
-        return result
+    async def _delete_inactive(self, cutoff: str) -> list[str]:
+        self._writable()
+        return [r[0] for r in await self._fetch(SQL.DELETE_INACTIVE, cutoff)]
 
-    async def load(self, thread_id: str) -> Checkpoint[S] | None:
-        self._usable()
-        check_thread_id(thread_id)
+    async def _restore(self, record: ThreadRow, rows: Sequence[EncodedCheckpoint]) -> bool:
+        self._writable(record[0])
+        for row in rows:
+            _check_node(row)
 
-        async def work(conn: asyncpg.Connection) -> tuple[int, *_Full] | None:
+        async def work(conn: asyncpg.Connection) -> bool:
+            async with conn.transaction():
+                if await conn.fetchval(SQL.THREAD_EXISTS, record[0]) is not None:
+                    return False
+                await conn.execute(SQL.RESTORE_THREAD, *record)
+                await conn.executemany(SQL.INSERT, rows)
+                return True
+
+        return bool(await self._run(work, thread_id=record[0], unique=ThreadExists))
+
+    # --- storage hooks: reads ------------------------------------------------------------------
+
+    async def _read_row(self, thread_id: str, step: int | None) -> EncodedCheckpoint | None:
+        async def work(conn: asyncpg.Connection) -> EncodedCheckpoint | None:
+            if step is not None:
+                return await _full_row(conn, thread_id, step)
             found = await conn.fetchrow(SQL.LATEST, thread_id)
             if found is None:
                 return None
-            step, encoding, state, node, created_at, queue, metadata = found
-            if encoding == 0:
-                return step, node, created_at, queue, metadata, state
-            full = await _chain(conn, thread_id, step)  # not written by forkpoint: rebuild
-            return None if full is None else (step, *full)
+            latest, encoding, state, node, created_at, queue, metadata = found
+            if encoding != 0:  # not written by forkpoint: rebuild rather than misread
+                return await _full_row(conn, thread_id, latest)
+            return EncodedCheckpoint(thread_id, latest, node, created_at, queue, metadata, state)
 
-        row = await self._run(work, thread_id=thread_id)
-        if row is None:
-            return None
-        return self._codec.decode(EncodedCheckpoint(thread_id, *row), path=self._settings.shown)
+        row: EncodedCheckpoint | None = await self._run(work, thread_id=thread_id, step=step)
+        return row
 
-    async def get(self, thread_id: str, step: int) -> Checkpoint[S] | None:
-        self._usable()
-        check_thread_id(thread_id)
-        check_step(step)
-
-        async def work(conn: asyncpg.Connection) -> _Full | None:
-            return await _chain(conn, thread_id, step)
-
-        row = await self._run(work, thread_id=thread_id, step=step)
-        if row is None:
-            return None
-        return self._codec.decode(
-            EncodedCheckpoint(thread_id, step, *row), path=self._settings.shown
-        )
-
-    async def get_raw(self, thread_id: str, step: int) -> str | None:
-        """The stored state exactly as the table holds it, undecoded (for forensics)."""
-        self._usable()
-        check_thread_id(thread_id)
-        check_step(step)
-
+    async def _read_raw(self, thread_id: str, step: int) -> str | None:
         async def work(conn: asyncpg.Connection) -> str | None:
             value = await conn.fetchval(SQL.RAW_STATE, thread_id, step)
             return None if value is None else str(value)
 
-        result: str | None = await self._run(work, thread_id=thread_id, step=step)
-        return result
+        raw: str | None = await self._run(work, thread_id=thread_id, step=step)
+        return raw
 
-    async def list_checkpoints(
+    async def _page_checkpoints(
         self,
         thread_id: str,
-        *,
-        after: int | None = None,
-        before: int | None = None,
-        limit: int | None = None,
-        newest_first: bool = False,
-        filter: MetadataFilter | None = None,
-    ) -> list[CheckpointMetadata]:
-        self._usable()
-        check_thread_id(thread_id)
-        lo, hi, n = check_bounds(after, before, limit)
+        after: int | None,
+        before: int | None,
+        limit: int | None,
+        newest_first: bool,
+        filter: dict[str, Any] | None,
+    ) -> list[CheckpointRow]:
         sql, params = page(
             SQL.HISTORY,
             [thread_id],
-            [("c.step > {}", lo), ("c.step < {}", hi)],
-            None if filter is None else check_filter(filter),
+            [("c.step > {}", after), ("c.step < {}", before)],
+            filter,
             "c.metadata",
             "c.step DESC" if newest_first else "c.step",
-            n,
+            limit,
         )
+        return await self._fetch(sql, *params, thread_id=thread_id)
 
-        async def work(conn: asyncpg.Connection) -> list[CheckpointMetadata]:
-            out = []
-            for row in await conn.fetch(sql, *params):
-                try:
-                    out.append(checkpoint_metadata(*row))
-                except (ValueError, TypeError) as exc:
-                    raise SerializationError(
-                        f"stored checkpoint metadata does not decode: {exc}",
-                        thread_id=thread_id,
-                        step=row[0],
-                    ) from exc
-            return out
-
-        result: list[CheckpointMetadata] = await self._run(work, thread_id=thread_id)
-        return result
-
-    async def _threads(
-        self, sql: str, params: Sequence[Any], thread_id: str | None = None
-    ) -> list[ThreadInfo]:
-        async def work(conn: asyncpg.Connection) -> list[ThreadInfo]:
-            out = []
-            for row in await conn.fetch(sql, *params):
-                try:
-                    out.append(thread_info(*row))
-                except (ValueError, TypeError) as exc:
-                    raise SerializationError(
-                        f"stored thread record does not decode: {exc}", thread_id=row[0]
-                    ) from exc
-            return out
-
-        result: list[ThreadInfo] = await self._run(work, thread_id=thread_id)
-        return result
-
-    async def list_threads(
-        self,
-        *,
-        limit: int | None = None,
-        after: str | None = None,
-        filter: MetadataFilter | None = None,
-    ) -> list[ThreadInfo]:
-        self._usable()
-        n = None if limit is None else check_limit(limit)
-        cursor = None if after is None else check_thread_id(after)
+    async def _page_threads(
+        self, after: str | None, limit: int | None, filter: dict[str, Any] | None
+    ) -> list[ThreadRow]:
         sql, params = page(
             SQL.THREADS,
             [],
-            [("t.thread_id > {}", cursor)],
-            None if filter is None else check_filter(filter),
+            [("t.thread_id > {}", after)],
+            filter,
             "t.metadata",
             "t.thread_id",
-            n,
+            limit,
         )
-        return await self._threads(sql, params)
+        return await self._fetch(sql, *params)
 
-    async def thread_info(self, thread_id: str) -> ThreadInfo | None:
-        self._usable()
-        check_thread_id(thread_id)
-        found = await self._threads(SQL.THREAD, (thread_id,), thread_id)
+    async def _thread_record(self, thread_id: str) -> ThreadRow | None:
+        found = await self._fetch(SQL.THREAD, thread_id, thread_id=thread_id)
         return found[0] if found else None
 
-    async def list_forks(self, thread_id: str) -> list[ThreadInfo]:
-        self._usable()
-        check_thread_id(thread_id)
-        return await self._threads(SQL.FORKS, (thread_id,), thread_id)
+    async def _forks_of(self, thread_id: str) -> list[ThreadRow]:
+        return await self._fetch(SQL.FORKS, thread_id, thread_id=thread_id)
