@@ -44,6 +44,7 @@ from .models import (
     StateSchema,
     ThreadInfo,
 )
+from .opening import open_checkpointer
 from .runner import (
     END,
     INPUT_NODE,
@@ -60,6 +61,7 @@ from .runner import (
     ThreadFinished,
 )
 from .sqlite import Durability, SqliteCheckpointer, StorageStats
+from .transfer import copy_threads
 
 __version__ = "0.1.0"
 
@@ -117,4 +119,6 @@ __all__ = [
     "ThreadFinished",
     "ThreadInfo",
     "__version__",
+    "copy_threads",
+    "open_checkpointer",
 ]

@@ -25,9 +25,8 @@ base class's; this class implements its storage hooks. How, and why:
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Generator, Sequence
-from types import TracebackType
-from typing import Any, Generic, Literal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal
 
 import asyncpg
 
@@ -45,6 +44,7 @@ from ..errors import (
     ThreadExists,
 )
 from ..models import S
+from ..opening import Opening
 from ._connect import Database, Settings, check_schema, check_url
 from ._schema import ensure_schema
 from ._sql import SQL, page
@@ -54,30 +54,6 @@ __all__ = ["DEFAULT_SCHEMA", "PostgresCheckpointer"]
 DEFAULT_SCHEMA = "forkpoint"
 _SAVE_ATTEMPTS = 16  # a large-state save that keeps losing its race to other writers
 _PRUNE_CHUNK = 64  # threads per prune transaction, so other writers interleave
-
-
-class _Opening(Generic[S]):
-    """What :meth:`PostgresCheckpointer.open` returns: await it, or use ``async with``."""
-
-    def __init__(self, opener: Callable[[], Awaitable[PostgresCheckpointer[S]]]) -> None:
-        self._opener = opener
-        self._opened: PostgresCheckpointer[S] | None = None
-
-    def __await__(self) -> Generator[Any, None, PostgresCheckpointer[S]]:
-        return self._opener().__await__()
-
-    async def __aenter__(self) -> PostgresCheckpointer[S]:
-        self._opened = await self._opener()
-        return self._opened
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._opened is not None:
-            await self._opened.close()
 
 
 def _check_node(row: EncodedCheckpoint) -> EncodedCheckpoint:
@@ -188,7 +164,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         pool_size: int = 10,
         connect_timeout: float = 10.0,
         statement_timeout: float | None = None,
-    ) -> _Opening[S]:
+    ) -> Opening[PostgresCheckpointer[S]]:
         """Connect to the server at ``url``, creating or upgrading forkpoint's tables if needed.
 
         ``schema``: where forkpoint's tables live (created if missing; other
@@ -220,7 +196,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
             )
             return self
 
-        return _Opening(opener)
+        return Opening(opener)
 
     async def _connect(
         self,
