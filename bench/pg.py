@@ -32,6 +32,7 @@ import os
 import secrets
 import statistics
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Awaitable
@@ -490,9 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = " ".join(["python -m bench.pg", *(sys.argv[1:] if argv is None else argv)])
     text = asyncio.run(main_async(args, command))
-    out: Path = args.out or (
-        Path("/tmp/forkpoint-bench-pg-quick.md") if args.quick else DEFAULT_OUT
-    )
+    quick_out = Path(tempfile.gettempdir()) / "forkpoint-bench" / "RESULTS-pg-quick.md"
+    out: Path = args.out or (quick_out if args.quick else DEFAULT_OUT)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(text)
     return 0
