@@ -168,3 +168,28 @@ async def test_a_damaged_delta_row_names_its_step(
     assert latest.step == 3
     with pytest.raises(StepConflict):
         await cp.save(make_cp("t", 3))
+
+
+async def test_concurrent_small_saves_share_statements_and_keep_their_own_outcomes(
+    recorded: tuple[PostgresCheckpointer[Counter], list[str]],
+) -> None:
+    cp, seen = recorded
+    await cp.save(make_cp("taken", 0), thread_metadata={"owner": "ann"})
+    await cp.save(make_cp("taken", 1))
+    seen.clear()
+    saves = [cp.save(make_cp(f"t{i}", 0), thread_metadata={"i": i}) for i in range(60)]
+    saves += [cp.save(make_cp(f"t{i}", 0)) for i in range(60, 100)]
+    saves.append(cp.save(make_cp("taken", 1, n=5)))  # a conflict inside a batch
+    saves.append(cp.save(make_cp("taken", 2)))  # no thread_metadata: the owner stays
+    results = await asyncio.gather(*saves, return_exceptions=True)
+    assert [type(r).__name__ for r in results[:100]] == ["NoneType"] * 100
+    assert isinstance(results[100], StepConflict)
+    assert results[101] is None
+    many = [q for q in seen if "unnest" in q]
+    assert 1 <= len(many) < 10, len(seen)  # a hundred saves, a few statements
+    threads = {t.thread_id: t for t in await cp.list_threads()}
+    assert threads["t7"].metadata == {"i": 7}
+    assert threads["t77"].metadata == {}
+    assert threads["taken"].metadata == {"owner": "ann"}
+    assert threads["taken"].latest_step == 2
+    assert [m.seq for m in await cp.list_checkpoints("t99")] == [0]

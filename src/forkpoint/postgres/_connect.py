@@ -252,6 +252,18 @@ class Database:
             raise DatabaseUnavailable(f"cannot connect: {message}", path=settings.shown) from exc
         return cls(settings, pool)
 
+    def spawn(self, work: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Run ``work`` as a background task that :meth:`close` waits for."""
+        task = asyncio.ensure_future(work)
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    async def shielded(self, work: Awaitable[T]) -> T:
+        """Await ``work`` in its own tracked task: cancelling the caller does not cut it short."""
+        result: T = await asyncio.shield(self.spawn(work))
+        return result
+
     async def close(self) -> None:
         """Wait for work already started (cancelled callers' included), then close the pool."""
         while self._running:
@@ -271,13 +283,10 @@ class Database:
         ``work`` must be safe to run again: one statement, or one transaction
         that it opens itself, whose repetition after a lost reply is harmless.
         """
-        task = asyncio.get_running_loop().create_task(
+        # Shielded: cancelling the caller must not cut a statement or transaction in half.
+        return await self.shielded(
             self._attempts(work, thread_id=thread_id, step=step, unique=unique)
         )
-        self._running.add(task)
-        task.add_done_callback(self._finished)
-        # shield: cancelling the caller must not cut a statement or transaction in half.
-        return await asyncio.shield(task)
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._running.discard(task)

@@ -40,6 +40,26 @@ class SQL:
         " INSERT INTO checkpoints (thread_id, step, node, created_at, queue, metadata, state)"
         " SELECT $1, $2, $3, $4, $5, $6, $7 FROM t RETURNING step"
     )
+    # Group commit: many small saves of distinct threads as one statement (one round trip, one
+    # commit). $1..$7 are the rows' columns as arrays, $8 each save's now, $9 each thread's new
+    # metadata or NULL. Threads are upserted in id order, so concurrent batches lock rows in
+    # one order. Returns the thread ids stored; a row not returned takes the checked path.
+    SAVE_MANY = (
+        "WITH v AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[],"
+        " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])"
+        " AS v(thread_id, step, node, created_at, queue, metadata, state, now, tmeta)),"
+        " t AS (INSERT INTO threads AS t (thread_id, created_at, updated_at, latest_step,"
+        " checkpoint_count, metadata, delta_run)"
+        " SELECT thread_id, now, now, step, 1, coalesce(tmeta, '{}'), 0 FROM v ORDER BY thread_id"
+        " ON CONFLICT (thread_id) DO UPDATE SET latest_step = EXCLUDED.latest_step,"
+        " updated_at = EXCLUDED.updated_at, checkpoint_count = t.checkpoint_count + 1,"
+        " delta_run = 0, metadata = CASE WHEN (SELECT v.tmeta FROM v"
+        " WHERE v.thread_id = EXCLUDED.thread_id) IS NULL THEN t.metadata ELSE EXCLUDED.metadata END"
+        " WHERE t.latest_step < EXCLUDED.latest_step RETURNING thread_id)"
+        " INSERT INTO checkpoints (thread_id, step, node, created_at, queue, metadata, state)"
+        " SELECT v.thread_id, v.step, v.node, v.created_at, v.queue, v.metadata, v.state"
+        " FROM v JOIN t USING (thread_id) RETURNING thread_id"
+    )
     # What a large state's save reads first: the latest row, to store it as a reverse delta.
     PREVIOUS = (
         "SELECT t.latest_step, t.delta_run, c.encoding, c.state, c.xmin::text"

@@ -46,6 +46,7 @@ from ..errors import (
 from ..models import S
 from ..opening import Opening
 from ._connect import Database, Settings, check_schema, check_url
+from ._group import GroupCommit
 from ._schema import ensure_schema
 from ._sql import SQL, page
 
@@ -146,6 +147,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
 
     _settings: Settings
     _db: Database
+    _group: GroupCommit
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -238,6 +240,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         )
         self._pid = os.getpid()
         self._db = await Database.connect(self._settings)
+        self._group = GroupCommit(self._db, _save)
 
         async def prepare(conn: asyncpg.Connection) -> None:
             await ensure_schema(conn, schema, migrate=migrate, read_only=read_only)
@@ -297,10 +300,14 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         try:
             return await self._db.run(work, thread_id=thread_id, step=step, unique=unique)
         except CheckpointError as exc:
-            if exc.path is None:
-                exc.path = self._settings.shown
-                exc.args = (exc._render(),)
-            raise
+            raise self._located(exc) from exc.__cause__
+
+    def _located(self, exc: CheckpointError) -> CheckpointError:
+        """``exc`` naming this database (errors raised inside the work do not know it)."""
+        if exc.path is None:
+            exc.path = self._settings.shown
+            exc.args = (exc._render(),)
+        return exc
 
     async def _fetch(self, sql: str, *args: Any, thread_id: str | None = None) -> list[Any]:
         async def work(conn: asyncpg.Connection) -> list[Any]:
@@ -316,6 +323,12 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
     ) -> None:
         self._writable(row.thread_id, row.step)
         _check_node(row)
+        if keep_last is None and len(row.state) < DELTA_MIN_CHARS:
+            try:
+                await self._group.save(row, thread_metadata, now)
+            except CheckpointError as exc:
+                raise self._located(exc) from exc.__cause__
+            return
 
         async def work(conn: asyncpg.Connection) -> None:
             if keep_last is None:

@@ -1,0 +1,144 @@
+"""Group commit for PostgreSQL: concurrent small saves share one statement and one commit.
+
+A save of a state under 2 KiB (no ``keep_last`` policy) is queued here. The
+first caller to find no batch running leads: it takes what is queued (at most
+one save per thread, up to 256), sends it as one ``unnest`` statement through
+``Database.run`` and answers every caller; saves queued meanwhile form the
+next batch, run by the leader until its own save is answered and then by a
+background task. With one writer a batch is that one save (its plain
+one-statement path); with a hundred concurrent tasks, a hundred saves cost one
+round trip and one commit.
+
+Each caller gets its own outcome: the rows the statement did not store (a step
+not after the thread's latest) take the checked path one by one (identical
+retry or ``StepConflict``), and if the statement itself fails every save of the
+batch is run on its own. Answers are set inside the shielded work, so a
+cancelled leader strands no one: its batch finishes and the rest of the queue
+passes to a background task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from ..codec import EncodedCheckpoint
+from ..errors import CheckpointError
+from ._connect import Database, translate
+from ._sql import SQL
+
+__all__ = ["GroupCommit"]
+
+MAX_BATCH = 256
+Save = Callable[[asyncpg.Connection, EncodedCheckpoint, str | None, str], Awaitable[bool]]
+
+
+@dataclass(eq=False, slots=True)
+class _Job:
+    row: EncodedCheckpoint
+    meta: str | None
+    now: str
+    future: asyncio.Future[None]
+
+
+class GroupCommit:
+    """The queue of small saves of one checkpointer, and the batches that empty it."""
+
+    def __init__(self, db: Database, save_one: Save) -> None:
+        self._db = db
+        self._save_one = save_one  # the one-save path (statement, then the checked path)
+        self._pending: list[_Job] = []
+        self._leading = False
+
+    async def save(self, row: EncodedCheckpoint, meta: str | None, now: str) -> None:
+        """Queue one save and return once it is committed (or raise its own error)."""
+        job = _Job(row, meta, now, asyncio.get_running_loop().create_future())
+        self._pending.append(job)
+        if not self._leading:
+            await self._lead(job)
+        await job.future
+
+    async def _lead(self, own: _Job) -> None:
+        """Run batches until ``own`` is answered; then the rest of the queue goes to a task."""
+        self._leading = True
+        try:
+            while not own.future.done() and self._pending:
+                await self._db.shielded(self._flush(self._take()))
+        finally:
+            if self._pending:
+                self._db.spawn(self._drain())
+            else:
+                self._leading = False
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                await self._db.shielded(self._flush(self._take()))
+        finally:
+            self._leading = False
+
+    def _take(self) -> list[_Job]:
+        """The next batch: queue order, at most one save per thread and ``MAX_BATCH`` saves."""
+        batch: list[_Job] = []
+        rest: list[_Job] = []
+        threads: set[str] = set()
+        for job in self._pending:
+            if job.row.thread_id in threads or len(batch) >= MAX_BATCH:
+                rest.append(job)
+            else:
+                threads.add(job.row.thread_id)
+                batch.append(job)
+        self._pending = rest
+        return batch
+
+    async def _flush(self, batch: list[_Job]) -> None:
+        """Store a batch and answer each job (set here, inside the shielded work)."""
+        if len(batch) == 1:
+            await self._one(batch[0])
+            return
+
+        async def many(conn: asyncpg.Connection) -> set[str]:
+            columns = list(zip(*(job.row for job in batch), strict=True))
+            stored = await conn.fetch(
+                SQL.SAVE_MANY,
+                *columns,
+                [job.now for job in batch],
+                [job.meta for job in batch],
+            )
+            return {r[0] for r in stored}
+
+        try:
+            stored = await self._db.run(many)
+        except CheckpointError:
+            stored = set()  # the statement failed as a whole: every save on its own
+        for job in batch:
+            if job.row.thread_id in stored:
+                _answer(job, None)
+            else:
+                await self._one(job)
+
+    async def _one(self, job: _Job) -> None:
+        async def work(conn: asyncpg.Connection) -> None:
+            await self._save_one(conn, job.row, job.meta, job.now)
+
+        try:
+            await self._db.run(work, thread_id=job.row.thread_id, step=job.row.step)
+        except CheckpointError as exc:
+            _answer(job, exc)
+        except Exception as exc:  # noqa: BLE001 - anything else still answers its caller, typed
+            settings = self._db.settings
+            _answer(job, translate(exc, settings, thread_id=job.row.thread_id, step=job.row.step))
+        else:
+            _answer(job, None)
+
+
+def _answer(job: _Job, error: BaseException | None) -> None:
+    if job.future.done():
+        return  # its caller was cancelled; the save itself ran whole
+    if error is None:
+        job.future.set_result(None)
+    else:
+        job.future.set_exception(error)
