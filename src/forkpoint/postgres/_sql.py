@@ -13,41 +13,57 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["SQL", "page"]
+from ..codec import EncodedCheckpoint
+
+__all__ = ["FIELDS", "SQL", "N", "page"]
 
 _THREAD_COLUMNS = (
     "thread_id, created_at, updated_at, latest_step, checkpoint_count, "
     "parent_thread_id, parent_step, metadata"
 )
 
+# A checkpoint row's columns are EncodedCheckpoint's fields, in its order: a row is bound as
+# it is, and a row read back is built from the same columns. The catalogue follows the codec
+# (a new field is a new column, added by its migration) instead of repeating the list.
+FIELDS = EncodedCheckpoint._fields
+N = len(FIELDS)
+_COLS = ", ".join(FIELDS)
+_ARGS = ", ".join(f"${i}" for i in range(1, N + 1))
+_NOW, _META = f"${N + 1}", f"${N + 2}"  # a save's time and the thread's new metadata (or NULL)
+_TYPES = {"step": "bigint", "state_version": "integer"}  # every other field is text
+_ARRAYS = ", ".join(f"${i}::{_TYPES.get(f, 'text')}[]" for i, f in enumerate(FIELDS, 1))
+_COPY = ", ".join(f for f in FIELDS if f != "thread_id")
+
 
 class SQL:
-    """The catalogue. ``$1…`` are asyncpg's parameters."""
+    """The catalogue. ``$1…`` are asyncpg's parameters.
+
+    S608 is silenced on the statements built from ``FIELDS``: only the codec's
+    constant field names and parameter numbers become SQL text.
+    """
 
     # A save whose previous latest row stays full: the step check, the thread upsert and the
     # insert in one statement (one round trip, one commit). No row comes back when the step
     # is not after the thread's latest (a conflict, an identical retry, or a lost race).
-    # $1..$7: the EncodedCheckpoint; $8: now; $9: the thread's new metadata or NULL.
+    # $1..$N: the EncodedCheckpoint; then now; then the thread's new metadata or NULL.
     SAVE = (
-        "WITH t AS ("
+        "WITH t AS ("  # noqa: S608 - see the class docstring
         " INSERT INTO threads AS t (thread_id, created_at, updated_at, latest_step,"
         " checkpoint_count, metadata, delta_run)"
-        " VALUES ($1, $8, $8, $2, 1, coalesce($9, '{}'), 0)"
-        " ON CONFLICT (thread_id) DO UPDATE SET latest_step = $2, updated_at = $8,"
+        f" VALUES ($1, {_NOW}, {_NOW}, $2, 1, coalesce({_META}, '{{}}'), 0)"
+        f" ON CONFLICT (thread_id) DO UPDATE SET latest_step = $2, updated_at = {_NOW},"
         " checkpoint_count = t.checkpoint_count + 1, delta_run = 0,"
-        " metadata = coalesce($9, t.metadata)"
+        f" metadata = coalesce({_META}, t.metadata)"
         " WHERE t.latest_step < $2 RETURNING 1)"
-        " INSERT INTO checkpoints (thread_id, step, node, created_at, queue, metadata, state)"
-        " SELECT $1, $2, $3, $4, $5, $6, $7 FROM t RETURNING step"
+        f" INSERT INTO checkpoints ({_COLS}) SELECT {_ARGS} FROM t RETURNING step"
     )
     # Group commit: many small saves of distinct threads as one statement (one round trip, one
-    # commit). $1..$7 are the rows' columns as arrays, $8 each save's now, $9 each thread's new
-    # metadata or NULL. Threads are upserted in id order, so concurrent batches lock rows in
-    # one order. Returns the thread ids stored; a row not returned takes the checked path.
+    # commit): the rows' columns as arrays, then each save's now and each thread's new metadata
+    # or NULL. Threads are upserted in id order, so concurrent batches lock rows in one order.
+    # Returns the thread ids stored; a row not returned takes the checked path.
     SAVE_MANY = (
-        "WITH v AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[],"
-        " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])"
-        " AS v(thread_id, step, node, created_at, queue, metadata, state, now, tmeta)),"
+        f"WITH v AS (SELECT * FROM unnest({_ARRAYS}, {_NOW}::text[], {_META}::text[])"  # noqa: S608 - see the class docstring
+        f" AS v({_COLS}, now, tmeta)),"
         " t AS (INSERT INTO threads AS t (thread_id, created_at, updated_at, latest_step,"
         " checkpoint_count, metadata, delta_run)"
         " SELECT thread_id, now, now, step, 1, coalesce(tmeta, '{}'), 0 FROM v ORDER BY thread_id"
@@ -56,8 +72,7 @@ class SQL:
         " delta_run = 0, metadata = CASE WHEN (SELECT v.tmeta FROM v"
         " WHERE v.thread_id = EXCLUDED.thread_id) IS NULL THEN t.metadata ELSE EXCLUDED.metadata END"
         " WHERE t.latest_step < EXCLUDED.latest_step RETURNING thread_id)"
-        " INSERT INTO checkpoints (thread_id, step, node, created_at, queue, metadata, state)"
-        " SELECT v.thread_id, v.step, v.node, v.created_at, v.queue, v.metadata, v.state"
+        f" INSERT INTO checkpoints ({_COLS}) SELECT {', '.join('v.' + f for f in FIELDS)}"
         " FROM v JOIN t USING (thread_id) RETURNING thread_id"
     )
     # What a large state's save reads first: the latest row, to store it as a reverse delta.
@@ -66,20 +81,19 @@ class SQL:
         " FROM threads AS t LEFT JOIN checkpoints AS c"
         " ON c.thread_id = t.thread_id AND c.step = t.latest_step WHERE t.thread_id = $1"
     )
-    # The same save, also rewriting the previous latest row ($10, read with xmin $12) as
-    # the delta $11 — only if that row is still the thread's latest and unchanged, else
-    # no row comes back and the save starts over.
+    # The same save, also rewriting the previous latest row (step, read with xmin) as the
+    # delta — only if that row is still the thread's latest and unchanged, else no row comes
+    # back and the save starts over. Parameters after the save's: step, delta, xmin.
     SAVE_DELTA = (
-        "WITH t AS ("
-        " UPDATE threads SET latest_step = $2, updated_at = $8,"
+        "WITH t AS ("  # noqa: S608 - see the class docstring
+        f" UPDATE threads SET latest_step = $2, updated_at = {_NOW},"
         " checkpoint_count = checkpoint_count + 1, delta_run = delta_run + 1,"
-        " metadata = coalesce($9, metadata)"
-        " WHERE thread_id = $1 AND latest_step = $10 AND EXISTS (SELECT 1 FROM checkpoints"
-        " WHERE thread_id = $1 AND step = $10 AND xmin::text = $12) RETURNING 1),"
-        " d AS (UPDATE checkpoints SET state = $11, encoding = 1 FROM t"
-        " WHERE thread_id = $1 AND step = $10)"
-        " INSERT INTO checkpoints (thread_id, step, node, created_at, queue, metadata, state)"
-        " SELECT $1, $2, $3, $4, $5, $6, $7 FROM t RETURNING step"
+        f" metadata = coalesce({_META}, metadata)"
+        f" WHERE thread_id = $1 AND latest_step = ${N + 3} AND EXISTS (SELECT 1 FROM checkpoints"
+        f" WHERE thread_id = $1 AND step = ${N + 3} AND xmin::text = ${N + 5}) RETURNING 1),"
+        f" d AS (UPDATE checkpoints SET state = ${N + 4}, encoding = 1 FROM t"
+        f" WHERE thread_id = $1 AND step = ${N + 3})"
+        f" INSERT INTO checkpoints ({_COLS}) SELECT {_ARGS} FROM t RETURNING step"
     )
     # The retention policy inside save: every row below the newest $2, and the count.
     KEEP_LAST = (
@@ -93,28 +107,24 @@ class SQL:
     # The row at step $2 and, when it is a reverse delta, every newer row up to the next
     # full one (at most $3 rows): one statement, one snapshot.
     CHAIN = (
-        "SELECT step, encoding, state, node, created_at, queue, metadata FROM checkpoints"
+        f"SELECT {_COLS}, encoding FROM checkpoints"  # noqa: S608 - see the class docstring
         " WHERE thread_id = $1 AND step >= $2 AND step <= coalesce((SELECT min(step)"
         " FROM checkpoints WHERE thread_id = $1 AND step >= $2 AND encoding = 0), $2)"
         " ORDER BY step LIMIT $3"
     )
     LATEST = (
-        "SELECT step, encoding, state, node, created_at, queue, metadata FROM checkpoints"
+        f"SELECT {_COLS}, encoding FROM checkpoints"  # noqa: S608 - see the class docstring
         " WHERE thread_id = $1 ORDER BY step DESC LIMIT 1"
     )
     RAW_STATE = "SELECT state FROM checkpoints WHERE thread_id = $1 AND step = $2"
     LATEST_STEP = "SELECT latest_step FROM threads WHERE thread_id = $1"
-    INSERT = (
-        "INSERT INTO checkpoints (thread_id, step, node, created_at, queue, metadata, state)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)"
-    )
+    INSERT = f"INSERT INTO checkpoints ({_COLS}) VALUES ({_ARGS})"  # noqa: S608 - see the class docstring
     LINEAGE = "SELECT parent_thread_id, parent_step FROM threads WHERE thread_id = $1"
     # Rows below the fork point are copied verbatim (deltas included) by one statement
     # whatever the thread's length; the fork point itself is inserted in full.
     FORK_ROWS = (
-        "INSERT INTO checkpoints (thread_id, step, created_at, node, metadata, queue, state,"
-        " encoding) SELECT $1, step, created_at, node, metadata, queue, state, encoding"
-        " FROM checkpoints WHERE thread_id = $2 AND step < $3"
+        f"INSERT INTO checkpoints ({_COLS}, encoding)"  # noqa: S608 - see the class docstring
+        f" SELECT $1, {_COPY}, encoding FROM checkpoints WHERE thread_id = $2 AND step < $3"
     )
     RUN_BELOW = (
         "SELECT encoding FROM checkpoints WHERE thread_id = $1 AND step < $2"

@@ -48,7 +48,7 @@ from ..opening import Opening
 from ._connect import Database, Settings, check_schema, check_url
 from ._group import GroupCommit
 from ._schema import ensure_schema
-from ._sql import SQL, page
+from ._sql import SQL, N, page
 
 __all__ = ["DEFAULT_SCHEMA", "PostgresCheckpointer"]
 
@@ -73,28 +73,35 @@ def _check_node(row: EncodedCheckpoint) -> EncodedCheckpoint:
     return row
 
 
+def _stored(record: asyncpg.Record) -> tuple[EncodedCheckpoint, int]:
+    """A row read with ``SELECT <EncodedCheckpoint's fields>, encoding``: (row, encoding)."""
+    values = tuple(record)
+    return EncodedCheckpoint(*values[:N]), values[N]
+
+
 async def _full_row(
     conn: asyncpg.Connection, thread_id: str, step: int
 ) -> EncodedCheckpoint | None:
     """The checkpoint at ``step`` with its full state, rebuilding a delta row (one statement)."""
-    rows = await conn.fetch(SQL.CHAIN, thread_id, step, MAX_RUN + 2)
-    if not rows or rows[0][0] != step:
+    chain = [_stored(r) for r in await conn.fetch(SQL.CHAIN, thread_id, step, MAX_RUN + 2)]
+    if not chain or chain[0][0].step != step:
         return None
-    _, encoding, state, node, created_at, queue, metadata = rows[0]
-    if encoding != 0:
-        try:
-            if encoding != 1:
-                raise ValueError(f"unknown storage encoding {encoding!r}")
-            if rows[-1][1] != 0:
-                raise ValueError("the delta chain has no full state to start from")
-            if any(r[1] != 1 for r in rows[1:-1]):
-                raise ValueError("the delta chain holds an unknown encoding")
-            state = apply_deltas(rows[-1][2], [r[2] for r in reversed(rows[:-1])])
-        except ValueError as exc:
-            raise SerializationError(
-                f"stored state cannot be rebuilt: {exc}", thread_id=thread_id, step=step
-            ) from exc
-    return EncodedCheckpoint(thread_id, step, node, created_at, queue, metadata, state)
+    row, encoding = chain[0]
+    if encoding == 0:
+        return row
+    try:
+        if encoding != 1:
+            raise ValueError(f"unknown storage encoding {encoding!r}")
+        if chain[-1][1] != 0:
+            raise ValueError("the delta chain has no full state to start from")
+        if any(e != 1 for _, e in chain[1:-1]):
+            raise ValueError("the delta chain holds an unknown encoding")
+        state = apply_deltas(chain[-1][0].state, [r.state for r, _ in reversed(chain[:-1])])
+    except ValueError as exc:
+        raise SerializationError(
+            f"stored state cannot be rebuilt: {exc}", thread_id=thread_id, step=step
+        ) from exc
+    return row._replace(state=state)
 
 
 async def _refuse_or_retry(conn: asyncpg.Connection, row: EncodedCheckpoint) -> bool:
@@ -449,10 +456,10 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
             found = await conn.fetchrow(SQL.LATEST, thread_id)
             if found is None:
                 return None
-            latest, encoding, state, node, created_at, queue, metadata = found
+            row, encoding = _stored(found)
             if encoding != 0:  # not written by forkpoint: rebuild rather than misread
-                return await _full_row(conn, thread_id, latest)
-            return EncodedCheckpoint(thread_id, latest, node, created_at, queue, metadata, state)
+                return await _full_row(conn, thread_id, row.step)
+            return row
 
         row: EncodedCheckpoint | None = await self._run(work, thread_id=thread_id, step=step)
         return row
