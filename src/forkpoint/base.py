@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -41,6 +41,7 @@ from ._checks import (
     check_inactive_for,
     check_keep_last,
     check_limit,
+    check_page_size,
     check_prune,
     check_step,
     check_thread_id,
@@ -62,14 +63,21 @@ __all__ = ["Checkpointer", "HistoryCheckpointer", "MetadataFilter", "PruneReport
 MetadataFilter = Mapping[str, Any]
 """``{key: value}`` matched exactly against metadata; a mapping value matches nested keys."""
 
-CheckpointRow = tuple[int, str, str, str]
-"""A history listing row as stored: ``(step, created_at, node, metadata)``, all encoded."""
+CheckpointRow = tuple[int, str, str, str, str]
+"""A history listing row as stored: ``(step, created_at, node, metadata, queue)``, all encoded."""
 
-ThreadRow = tuple[str, str, str, int, int, str | None, int | None, str]
+ThreadRecord = tuple[str, str, str, int, int, str | None, int | None, str]
 """A thread record as stored: ``(thread_id, created_at, updated_at, latest_step,
 checkpoint_count, parent_thread_id, parent_step, metadata)``."""
 
+ThreadRow = tuple[str, str, str, int, int, str | None, int | None, str, str, str, str]
+"""A thread listing row: the :data:`ThreadRecord` followed by its latest checkpoint's
+``(node, queue, metadata)`` (from which ``latest_node`` and ``status`` are read)."""
+
 R = TypeVar("R")
+
+PAGE_SIZE = 256
+"""Rows per page of the streaming listings (``iter_threads``, ``iter_checkpoints``)."""
 
 
 class PruneReport(BaseModel):
@@ -310,6 +318,98 @@ class HistoryCheckpointer(Checkpointer[S]):
         check_thread_id(thread_id)
         return self._thread_infos(await self._forks_of(thread_id))
 
+    # --- streaming -----------------------------------------------------------------------------
+
+    def iter_threads(
+        self, *, filter: MetadataFilter | None = None, page_size: int = PAGE_SIZE
+    ) -> AsyncIterator[ThreadInfo]:
+        """Every thread (matching ``filter``), ordered by id, read a page at a time.
+
+        ``async for info in cp.iter_threads(): ...`` holds one page of
+        ``page_size`` records in memory, whatever the number of threads. Each
+        page is one read; threads created or deleted meanwhile may or may not
+        appear, but none appears twice. Arguments are checked when this is
+        called (usable, ``filter``, ``page_size``), not at the first iteration.
+        """
+        self._usable()
+        flt = None if filter is None else check_filter(filter)
+        size = check_page_size(page_size)
+        return self._iter_threads(flt, size)
+
+    async def _iter_threads(
+        self, flt: dict[str, Any] | None, size: int
+    ) -> AsyncIterator[ThreadInfo]:
+        cursor: str | None = None
+        while True:
+            self._usable()
+            page = self._thread_infos(await self._page_threads(cursor, size, flt))
+            for info in page:
+                yield info
+            if len(page) < size:
+                return
+            cursor = page[-1].thread_id
+
+    def iter_checkpoints(
+        self,
+        thread_id: str,
+        *,
+        newest_first: bool = False,
+        filter: MetadataFilter | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> AsyncIterator[CheckpointMetadata]:
+        """Metadata of every checkpoint of the thread (matching ``filter``), a page at a time.
+
+        In step order (``newest_first`` reverses it); never reads a state. An
+        unknown thread yields nothing. Checks, when called: usable,
+        ``thread_id``, ``filter``, ``page_size``.
+        """
+        self._usable()
+        check_thread_id(thread_id)
+        flt = None if filter is None else check_filter(filter)
+        size = check_page_size(page_size)
+        return self._iter_checkpoints(thread_id, bool(newest_first), flt, size)
+
+    async def _iter_checkpoints(
+        self, thread_id: str, newest_first: bool, flt: dict[str, Any] | None, size: int
+    ) -> AsyncIterator[CheckpointMetadata]:
+        cursor: int | None = None
+        while True:
+            self._usable()
+            after, before = (None, cursor) if newest_first else (cursor, None)
+            rows = await self._page_checkpoints(thread_id, after, before, size, newest_first, flt)
+            page = self._rows(
+                rows, checkpoint_metadata, "checkpoint metadata", lambda r: (thread_id, r[0])
+            )
+            for meta in page:
+                yield meta
+            if len(page) < size:
+                return
+            cursor = page[-1].seq
+
+    def iter_states(
+        self, thread_id: str, *, before: int | None = None
+    ) -> AsyncIterator[Checkpoint[S]]:
+        """Every checkpoint of the thread with its state, newest to oldest.
+
+        ``before`` (exclusive) starts below a step. Reading a whole thread
+        costs O(its stored bytes): a backend storing reverse deltas applies
+        each one once, against the state it has just returned, instead of
+        rebuilding every step from the newest. Checkpoints pruned while the
+        iteration runs end it early; the ones returned are always whole.
+        Checks, when called: usable, ``thread_id``, ``before``.
+        """
+        self._usable()
+        check_thread_id(thread_id)
+        top = None if before is None else check_step(before, "before") - 1
+        return self._iter_states(thread_id, top)
+
+    async def _iter_states(self, thread_id: str, top: int | None) -> AsyncIterator[Checkpoint[S]]:
+        if top is not None and top < 0:
+            return
+        async for row in self._stream_rows(thread_id, top):
+            self._usable()
+            yield self._codec.decode(row, path=self._error_path)
+
     # --- writing ------------------------------------------------------------------------------
 
     async def fork(self, thread_id: str, at_seq: int, *, new_thread_id: str | None = None) -> str:
@@ -398,7 +498,7 @@ class HistoryCheckpointer(Checkpointer[S]):
         thread_id = check_restore(info, checkpoints)
         rows = [self._codec.encode(cp) for cp in checkpoints]
         meta = self._codec.encode_metadata(info.metadata, thread_id=thread_id)
-        record: ThreadRow = (
+        record: ThreadRecord = (
             thread_id,
             format_time(info.created_at),
             format_time(info.updated_at),
@@ -445,6 +545,16 @@ class HistoryCheckpointer(Checkpointer[S]):
     @abstractmethod
     async def _read_raw(self, thread_id: str, step: int) -> str | bytes | None:
         """Hook, one read: the state exactly as stored at ``step`` (a delta stays a delta)."""
+
+    @abstractmethod
+    def _stream_rows(self, thread_id: str, top: int | None) -> AsyncIterator[EncodedCheckpoint]:
+        """Hook: the thread's rows at steps ≤ ``top`` (None: all), newest first, full states.
+
+        An async generator. Reads may be split into pages (each one read
+        snapshot); the total work must be O(bytes stored), so a delta-storing
+        backend carries each rebuilt state to the next older row. Rows
+        removed meanwhile (a prune removes the oldest) end the stream early.
+        """
 
     @abstractmethod
     async def _page_checkpoints(
@@ -521,7 +631,7 @@ class HistoryCheckpointer(Checkpointer[S]):
         """Hook, one transaction: delete every thread with ``updated_at < cutoff``; ids, sorted."""
 
     @abstractmethod
-    async def _restore(self, record: ThreadRow, rows: Sequence[EncodedCheckpoint]) -> bool:
+    async def _restore(self, record: ThreadRecord, rows: Sequence[EncodedCheckpoint]) -> bool:
         """Hook, one transaction: insert ``record`` and ``rows`` as given; False if the id exists."""
 
 

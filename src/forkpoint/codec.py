@@ -26,12 +26,14 @@ from pydantic_core import SchemaSerializer
 
 from .errors import InvalidInput, SerializationError, StateTooLarge
 from .models import (
+    INTERRUPT_KEY,
     Checkpoint,
     CheckpointMetadata,
     GraphState,
     S,
     StateSchema,
     ThreadInfo,
+    ThreadStatus,
     check_step,
     check_thread_id,
 )
@@ -511,12 +513,7 @@ class StateCodec(Generic[S]):
         """A fresh Checkpoint from a stored row; SerializationError naming thread and step."""
         state = self.decode_state(row.state, thread_id=row.thread_id, step=row.step, path=path)
         try:
-            queue_raw = decode_json_object(row.queue, "queue")
-            if not isinstance(queue_raw, list) or not all(
-                isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and type(p[1]) is int
-                for p in queue_raw
-            ):
-                raise ValueError("queue is not a list of [node, path_id] pairs")
+            queue = decode_queue(row.queue)
             metadata = decode_metadata(row.metadata)
             created_at = parse_time(row.created_at)
             if not isinstance(row.node, str):
@@ -535,7 +532,7 @@ class StateCodec(Generic[S]):
                 "state": construct(self._graph_state_type, {"data": state}),
                 "step": row.step,
                 "node": row.node,
-                "queue": [(p[0], p[1]) for p in queue_raw],
+                "queue": queue,
                 "created_at": created_at,
                 "metadata": metadata,
             },
@@ -550,7 +547,31 @@ def decode_metadata(text: object) -> dict[str, Any]:
     return value
 
 
-def checkpoint_metadata(step: int, created_at: str, node: str, metadata: str) -> CheckpointMetadata:
+def decode_queue(text: object) -> list[tuple[str, int]]:
+    """Stored queue JSON → ``[(node, path_id), ...]``; ValueError if it is not that."""
+    if text == "[]":
+        return []
+    value = decode_json_object(text, "queue")
+    if not isinstance(value, list) or not all(
+        isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and type(p[1]) is int
+        for p in value
+    ):
+        raise ValueError("queue is not a list of [node, path_id] pairs")
+    return [(p[0], p[1]) for p in value]
+
+
+def thread_status(queue: str, metadata: str) -> ThreadStatus:
+    """A thread's status from its latest row's queue and metadata text (see ThreadInfo)."""
+    if not decode_queue(queue):
+        return "done"
+    if INTERRUPT_KEY in decode_metadata(metadata):
+        return "interrupted"
+    return "running"
+
+
+def checkpoint_metadata(
+    step: int, created_at: str, node: str, metadata: str, queue: str
+) -> CheckpointMetadata:
     """A listing entry from stored columns (no state involved)."""
     return construct(
         CheckpointMetadata,
@@ -558,6 +579,7 @@ def checkpoint_metadata(step: int, created_at: str, node: str, metadata: str) ->
             "seq": step,
             "created_at": parse_time(created_at),
             "node": node,
+            "queue": decode_queue(queue),
             "metadata": decode_metadata(metadata),
         },
     )
@@ -572,8 +594,13 @@ def thread_info(
     parent_thread_id: str | None,
     parent_step: int | None,
     metadata: str,
+    latest_node: str,
+    latest_queue: str,
+    latest_metadata: str,
 ) -> ThreadInfo:
-    """A ThreadInfo from stored columns."""
+    """A ThreadInfo from stored columns: the thread record and its latest row's node, queue, metadata."""
+    if not isinstance(latest_node, str):
+        raise ValueError("the thread's latest checkpoint is missing")
     return construct(
         ThreadInfo,
         {
@@ -585,5 +612,7 @@ def thread_info(
             "parent_thread_id": parent_thread_id,
             "parent_step": parent_step,
             "metadata": decode_metadata(metadata),
+            "latest_node": latest_node,
+            "status": thread_status(latest_queue, latest_metadata),
         },
     )

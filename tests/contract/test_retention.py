@@ -145,6 +145,8 @@ async def _restore_old(cp: HistoryCheckpointer[Counter], thread_id: str) -> Thre
         parent_thread_id="ancestor",
         parent_step=9,
         metadata={"restored": True},
+        latest_node="node",  # what the restored rows say: restore_thread reads these from them
+        status="running",
     )
     checkpoints = [
         make_cp(thread_id, 2, created_at=OLD, metadata={"i": 2}),
