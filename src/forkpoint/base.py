@@ -11,6 +11,12 @@ is concrete and lives here, once. It owns, in this order:
 3. encoding with the one codec (``StateCodec``) before any storage is touched,
    and decoding stored rows back into models.
 
+**Not found has one meaning.** A call that only asks (``load``, ``get``,
+``get_raw``, ``thread_info``) answers None for a thread or step that does not
+exist, and listings answer empty; a call that must act on one (``fork``,
+``set_thread_metadata``) raises ``CheckpointNotFound``; ``delete_thread``
+answers False.
+
 A backend implements only the **storage hooks** below: narrow, async, on
 *encoded* data (an :class:`~forkpoint.codec.EncodedCheckpoint`, JSON text,
 RFC 3339 text), with no argument checks and no encoding. Each hook's
@@ -27,11 +33,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -53,7 +60,9 @@ from .errors import (
     CheckpointerClosed,
     CheckpointNotFound,
     ForkNotSupported,
+    InvalidInput,
     SerializationError,
+    StepConflict,
     ThreadExists,
 )
 from .models import Checkpoint, CheckpointMetadata, S, ThreadInfo
@@ -75,6 +84,9 @@ ThreadRow = tuple[str, str, str, int, int, str | None, int | None, str, str, str
 ``(node, queue, metadata)`` (from which ``latest_node`` and ``status`` are read)."""
 
 R = TypeVar("R")
+
+APPEND_ATTEMPTS = 8
+"""How many times :meth:`HistoryCheckpointer.append` tries a step before raising StepConflict."""
 
 PAGE_SIZE = 256
 """Rows per page of the streaming listings (``iter_threads``, ``iter_checkpoints``)."""
@@ -384,7 +396,7 @@ class HistoryCheckpointer(Checkpointer[S]):
                 yield meta
             if len(page) < size:
                 return
-            cursor = page[-1].seq
+            cursor = page[-1].step
 
     def iter_states(
         self, thread_id: str, *, before: int | None = None
@@ -412,8 +424,15 @@ class HistoryCheckpointer(Checkpointer[S]):
 
     # --- writing ------------------------------------------------------------------------------
 
-    async def fork(self, thread_id: str, at_seq: int, *, new_thread_id: str | None = None) -> str:
-        """Copy steps ≤ ``at_seq`` of ``thread_id`` into a new thread and return its id.
+    async def fork(
+        self,
+        thread_id: str,
+        at_step: int | None = None,
+        *,
+        new_thread_id: str | None = None,
+        at_seq: int | None = None,
+    ) -> str:
+        """Copy steps ≤ ``at_step`` of ``thread_id`` into a new thread and return its id.
 
         The copies keep state, node, queue, created_at and metadata; only the
         thread id changes, and the new thread records ``parent_thread_id`` and
@@ -423,13 +442,75 @@ class HistoryCheckpointer(Checkpointer[S]):
         thread raises ``ThreadExists``. An unknown thread or step raises
         ``CheckpointNotFound`` naming both, and nothing is created. The threads
         are independent afterwards; deleting the parent leaves the fork whole.
-        Checks, in order: usable, ``thread_id``, ``at_seq``, ``new_thread_id``.
+        Checks, in order: usable, ``thread_id``, ``at_step``, ``new_thread_id``.
+
+        ``at_seq`` is the former name of ``at_step``, kept as a deprecated
+        keyword (``DeprecationWarning``); passing both is ``InvalidInput``.
         """
         self._usable()
         check_thread_id(thread_id)
-        check_step(at_seq, "at_seq")
+        if at_seq is not None:
+            warnings.warn(
+                "fork(at_seq=...) is deprecated; use at_step", DeprecationWarning, stacklevel=2
+            )
+            if at_step is not None:
+                raise InvalidInput("pass at_step only (at_seq is its deprecated name)")
+            at_step = at_seq
+        if at_step is None:
+            raise InvalidInput("fork needs at_step, the step to fork at")
+        check_step(at_step, "at_step")
         target = str(uuid.uuid4()) if new_thread_id is None else check_thread_id(new_thread_id)
-        return await self._copy_prefix(thread_id, at_seq, target, _now())
+        return await self._copy_prefix(thread_id, at_step, target, _now())
+
+    async def append(
+        self,
+        thread_id: str,
+        state: S,
+        *,
+        node: str,
+        queue: Sequence[tuple[str, int]] = (),
+        metadata: Mapping[str, Any] | None = None,
+        thread_metadata: Mapping[str, Any] | None = None,
+    ) -> Checkpoint[S]:
+        """Save ``state`` as the thread's next step and return the checkpoint saved.
+
+        The step is the thread's latest plus one (0 for a new thread), so the
+        caller never counts. Should another writer take that step first
+        (``StepConflict``), the step is read again and the save retried, up to
+        ``APPEND_ATTEMPTS`` times in all; then the last ``StepConflict`` is
+        raised. Everything else is :meth:`save`'s contract: checks, in order,
+        usable, ``thread_id``, then the checkpoint's fields, before anything is
+        written. The returned checkpoint holds ``state`` itself, not a copy.
+        """
+        self._usable()
+        check_thread_id(thread_id)
+        for attempt in range(APPEND_ATTEMPTS):
+            record = await self._thread_record(thread_id)
+            checkpoint = self._codec.checkpoint_type.model_construct(
+                thread_id=thread_id,
+                state=self._codec.graph_state_type.model_construct(data=state),
+                step=0 if record is None else record[3] + 1,
+                node=node,
+                queue=list(queue) if isinstance(queue, Sequence) else queue,
+                created_at=_utcnow(),
+                # A non-mapping stays as given, for save's check to refuse with InvalidInput.
+                metadata=cast(
+                    "Any",
+                    {}
+                    if metadata is None
+                    else dict(metadata)
+                    if isinstance(metadata, Mapping)
+                    else metadata,
+                ),
+            )
+            try:
+                await self.save(checkpoint, thread_metadata=thread_metadata)
+            except StepConflict:
+                if attempt == APPEND_ATTEMPTS - 1:
+                    raise
+                continue
+            return checkpoint
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
     async def delete_thread(self, thread_id: str) -> bool:
         """Delete a thread and all its checkpoints; whether it existed. Forks stay intact."""

@@ -365,8 +365,9 @@ class StateCodec(Generic[S]):
         # Scanning JSON for NaN/Infinity costs ~1.5 µs per KB; states that cannot hold a
         # float (only str/int/bool/... fields) skip it on encode and decode alike.
         self._scan = may_hold_non_finite(state_type.__pydantic_core_schema__)
-        self._checkpoint_type = cast("type[Checkpoint[S]]", Checkpoint[state_type])  # type: ignore[valid-type]
-        self._graph_state_type = cast("type[GraphState[S]]", GraphState[state_type])  # type: ignore[valid-type]
+        self.checkpoint_type = cast("type[Checkpoint[S]]", Checkpoint[state_type])  # type: ignore[valid-type]
+        """``Checkpoint[state_type]``, the class every decoded checkpoint has."""
+        self.graph_state_type = cast("type[GraphState[S]]", GraphState[state_type])  # type: ignore[valid-type]
 
     # --- state ------------------------------------------------------------------------------
 
@@ -526,10 +527,10 @@ class StateCodec(Generic[S]):
                 path=path,
             ) from exc
         return construct(
-            self._checkpoint_type,
+            self.checkpoint_type,
             {
                 "thread_id": row.thread_id,
-                "state": construct(self._graph_state_type, {"data": state}),
+                "state": construct(self.graph_state_type, {"data": state}),
                 "step": row.step,
                 "node": row.node,
                 "queue": queue,
@@ -576,7 +577,7 @@ def checkpoint_metadata(
     return construct(
         CheckpointMetadata,
         {
-            "seq": step,
+            "step": step,
             "created_at": parse_time(created_at),
             "node": node,
             "queue": decode_queue(queue),

@@ -7,6 +7,7 @@ the ``step`` it was taken at, the ``node`` that just finished and the
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, Self, TypeVar
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -204,17 +206,26 @@ INTERRUPT_KEY = "interrupt"
 class CheckpointMetadata(BaseModel):
     """What a history listing returns for one checkpoint; never the state.
 
-    ``seq`` is the checkpoint's step; ``node`` the node that just finished;
-    ``queue`` the pending ``(node, path_id)`` pairs, in order.
+    ``step`` is the checkpoint's step (``seq`` is its deprecated former
+    name, still readable, and accepted on construction); ``node`` the node
+    that just finished; ``queue`` the pending ``(node, path_id)`` pairs, in order.
     """
 
     model_config = ConfigDict(frozen=True)
 
-    seq: int
+    step: int = Field(validation_alias=AliasChoices("step", "seq"))
     created_at: datetime
     node: str
     queue: list[tuple[str, int]] = Field(default_factory=list)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @property
+    def seq(self) -> int:
+        """Deprecated: the former name of :attr:`step`."""
+        warnings.warn(
+            "CheckpointMetadata.seq is deprecated; use .step", DeprecationWarning, stacklevel=2
+        )
+        return self.step
 
 
 class ThreadInfo(BaseModel):

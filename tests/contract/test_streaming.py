@@ -113,12 +113,12 @@ async def test_iter_checkpoints_pages_through_a_thread(
         checkpointer.iter_checkpoints("t", newest_first=newest_first, page_size=page_size)
     )
     expected = list(range(0, 20, 2))
-    assert [m.seq for m in got] == (expected[::-1] if newest_first else expected)
+    assert [m.step for m in got] == (expected[::-1] if newest_first else expected)
     assert got == await checkpointer.list_checkpoints("t", newest_first=newest_first)
     matching = await _collect(
         checkpointer.iter_checkpoints("t", filter={"k": 0}, page_size=page_size)
     )
-    assert [m.seq for m in matching] == [0, 4, 8, 12, 16]
+    assert [m.step for m in matching] == [0, 4, 8, 12, 16]
     assert await _collect(checkpointer.iter_checkpoints("nope")) == []
 
 

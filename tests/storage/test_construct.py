@@ -14,7 +14,7 @@ from forkpoint.codec import checkpoint_metadata, construct, decode_json_object, 
 def test_construct_equals_model_construct() -> None:
     when = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
     values: dict[str, Any] = {
-        "seq": 5,
+        "step": 5,
         "created_at": when,
         "node": "n",
         "queue": [("m", 1)],
