@@ -4,7 +4,7 @@ The way a user moves from one machine's SQLite file to a shared PostgreSQL
 server (``forkpoint copy SOURCE DEST``): every thread arrives exactly as it
 was — its checkpoints (state, node, queue, times, metadata), its record's
 times and metadata, and its fork lineage — through the public API only
-(``list_threads`` / ``list_checkpoints`` / ``get`` on the source,
+(``list_threads`` / ``iter_states`` on the source,
 ``restore_thread`` on the destination, one transaction per thread).
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from ._checks import check_thread_id
 from .base import HistoryCheckpointer
 from .errors import CheckpointNotFound, InvalidInput, ThreadExists
-from .models import Checkpoint, ThreadInfo
+from .models import MAX_STEP, Checkpoint, ThreadInfo
 
 __all__ = ["copy_threads"]
 
@@ -71,14 +71,16 @@ async def copy_threads(
             )
     copied = []
     for info in infos:
-        checkpoints: list[Checkpoint[Any]] = []
-        history = await source.list_checkpoints(info.thread_id, before=info.latest_step + 1)
-        for meta in history:
-            found = await source.get(info.thread_id, meta.seq)
-            if found is not None:  # pruned meanwhile: the rest is still a whole history
-                checkpoints.append(found)
+        # Newest to oldest, each reverse delta applied once: O(the thread's stored bytes).
+        before = None if info.latest_step >= MAX_STEP else info.latest_step + 1
+        checkpoints: list[Checkpoint[Any]] = [
+            c async for c in source.iter_states(info.thread_id, before=before)
+        ]
+        checkpoints.reverse()
+        while checkpoints and checkpoints[-1].step > info.latest_step:
+            checkpoints.pop()  # saved after the thread was read: left for a later copy
         if not checkpoints or checkpoints[-1].step != info.latest_step:
-            continue  # deleted or rewritten while copying: nothing consistent to copy
+            continue  # deleted while copying: nothing to copy
         await dest.restore_thread(info, checkpoints)
         copied.append(info.thread_id)
         if progress is not None:

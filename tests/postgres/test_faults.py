@@ -69,13 +69,13 @@ async def test_four_processes_and_a_contended_shared_thread_lose_nothing(
     assert sum(1 for line in lines if line.get("done")) == 4
     for i in range(4):
         history = await cp.list_checkpoints(f"p{i}")
-        assert [m.seq for m in history] == list(range(per))
+        assert [m.step for m in history] == list(range(per))
         assert {m.node for m in history} == {f"p{i}"}
     shared = {line["s"]: line["by"] for line in lines if line.get("t") == "shared"}
     history = await cp.list_checkpoints("shared")
     # Gap-free, and each step is exactly the one save acknowledged for it.
-    assert [m.seq for m in history] == sorted(shared) == list(range(len(shared)))
-    assert {m.seq: m.node for m in history} == shared
+    assert [m.step for m in history] == sorted(shared) == list(range(len(shared)))
+    assert {m.step: m.node for m in history} == shared
     lost = sum(line["lost"] for line in lines if line.get("done"))
     assert len(shared) + lost == 4 * per  # every attempt either stored or told StepConflict
 
@@ -125,7 +125,7 @@ async def test_a_connection_killed_mid_fork_is_a_typed_error_and_nothing_partial
     assert await blocker.fetchval("SELECT count(*) FROM checkpoints WHERE thread_id = 'f'") == 0
     await blocker.close()
     assert await cp.fork("t", 3, new_thread_id="f") == "f"  # the next call works
-    assert [m.seq for m in await cp.list_checkpoints("f")] == [0, 1, 2, 3]
+    assert [m.step for m in await cp.list_checkpoints("f")] == [0, 1, 2, 3]
 
 
 async def test_one_killed_connection_is_retried_on_a_fresh_one(
@@ -144,7 +144,7 @@ async def test_one_killed_connection_is_retried_on_a_fresh_one(
     await lock.rollback()
     await blocker.close()
     await save
-    assert [m.seq for m in await cp.list_checkpoints("t")] == [0, 1]
+    assert [m.step for m in await cp.list_checkpoints("t")] == [0, 1]
 
 
 async def test_a_statement_past_the_statement_timeout_is_database_locked(
@@ -159,9 +159,9 @@ async def test_a_statement_past_the_statement_timeout_is_database_locked(
             await cp.save(make_cp("t", 1))
         assert isinstance(info.value.__cause__, asyncpg.QueryCanceledError)
     await blocker.close()
-    assert [m.seq for m in await cp.list_checkpoints("t")] == [0]
+    assert [m.step for m in await cp.list_checkpoints("t")] == [0]
     await cp.save(make_cp("t", 1))
-    assert [m.seq for m in await cp.list_checkpoints("t")] == [0, 1]
+    assert [m.step for m in await cp.list_checkpoints("t")] == [0, 1]
 
 
 async def test_cancellation_at_random_points_leaves_no_transaction_open(
@@ -192,7 +192,7 @@ async def test_cancellation_at_random_points_leaves_no_transaction_open(
         " AND datname = current_database()"
     )
     assert [r[0] for r in states if r[0] != "idle"] == []
-    stored = {m.seq for m in await cp.list_checkpoints("t")}
+    stored = {m.step for m in await cp.list_checkpoints("t")}
     for step, checkpoint in attempted.items():  # each is whole or absent: retrying is safe
         if step in stored:
             await cp.save(checkpoint)  # an identical retry: a no-op
@@ -201,7 +201,7 @@ async def test_cancellation_at_random_points_leaves_no_transaction_open(
     for info in await cp.list_threads():  # a fork is whole: every step of t up to its point
         if info.thread_id != "t":
             assert info.parent_step is not None
-            copied = [m.seq for m in await cp.list_checkpoints(info.thread_id)]
+            copied = [m.step for m in await cp.list_checkpoints(info.thread_id)]
             assert copied == sorted(s for s in stored if s <= info.parent_step)
 
 

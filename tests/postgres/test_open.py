@@ -185,7 +185,7 @@ async def test_read_only_refuses_writes_before_any_sql(open_pg: Opener) -> None:
     with pytest.raises(ReadOnlyDatabase) as info:
         await cp.save(make_cp("t", 1))
     assert info.value.__cause__ is None
-    assert [m.seq for m in await cp.list_checkpoints("t")] == [0]
+    assert [m.step for m in await cp.list_checkpoints("t")] == [0]
 
 
 @pytest.mark.parametrize(

@@ -109,11 +109,11 @@ async def test_racing_large_saves_of_one_step_one_wins(open_pg: Opener) -> None:
         results = await asyncio.gather(a.save(first), b.save(second), return_exceptions=True)
         assert sorted(type(r).__name__ for r in results) == ["NoneType", "StepConflict"], results
     history = await a.list_checkpoints("t")
-    assert [m.seq for m in history] == list(range(15))
+    assert [m.step for m in history] == list(range(15))
     for m in history:
-        got = await a.get("t", m.seq)
+        got = await a.get("t", m.step)
         assert got is not None
-        assert got.state.data == _grown("t", m.seq).state.data
+        assert got.state.data == _grown("t", m.step).state.data
 
 
 async def test_nul_in_text_state_round_trips_and_in_a_node_name_is_refused(
@@ -192,4 +192,4 @@ async def test_concurrent_small_saves_share_statements_and_keep_their_own_outcom
     assert threads["t77"].metadata == {}
     assert threads["taken"].metadata == {"owner": "ann"}
     assert threads["taken"].latest_step == 2
-    assert [m.seq for m in await cp.list_checkpoints("t99")] == [0]
+    assert [m.step for m in await cp.list_checkpoints("t99")] == [0]

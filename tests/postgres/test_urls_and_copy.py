@@ -28,7 +28,7 @@ async def test_a_postgresql_url_opens_postgres(pg_url: str, schema: str) -> None
     postgres_url = "postgres://" + pg_url.split("://", 1)[1]
     cp = await open_checkpointer(postgres_url, Counter, schema=schema)
     assert isinstance(cp, PostgresCheckpointer)
-    assert [m.seq for m in await cp.list_checkpoints("t")] == [0]
+    assert [m.step for m in await cp.list_checkpoints("t")] == [0]
     await cp.close()
 
 
@@ -71,7 +71,7 @@ async def _history(cp: Any) -> list[Any]:
     out = []
     for info in await cp.list_threads():
         rows = [
-            await cp.get(info.thread_id, m.seq) for m in await cp.list_checkpoints(info.thread_id)
+            await cp.get(info.thread_id, m.step) for m in await cp.list_checkpoints(info.thread_id)
         ]
         out.append((info.model_dump(), [r.model_dump() for r in rows]))
     return out

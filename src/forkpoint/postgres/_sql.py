@@ -17,11 +17,6 @@ from ..codec import EncodedCheckpoint
 
 __all__ = ["FIELDS", "SQL", "N", "page"]
 
-_THREAD_COLUMNS = (
-    "thread_id, created_at, updated_at, latest_step, checkpoint_count, "
-    "parent_thread_id, parent_step, metadata"
-)
-
 # A checkpoint row's columns are EncodedCheckpoint's fields, in its order: a row is bound as
 # it is, and a row read back is built from the same columns. The catalogue follows the codec
 # (a new field is a new column, added by its migration) instead of repeating the list.
@@ -151,13 +146,27 @@ class SQL:
         " SELECT thread_id FROM gone ORDER BY thread_id"
     )
     SET_THREAD_METADATA = "UPDATE threads SET metadata = $2 WHERE thread_id = $1 RETURNING 1"
-    THREAD = f"SELECT {_THREAD_COLUMNS} FROM threads WHERE thread_id = $1"  # noqa: S608 - constant
-    FORKS = (
-        f"SELECT {_THREAD_COLUMNS} FROM threads WHERE parent_thread_id = $1"  # noqa: S608 - constant
-        " ORDER BY thread_id"
+    # A thread listing row: the record and its latest checkpoint's node, queue and metadata,
+    # one primary-key lookup per thread; never the state column.
+    THREAD_ROWS = (
+        "SELECT t.thread_id, t.created_at, t.updated_at, t.latest_step, t.checkpoint_count,"
+        " t.parent_thread_id, t.parent_step, t.metadata, c.node, c.queue, c.metadata"
+        " FROM threads AS t LEFT JOIN checkpoints AS c"
+        " ON c.thread_id = t.thread_id AND c.step = t.latest_step"
     )
-    THREADS = f"SELECT {_THREAD_COLUMNS} FROM threads AS t WHERE true"  # noqa: S608 - constant
-    HISTORY = "SELECT step, created_at, node, metadata FROM checkpoints AS c WHERE c.thread_id = $1"
+    THREAD = THREAD_ROWS + " WHERE t.thread_id = $1"
+    FORKS = THREAD_ROWS + " WHERE t.parent_thread_id = $1 ORDER BY t.thread_id"
+    THREADS = THREAD_ROWS + " WHERE true"
+    HISTORY = (
+        "SELECT step, created_at, node, metadata, queue FROM checkpoints AS c"
+        " WHERE c.thread_id = $1"
+    )
+    # Newest to oldest, full rows and deltas alike, a page at a time: iter_states rebuilds
+    # each delta once, against the state it has just returned.
+    STATES_DOWN = (
+        f"SELECT {_COLS}, encoding FROM checkpoints"  # noqa: S608 - see the class docstring
+        " WHERE thread_id = $1 AND step <= $2 ORDER BY step DESC LIMIT $3"
+    )
     THREAD_LATEST = "SELECT thread_id, latest_step FROM threads WHERE thread_id = ANY($1::text[])"
     ALL_THREAD_IDS = "SELECT thread_id FROM threads ORDER BY thread_id"
     # Rows a prune removes: the oldest steps, below the latest ($2), below the newest

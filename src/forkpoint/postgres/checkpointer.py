@@ -25,13 +25,13 @@ base class's; this class implements its storage hooks. How, and why:
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 import asyncpg
 
 from .._delta import DELTA_MIN_CHARS, MAX_RUN, apply_deltas, make_delta
-from ..base import CheckpointRow, HistoryCheckpointer, ThreadRow
+from ..base import CheckpointRow, HistoryCheckpointer, ThreadRecord, ThreadRow
 from ..codec import EncodedCheckpoint
 from ..errors import (
     CheckpointError,
@@ -43,7 +43,7 @@ from ..errors import (
     StepConflict,
     ThreadExists,
 )
-from ..models import S
+from ..models import MAX_STEP, S
 from ..opening import Opening
 from ._connect import Database, Settings, check_schema, check_url
 from ._group import GroupCommit
@@ -55,6 +55,7 @@ __all__ = ["DEFAULT_SCHEMA", "PostgresCheckpointer"]
 DEFAULT_SCHEMA = "forkpoint"
 _SAVE_ATTEMPTS = 16  # a large-state save that keeps losing its race to other writers
 _PRUNE_CHUNK = 64  # threads per prune transaction, so other writers interleave
+_STATES_PAGE = 64  # rows per read of iter_states
 
 
 def _check_node(row: EncodedCheckpoint) -> EncodedCheckpoint:
@@ -102,6 +103,18 @@ async def _full_row(
             f"stored state cannot be rebuilt: {exc}", thread_id=thread_id, step=step
         ) from exc
     return row._replace(state=state)
+
+
+def _apply_one(newer: str, row: EncodedCheckpoint, encoding: int) -> str:
+    """The full state of a delta row, from the full state of the row just above it."""
+    try:
+        if encoding != 1:
+            raise ValueError(f"unknown storage encoding {encoding!r}")
+        return apply_deltas(newer, [row.state])
+    except ValueError as exc:
+        raise SerializationError(
+            f"stored state cannot be rebuilt: {exc}", thread_id=row.thread_id, step=row.step
+        ) from exc
 
 
 async def _refuse_or_retry(conn: asyncpg.Connection, row: EncodedCheckpoint) -> bool:
@@ -432,7 +445,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         self._writable()
         return [r[0] for r in await self._fetch(SQL.DELETE_INACTIVE, cutoff)]
 
-    async def _restore(self, record: ThreadRow, rows: Sequence[EncodedCheckpoint]) -> bool:
+    async def _restore(self, record: ThreadRecord, rows: Sequence[EncodedCheckpoint]) -> bool:
         self._writable(record[0])
         for row in rows:
             _check_node(row)
@@ -463,6 +476,39 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
 
         row: EncodedCheckpoint | None = await self._run(work, thread_id=thread_id, step=step)
         return row
+
+    async def _stream_rows(
+        self, thread_id: str, top: int | None
+    ) -> AsyncIterator[EncodedCheckpoint]:
+        newer: str | None = None  # the full state of the row just above the page
+        bound = MAX_STEP if top is None else top
+        while bound >= 0:
+
+            async def page(
+                conn: asyncpg.Connection, bound: int = bound, newer: str | None = newer
+            ) -> list[EncodedCheckpoint]:
+                out = []
+                rows = await conn.fetch(SQL.STATES_DOWN, thread_id, bound, _STATES_PAGE)
+                for row, encoding in map(_stored, rows):
+                    if encoding == 0:
+                        full = row
+                    elif newer is None:  # the first row is a delta: rebuild it from above
+                        found = await _full_row(conn, thread_id, row.step)
+                        if found is None:
+                            break  # removed meanwhile (a prune): nothing older remains either
+                        full = found
+                    else:
+                        full = row._replace(state=_apply_one(newer, row, encoding))
+                    out.append(full)
+                    newer = full.state
+                return out
+
+            rows: list[EncodedCheckpoint] = await self._run(page, thread_id=thread_id)
+            for row in rows:
+                yield row
+            if len(rows) < _STATES_PAGE:
+                return
+            newer, bound = rows[-1].state, rows[-1].step - 1
 
     async def _read_raw(self, thread_id: str, step: int) -> str | None:
         async def work(conn: asyncpg.Connection) -> str | None:
