@@ -6,6 +6,12 @@ after each one tries to append the next step of the shared thread ``shared``
 is acknowledged on stdout (a JSON line) only after it returned; a
 ``StepConflict`` on the shared thread is counted (another writer won that
 step); any other error is reported and ends the process.
+
+``streamer URL SCHEMA NAME``: saves steps of thread NAME (a growing state,
+stored as reverse deltas) until killed, acknowledging each.
+
+``forker URL SCHEMA SOURCE``: forks SOURCE at its latest step into ``fork-0``,
+``fork-1``, … until killed, acknowledging each fork after it returned.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import json
 import sys
 from typing import Any
 
-from forkpoint import CheckpointError, StepConflict
+from forkpoint import Checkpoint, CheckpointError, GraphState, StepConflict
 from forkpoint.postgres import PostgresCheckpointer
 from tests.conftest import Counter, make_cp
 
@@ -45,5 +51,36 @@ async def saver(url: str, schema: str, name: str, count: str) -> None:
     emit(done=True, lost=lost)
 
 
+def grown(name: str, step: int) -> Checkpoint[Counter]:
+    """A checkpoint whose log grows by one entry per step; every 8th entry is ~8 KB."""
+    entries = [f"{name}-{i}-" + "x" * (60 if i % 8 else 8000) for i in range(step + 1)]
+    state = GraphState[Counter](data=Counter(n=step, log=entries))
+    return Checkpoint[Counter](thread_id=name, state=state, step=step, node=name)
+
+
+async def streamer(url: str, schema: str, name: str) -> None:
+    async with PostgresCheckpointer.open(url, Counter, schema=schema, pool_size=2) as cp:
+        emit(ready=True)
+        step = 0
+        while True:
+            await cp.save(grown(name, step))
+            emit(t=name, s=step)
+            step += 1
+
+
+async def forker(url: str, schema: str, source: str) -> None:
+    async with PostgresCheckpointer.open(url, Counter, schema=schema, pool_size=2) as cp:
+        info = await cp.thread_info(source)
+        assert info is not None
+        emit(ready=True)
+        i = 0
+        while True:
+            await cp.fork(source, info.latest_step, new_thread_id=f"fork-{i}")
+            emit(fork=f"fork-{i}")
+            i += 1
+
+
+MODES: dict[str, Any] = {"saver": saver, "streamer": streamer, "forker": forker}
+
 if __name__ == "__main__":
-    asyncio.run(saver(*sys.argv[2:]) if sys.argv[1] == "saver" else asyncio.sleep(0))
+    asyncio.run(MODES[sys.argv[1]](*sys.argv[2:]))

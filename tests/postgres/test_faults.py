@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +42,7 @@ def scale(request: pytest.FixtureRequest) -> int:
 async def test_four_processes_and_a_contended_shared_thread_lose_nothing(
     open_pg: Opener, pg_url: str, schema: str, scale: int
 ) -> None:
-    per = 250 * scale
+    per = 200 * scale
     cp = await open_pg()  # migrated once, so the writers start on equal terms
     procs = [
         subprocess.Popen(  # noqa: ASYNC220 - the children run on their own; nothing here waits
@@ -78,6 +79,64 @@ async def test_four_processes_and_a_contended_shared_thread_lose_nothing(
     assert {m.step: m.node for m in history} == shared
     lost = sum(line["lost"] for line in lines if line.get("done"))
     assert len(shared) + lost == 4 * per  # every attempt either stored or told StepConflict
+
+
+def _child(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.postgres.children", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _kill_after(proc: subprocess.Popen[str], acks: int) -> list[dict[str, Any]]:
+    """Read the child's acknowledgements; SIGKILL it after ``acks`` of them; all it sent."""
+    assert proc.stdout is not None
+    lines: list[dict[str, Any]] = []
+    for raw in proc.stdout:
+        lines.append(json.loads(raw))
+        if sum(1 for line in lines if "ready" not in line) >= acks:
+            break
+    proc.send_signal(signal.SIGKILL)
+    rest, _ = proc.communicate(timeout=60)
+    lines += [json.loads(raw) for raw in rest.splitlines() if raw.strip()]
+    return lines
+
+
+async def test_sigkill_mid_save_keeps_every_acknowledged_save(
+    open_pg: Opener, pg_url: str, schema: str, scale: int
+) -> None:
+    from tests.postgres.children import grown
+
+    cp = await open_pg()
+    for round_ in range(2 * scale):
+        name = f"w{round_}"
+        acked = _kill_after(_child("streamer", pg_url, schema, name), 40 + 7 * round_)
+        steps = [line["s"] for line in acked if "s" in line]
+        history = [m.step for m in await cp.list_checkpoints(name)]
+        assert history[: len(steps)] == steps  # every acknowledged save is there, in order
+        assert history == list(range(len(history)))  # at most the one in flight beyond them
+        assert len(history) - len(steps) <= 1
+        for step in history:
+            got = await cp.get(name, step)
+            assert got is not None
+            assert got.state.data == grown(name, step).state.data
+
+
+async def test_sigkill_mid_fork_leaves_forks_whole_or_absent(
+    open_pg: Opener, pg_url: str, schema: str, scale: int
+) -> None:
+    cp = await open_pg()
+    for step in range(300):
+        await cp.save(make_cp("src", step))
+    acked = _kill_after(_child("forker", pg_url, schema, "src"), 5 * scale)
+    done = {line["fork"] for line in acked if "fork" in line}
+    forks = {info.thread_id: info for info in await cp.list_forks("src")}
+    assert done <= set(forks)
+    for tid in forks:
+        assert [m.step for m in await cp.list_checkpoints(tid)] == list(range(300))
 
 
 async def _backend_waiting(admin: asyncpg.Connection, not_pids: set[int]) -> int:
