@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import asyncpg
 import pytest
 
-from forkpoint import Checkpoint, GraphState, SerializationError, StepConflict
+from forkpoint import (
+    Checkpoint,
+    GraphState,
+    InvalidInput,
+    SerializationError,
+    SqliteCheckpointer,
+    StepConflict,
+)
 from forkpoint.postgres import PostgresCheckpointer
 from tests.conftest import Counter, make_cp
 from tests.postgres.conftest import Opener
@@ -193,3 +201,23 @@ async def test_concurrent_small_saves_share_statements_and_keep_their_own_outcom
     assert threads["taken"].metadata == {"owner": "ann"}
     assert threads["taken"].latest_step == 2
     assert [m.step for m in await cp.list_checkpoints("t99")] == [0]
+
+
+async def test_backup_writes_an_sqlite_copy_and_vacuum_runs(
+    open_pg: Opener, tmp_path: Path
+) -> None:
+    cp = await open_pg()
+    for step in range(5):
+        await cp.save(_grown("t", step))
+    await cp.fork("t", 2, new_thread_id="f")
+    await cp.backup(tmp_path / "copy.db")
+    async with SqliteCheckpointer.open(tmp_path / "copy.db", Counter) as copy:
+        assert [t.thread_id for t in await copy.list_threads()] == ["f", "t"]
+        got = await copy.get("t", 1)
+        assert got is not None
+        assert got.state.data == _grown("t", 1).state.data
+    with pytest.raises(InvalidInput, match="not empty"):
+        await cp.backup(tmp_path / "copy.db")
+    await cp.prune(keep_last=1)
+    assert await cp.vacuum() >= 0
+    assert [m.step for m in await cp.list_checkpoints("t")] == [4]

@@ -188,18 +188,13 @@ class SQL:
         "UPDATE threads SET checkpoint_count = checkpoint_count - $2,"
         " delta_run = least(delta_run, checkpoint_count - $2 - 1) WHERE thread_id = $1"
     )
-    STORED_BYTES = (
-        "SELECT thread_id, sum(pg_column_size(state))::bigint FROM checkpoints GROUP BY thread_id"
-    )
-    LATEST_BYTES = (
-        "SELECT t.thread_id, pg_column_size(c.state)::bigint FROM threads AS t"
-        " JOIN checkpoints AS c ON c.thread_id = t.thread_id AND c.step = t.latest_step"
-    )
+    # The bytes forkpoint's tables take (heap, TOAST and indexes), before and after VACUUM.
     TABLE_BYTES = (
         "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_catalog.pg_class"
         " AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
         " WHERE n.nspname = current_schema() AND c.relkind = 'r'"
     )
+    VACUUM = "VACUUM (ANALYZE) threads, checkpoints"
 
 
 def page(

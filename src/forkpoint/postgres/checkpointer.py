@@ -558,3 +558,41 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
 
     async def _forks_of(self, thread_id: str) -> list[ThreadRow]:
         return await self._fetch(SQL.FORKS, thread_id, thread_id=thread_id)
+
+    # --- maintenance --------------------------------------------------------------------------
+
+    async def vacuum(self) -> int:
+        """``VACUUM (ANALYZE)`` forkpoint's tables; returns the bytes they shrank by.
+
+        PostgreSQL's autovacuum does this on its own; a plain VACUUM makes the
+        space of removed rows reusable and gives back only empty pages at the
+        end of a table, so the result is often 0 after a prune.
+        """
+        self._usable()
+        self._writable()
+
+        async def work(conn: asyncpg.Connection) -> int:
+            before = int(await conn.fetchval(SQL.TABLE_BYTES))
+            await conn.execute(SQL.VACUUM)
+            return max(0, before - int(await conn.fetchval(SQL.TABLE_BYTES)))
+
+        freed: int = await self._run(work)
+        return freed
+
+    async def backup(self, dest: str | os.PathLike[str]) -> None:
+        """Copy every thread into a new forkpoint SQLite file at ``dest`` (``copy_threads``).
+
+        Each thread is copied whole, as of the moment it is read; saves made
+        meanwhile to other threads may or may not be included (for a snapshot
+        of the whole server, use ``pg_dump``). ``InvalidInput`` if ``dest``
+        exists and is not empty.
+        """
+        self._usable()
+        from ..sqlite import SqliteCheckpointer
+        from ..transfer import copy_threads
+
+        target = os.path.abspath(os.fspath(dest))  # noqa: ASYNC240 - string work, no I/O wait
+        if os.path.exists(target) and os.path.getsize(target) > 0:  # noqa: ASYNC240 - one stat
+            raise InvalidInput("backup destination exists and is not empty", path=target)
+        async with SqliteCheckpointer.open(target, self.state_type) as copy:
+            await copy_threads(self, copy)
