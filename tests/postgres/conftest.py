@@ -12,7 +12,7 @@ import pytest
 
 from forkpoint.postgres import PostgresCheckpointer
 from tests.conftest import Counter
-from tests.postgres.support import schema_for, test_database
+from tests.postgres.support import run_database, schema_for
 
 Opener = Callable[..., Awaitable[PostgresCheckpointer[Any]]]
 _HERE = Path(__file__).resolve().parent
@@ -36,7 +36,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 async def pg_url() -> str:
     """This run's database (skipped, with the reason, when no server is reachable)."""
-    return await test_database()
+    return await run_database()
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ def unavailable(reason: str) -> None:
     pytest.skip(message)
 
 
-async def test_database() -> str:
+async def run_database() -> str:
     """The URL of this run's own database, created on first use (skips if no server)."""
     if "url" in _state:
         return str(_state["url"])
@@ -89,7 +89,7 @@ async def open_store(
     folder: Path, state_type: type[StateSchema], **kw: Any
 ) -> HistoryCheckpointer[Any]:
     """The contract suite's factory: a PostgresCheckpointer on the store of ``folder``."""
-    url = await test_database()
+    url = await run_database()
     kw.setdefault("schema", schema_for(folder))
     kw.setdefault("pool_size", 4)
     return await PostgresCheckpointer.open(url, state_type, **kw)
