@@ -330,8 +330,11 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         return exc
 
     async def _fetch(self, sql: str, *args: Any, thread_id: str | None = None) -> list[Any]:
+        """The rows of one read, as asyncpg Records (they unpack like the tuples hooks return)."""
+
         async def work(conn: asyncpg.Connection) -> list[Any]:
-            return [tuple(r) for r in await conn.fetch(sql, *args)]
+            rows: list[Any] = await conn.fetch(sql, *args)
+            return rows
 
         rows: list[Any] = await self._run(work, thread_id=thread_id)
         return rows
