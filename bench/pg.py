@@ -302,6 +302,13 @@ class Run:
         finally:
             await conn.close()
 
+    async def analyze(self, who: str, label: str) -> None:
+        conn = await asyncpg.connect(_with_db(self.url, self.dbs[f"{who}/{label}"]))
+        try:
+            await conn.execute("ANALYZE")
+        finally:
+            await conn.close()
+
     async def drop_all(self) -> None:
         for store in self.stores.values():
             await store.close()
@@ -318,6 +325,9 @@ class Run:
             store = self.stores[who] = await self.fresh(who, "main")
             await _sequential(who, store, "long", states)
             await _sequential(who, store, "fork-src", big)
+            # Fresh tables have no planner statistics until autovacuum runs; without them
+            # LangGraph's listing query ran for minutes. Every contender gets them now.
+            await self.analyze(who, "main")
 
     async def w1(self, rep: int) -> None:
         states = fixed_states(self.sizes.w1, 1000, seed=rep + 10)
