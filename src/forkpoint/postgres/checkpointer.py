@@ -18,8 +18,9 @@ base class's; this class implements its storage hooks. How, and why:
 * **Reads are one statement**: the latest row for ``load``; for ``get`` of a
   delta-stored step, the row and the newer ones up to the next full row.
 * **Fork** is one transaction whose copy is one ``INSERT … SELECT``.
-* Errors, retries, cancellation and the pool live in ``_connect``; the schema and
-  its migrations in ``_schema``; every statement in ``_sql``.
+* Errors, retries, cancellation and the pool live in ``_connect``; group commit in
+  ``_group``; the row jobs (save, rebuild) in ``_rows``; the schema and its
+  migrations in ``_schema``; every statement in ``_sql``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from .._delta import DELTA_MIN_CHARS, MAX_RUN, apply_deltas, make_delta
+from .._delta import DELTA_MIN_CHARS, MAX_RUN
 from ..base import CheckpointRow, HistoryCheckpointer, ThreadRecord, ThreadRow
 from ..codec import EncodedCheckpoint
 from ..errors import (
@@ -39,123 +40,22 @@ from ..errors import (
     ForkedProcess,
     InvalidInput,
     ReadOnlyDatabase,
-    SerializationError,
     StepConflict,
     ThreadExists,
 )
 from ..models import MAX_STEP, S
 from ..opening import Opening
+from . import _rows as jobs
 from ._connect import Database, Settings, check_schema, check_url
 from ._group import GroupCommit
 from ._schema import ensure_schema
-from ._sql import SQL, N, page
+from ._sql import SQL, page
 
 __all__ = ["DEFAULT_SCHEMA", "PostgresCheckpointer"]
 
 DEFAULT_SCHEMA = "forkpoint"
-_SAVE_ATTEMPTS = 16  # a large-state save that keeps losing its race to other writers
 _PRUNE_CHUNK = 64  # threads per prune transaction, so other writers interleave
 _STATES_PAGE = 64  # rows per read of iter_states
-
-
-def _check_node(row: EncodedCheckpoint) -> EncodedCheckpoint:
-    """PostgreSQL text cannot hold U+0000: a node name with one is refused before any SQL.
-
-    States, queues and metadata are JSON text, where U+0000 is the six
-    characters ``\\u0000`` and round-trips (metadata refuses it on every
-    backend, for filters); the node name is plain text.
-    """
-    if "\x00" in row.node:
-        raise SerializationError(
-            "node name holds U+0000 (NUL), which PostgreSQL cannot store",
-            thread_id=row.thread_id,
-            step=row.step,
-        )
-    return row
-
-
-def _stored(record: asyncpg.Record) -> tuple[EncodedCheckpoint, int]:
-    """A row read with ``SELECT <EncodedCheckpoint's fields>, encoding``: (row, encoding)."""
-    values = tuple(record)
-    return EncodedCheckpoint(*values[:N]), values[N]
-
-
-async def _full_row(
-    conn: asyncpg.Connection, thread_id: str, step: int
-) -> EncodedCheckpoint | None:
-    """The checkpoint at ``step`` with its full state, rebuilding a delta row (one statement)."""
-    chain = [_stored(r) for r in await conn.fetch(SQL.CHAIN, thread_id, step, MAX_RUN + 2)]
-    if not chain or chain[0][0].step != step:
-        return None
-    row, encoding = chain[0]
-    if encoding == 0:
-        return row
-    try:
-        if encoding != 1:
-            raise ValueError(f"unknown storage encoding {encoding!r}")
-        if chain[-1][1] != 0:
-            raise ValueError("the delta chain has no full state to start from")
-        if any(e != 1 for _, e in chain[1:-1]):
-            raise ValueError("the delta chain holds an unknown encoding")
-        state = apply_deltas(chain[-1][0].state, [r.state for r, _ in reversed(chain[:-1])])
-    except ValueError as exc:
-        raise SerializationError(
-            f"stored state cannot be rebuilt: {exc}", thread_id=thread_id, step=step
-        ) from exc
-    return row._replace(state=state)
-
-
-def _apply_one(newer: str, row: EncodedCheckpoint, encoding: int) -> str:
-    """The full state of a delta row, from the full state of the row just above it."""
-    try:
-        if encoding != 1:
-            raise ValueError(f"unknown storage encoding {encoding!r}")
-        return apply_deltas(newer, [row.state])
-    except ValueError as exc:
-        raise SerializationError(
-            f"stored state cannot be rebuilt: {exc}", thread_id=row.thread_id, step=row.step
-        ) from exc
-
-
-async def _refuse_or_retry(conn: asyncpg.Connection, row: EncodedCheckpoint) -> bool:
-    """The step is not after the latest: False for an identical retry, else StepConflict."""
-    if await _full_row(conn, row.thread_id, row.step) == row:
-        return False
-    latest = await conn.fetchval(SQL.LATEST_STEP, row.thread_id)
-    raise StepConflict(
-        f"step {row.step} is not after the thread's latest step {latest}",
-        thread_id=row.thread_id,
-        step=row.step,
-    )
-
-
-async def _save(
-    conn: asyncpg.Connection, row: EncodedCheckpoint, meta: str | None, now: str
-) -> bool:
-    """Store ``row``: True stored, False an identical retry; StepConflict writing nothing."""
-    params = (*row, now, meta)
-    if len(row.state) < DELTA_MIN_CHARS:  # the previous row stays full: one statement
-        if await conn.fetchval(SQL.SAVE, *params) is not None:
-            return True
-        return await _refuse_or_retry(conn, row)
-    for _ in range(_SAVE_ATTEMPTS):
-        previous = await conn.fetchrow(SQL.PREVIOUS, row.thread_id)
-        delta = None
-        if previous is not None:
-            latest, run, encoding, state, xmin = previous
-            if row.step <= latest:
-                return await _refuse_or_retry(conn, row)
-            if run < MAX_RUN and encoding == 0 and isinstance(state, str):
-                delta = make_delta(state, row.state)
-        if delta is None:
-            if await conn.fetchval(SQL.SAVE, *params) is not None:
-                return True
-            if previous is None:
-                return await _refuse_or_retry(conn, row)  # a racing first save won
-        elif await conn.fetchval(SQL.SAVE_DELTA, *params, latest, delta, xmin) is not None:
-            return True
-        # Another writer moved the thread between the read and the write: read again.
-    return await _refuse_or_retry(conn, row)
 
 
 class PostgresCheckpointer(HistoryCheckpointer[S]):
@@ -260,7 +160,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         )
         self._pid = os.getpid()
         self._db = await Database.connect(self._settings)
-        self._group = GroupCommit(self._db, _save)
+        self._group = GroupCommit(self._db, jobs.save)
 
         async def prepare(conn: asyncpg.Connection) -> None:
             await ensure_schema(conn, schema, migrate=migrate, read_only=read_only)
@@ -345,7 +245,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         self, row: EncodedCheckpoint, thread_metadata: str | None, now: str, keep_last: int | None
     ) -> None:
         self._writable(row.thread_id, row.step)
-        _check_node(row)
+        jobs.check_node(row)
         if keep_last is None and len(row.state) < DELTA_MIN_CHARS:
             try:
                 await self._group.save(row, thread_metadata, now)
@@ -355,10 +255,10 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
 
         async def work(conn: asyncpg.Connection) -> None:
             if keep_last is None:
-                await _save(conn, row, thread_metadata, now)
+                await jobs.save(conn, row, thread_metadata, now)
                 return
             async with conn.transaction():
-                if await _save(conn, row, thread_metadata, now):
+                if await jobs.save(conn, row, thread_metadata, now):
                     await conn.execute(SQL.KEEP_LAST, row.thread_id, keep_last)
 
         await self._run(work, thread_id=row.thread_id, step=row.step)
@@ -375,7 +275,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
                     raise ThreadExists(
                         f"cannot fork into {target!r}: the thread exists", thread_id=target
                     )
-                top = await _full_row(conn, thread_id, at_step)
+                top = await jobs.full_row(conn, thread_id, at_step)
                 if top is None:
                     raise CheckpointNotFound(
                         f"cannot fork: no checkpoint at step {at_step} in thread {thread_id!r}",
@@ -451,7 +351,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
     async def _restore(self, record: ThreadRecord, rows: Sequence[EncodedCheckpoint]) -> bool:
         self._writable(record[0])
         for row in rows:
-            _check_node(row)
+            jobs.check_node(row)
 
         async def work(conn: asyncpg.Connection) -> bool:
             async with conn.transaction():
@@ -468,13 +368,13 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
     async def _read_row(self, thread_id: str, step: int | None) -> EncodedCheckpoint | None:
         async def work(conn: asyncpg.Connection) -> EncodedCheckpoint | None:
             if step is not None:
-                return await _full_row(conn, thread_id, step)
+                return await jobs.full_row(conn, thread_id, step)
             found = await conn.fetchrow(SQL.LATEST, thread_id)
             if found is None:
                 return None
-            row, encoding = _stored(found)
+            row, encoding = jobs.stored(found)
             if encoding != 0:  # not written by forkpoint: rebuild rather than misread
-                return await _full_row(conn, thread_id, row.step)
+                return await jobs.full_row(conn, thread_id, row.step)
             return row
 
         row: EncodedCheckpoint | None = await self._run(work, thread_id=thread_id, step=step)
@@ -492,16 +392,16 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
             ) -> list[EncodedCheckpoint]:
                 out = []
                 rows = await conn.fetch(SQL.STATES_DOWN, thread_id, bound, _STATES_PAGE)
-                for row, encoding in map(_stored, rows):
+                for row, encoding in map(jobs.stored, rows):
                     if encoding == 0:
                         full = row
                     elif newer is None:  # the first row is a delta: rebuild it from above
-                        found = await _full_row(conn, thread_id, row.step)
+                        found = await jobs.full_row(conn, thread_id, row.step)
                         if found is None:
                             break  # removed meanwhile (a prune): nothing older remains either
                         full = found
                     else:
-                        full = row._replace(state=_apply_one(newer, row, encoding))
+                        full = row._replace(state=jobs.apply_one(newer, row, encoding))
                     out.append(full)
                     newer = full.state
                 return out
