@@ -107,7 +107,6 @@ async def test_concurrent_closes_all_return(tmp_path: Path, backend: str) -> Non
 # --- item 6: a held write lock ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="item 6: a failed batch re-waits busy_timeout per job")
 async def test_a_held_lock_fails_every_waiting_write_within_busy_timeout(tmp_path: Path) -> None:
     """30 saves against a lock held for 15 x busy_timeout: every one is DatabaseLocked.
 
@@ -202,7 +201,6 @@ async def test_get_raw_is_awaited_on_every_backend(make_checkpointer: Factory) -
 # --- item 16: futures nobody observes ---------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="item 16: a cancelled leader's failed job logs an exception")
 async def test_a_cancelled_save_whose_job_fails_logs_nothing(tmp_path: Path) -> None:
     """A save leading a group commit is cancelled; its job then fails (StepConflict): no log."""
     loop = asyncio.get_running_loop()

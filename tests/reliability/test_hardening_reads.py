@@ -154,7 +154,6 @@ def _copy(template: Path, dest: Path) -> Path:
     return dest
 
 
-@pytest.mark.xfail(strict=True, reason="item 1: get() reads a delta chain in several snapshots")
 async def test_get_of_a_delta_step_racing_a_prune_returns_the_saved_state_or_nothing(
     tmp_path: Path, template_dir: Path
 ) -> None:
@@ -181,7 +180,6 @@ async def test_get_of_a_delta_step_racing_a_prune_returns_the_saved_state_or_not
             break  # the read ran fewer statements than `at`: every position has been tried
 
 
-@pytest.mark.xfail(strict=True, reason="item 2: storage_stats() reads in several snapshots")
 async def test_storage_stats_is_one_snapshot(tmp_path: Path, template_dir: Path) -> None:
     """Item 2: a thread saved between the statements of storage_stats() is counted everywhere or nowhere."""
     template = await _history_template(template_dir)

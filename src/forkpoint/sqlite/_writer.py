@@ -78,13 +78,21 @@ def _run_batch(conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[bool, A
 
     Jobs raise CheckpointError (a conflict, a missing thread) only before they
     write, so a refused job leaves nothing in the transaction and needs no
-    savepoint. Should one ever raise after writing, or should SQLite fail, the
-    batch is rolled back and re-run one job per transaction, so each caller
-    gets its own outcome.
+    savepoint. Should one ever raise after writing, or should a statement
+    fail, the batch is rolled back and re-run one job per transaction, so each
+    caller gets its own outcome. A ``BEGIN IMMEDIATE`` that fails (the lock
+    is held past ``busy_timeout``) fails the whole batch at once: no re-run
+    waits for the lock again.
     """
-    results: list[tuple[bool, Any]] = []
     try:
         conn.execute("BEGIN IMMEDIATE")
+    except Exception as exc:  # noqa: BLE001 - answered to every job below
+        # The lock was not ours within busy_timeout (or the file failed us): every job of the
+        # batch has waited that long already, so each gets the error now; re-running them one
+        # by one would make the last caller wait busy_timeout once per job before it.
+        return [(False, exc)] * len(jobs)
+    results: list[tuple[bool, Any]] = []
+    try:
         for job in jobs:
             before = conn.total_changes
             try:
@@ -129,7 +137,13 @@ class GroupCommitWriter:
         job = _Job(fn, args, loop.create_future(), loop)
         self._pending.append(job)
         if not self._flushing:
-            await self._lead(job)
+            try:
+                await self._lead(job)
+            except asyncio.CancelledError:
+                # The caller is gone but its batch still runs on the thread and will answer this
+                # future: cancelled now, it is skipped then, so no exception is left unobserved.
+                job.future.cancel()
+                raise
         return await job.future  # type: ignore[no-any-return]
 
     async def idle(self) -> None:
