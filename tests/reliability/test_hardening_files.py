@@ -7,8 +7,10 @@ in a child process with a timeout, so a hang is a failure, never a stuck suite.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -87,7 +89,6 @@ def _assert_cli_error(done: subprocess.CompletedProcess[str]) -> None:
 # --- item 7: files that are not regular files ----------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="item 7: a FIFO at the path blocks open() forever")
 @pytest.mark.parametrize("mode", ["rw", "ro"])
 def test_a_fifo_at_the_database_path_is_refused(tmp_path: Path, mode: str) -> None:
     path = tmp_path / "pipe.db"
@@ -97,7 +98,6 @@ def test_a_fifo_at_the_database_path_is_refused(tmp_path: Path, mode: str) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.db"]
 
 
-@pytest.mark.xfail(strict=True, reason="item 7: a FIFO at the path blocks every CLI command")
 @pytest.mark.parametrize("command", [["threads"], ["migrate"]])
 def test_cli_on_a_fifo_prints_one_line(tmp_path: Path, command: list[str]) -> None:
     path = tmp_path / "pipe.db"
@@ -105,7 +105,6 @@ def test_cli_on_a_fifo_prints_one_line(tmp_path: Path, command: list[str]) -> No
     _assert_cli_error(_cli("--db", str(path), *command))
 
 
-@pytest.mark.xfail(strict=True, reason="item 7: a character device is taken for an empty database")
 @pytest.mark.parametrize("mode", ["rw", "ro"])
 def test_a_device_at_the_database_path_is_refused(tmp_path: Path, mode: str) -> None:
     """A symlink to /dev/null: opening must neither 'create' a database there nor write to it."""
@@ -171,7 +170,6 @@ async def _forkpoint_file(path: Path) -> None:
         await cp.save(make_cp("t", 0))
 
 
-@pytest.mark.xfail(strict=True, reason="item 8: open() never checks the schema is forkpoint's own")
 @pytest.mark.parametrize("mode", ["rw", "ro"])
 @pytest.mark.parametrize("case", sorted(CRAFTED))
 async def test_a_crafted_schema_is_refused_at_open(tmp_path: Path, case: str, mode: str) -> None:
@@ -183,11 +181,8 @@ async def test_a_crafted_schema_is_refused_at_open(tmp_path: Path, case: str, mo
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before, "refusing changed the file"
 
 
-@pytest.mark.xfail(strict=True, reason="item 8: a recursive view hangs `forkpoint threads`")
 def test_cli_on_a_crafted_schema_prints_one_line(tmp_path: Path) -> None:
     path = tmp_path / "crafted.db"
-    import asyncio
-
     asyncio.run(_forkpoint_file(path))
     _craft(path, RECURSIVE_VIEW)
     _assert_cli_error(_cli("--db", str(path), "threads"))
@@ -217,22 +212,8 @@ def _bad_paths(folder: Path) -> dict[str, str]:
     }
 
 
-ITEM_12 = pytest.mark.xfail(
-    strict=True, reason="item 12: bad paths raise bare errors or leave files"
-)
-BROKEN_TODAY = {"nul-rw", "nul-ro", "long-name-rw", "long-name-ro", "non-utf8-name-rw"}
-
-
-@pytest.mark.parametrize(
-    ("case", "read_only"),
-    [
-        pytest.param(
-            case, ro, id=f"{case}-{mode}", marks=ITEM_12 if f"{case}-{mode}" in BROKEN_TODAY else ()
-        )
-        for case in ("nul", "long-name", "non-utf8-name", "missing-folder", "folder")
-        for ro, mode in ((False, "rw"), (True, "ro"))
-    ],
-)
+@pytest.mark.parametrize("read_only", [False, True], ids=["rw", "ro"])
+@pytest.mark.parametrize("case", ["nul", "long-name", "non-utf8-name", "missing-folder", "folder"])
 async def test_a_bad_path_is_a_typed_error_and_creates_nothing(
     tmp_path: Path, case: str, read_only: bool
 ) -> None:
@@ -248,7 +229,8 @@ async def test_a_bad_path_is_a_typed_error_and_creates_nothing(
             await cp.save(make_cp("t", 0))
             assert await cp.load("t") is not None
         return
-    assert isinstance(refused, InvalidInput if case == "nul" else CheckpointError), repr(refused)
+    invalid = case in ("nul", "long-name", "non-utf8-name")
+    assert isinstance(refused, InvalidInput if invalid else CheckpointError), repr(refused)
     assert os.listdir(folder) == [], f"a refused open left {os.listdir(folder)}"
 
 
@@ -326,3 +308,73 @@ async def test_an_export_file_is_private_like_the_database(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr[-2000:]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(out.stat().st_mode) & 0o077 == 0, oct(out.stat().st_mode)
+
+
+# --- the schema the door expects is the one the migrations build -------------------------------
+
+
+def _build_at(path: Path, revision: str) -> None:
+    """A database migrated by the alembic scripts to ``revision`` (from whatever it holds)."""
+    from alembic import command
+
+    from forkpoint.migrate import alembic_config, prepare_new_file, sqlalchemy_engine
+
+    prepare_new_file(str(path))
+    engine = sqlalchemy_engine(str(path), busy_timeout=5.0)
+    try:
+        with engine.connect() as conn, conn.begin():
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def _schema(path: Path) -> dict[str, list[str]]:
+    from forkpoint.sqlite._schema import schema_of
+
+    conn = sqlite3.connect(path)
+    try:
+        return schema_of(conn)
+    finally:
+        conn.close()
+
+
+def test_schemas_are_what_the_migrations_build(tmp_path: Path) -> None:
+    """Every known revision, built fresh by the scripts, is its SCHEMAS entry; every upgrade ends at head's.
+
+    When a migration is added or changed this fails and prints the entries to
+    paste into ``forkpoint/sqlite/_schema.py``.
+    """
+    from forkpoint.migrate import HEAD_REVISION, KNOWN_REVISIONS
+    from forkpoint.sqlite._schema import SCHEMAS
+
+    built = {}
+    for revision in KNOWN_REVISIONS:
+        _build_at(tmp_path / f"fresh-{revision}.db", revision)
+        built[revision] = _schema(tmp_path / f"fresh-{revision}.db")
+    assert built == SCHEMAS, "paste into forkpoint/sqlite/_schema.py:\nSCHEMAS = " + repr(built)
+    for revision in KNOWN_REVISIONS:
+        path = tmp_path / f"upgraded-{revision}.db"
+        _build_at(path, revision)
+        _build_at(path, "head")
+        assert _schema(path) == SCHEMAS[HEAD_REVISION], f"upgrading from {revision}"
+
+
+def test_the_schema_check_sees_every_kind_of_difference(tmp_path: Path) -> None:
+    """Each crafted change above shows in schema_of (the check is not blind to any of them)."""
+    from forkpoint.sqlite._schema import check_schema
+
+    base = tmp_path / "base.db"
+    asyncio.run(_forkpoint_file(base))
+    reference = _schema(base)
+    for case, script in CRAFTED.items():
+        path = tmp_path / f"{case}.db"
+        shutil.copyfile(base, path)
+        _craft(path, script)
+        assert _schema(path) != reference, case
+        conn = sqlite3.connect(path)
+        try:
+            assert check_schema(conn, "0002") is not None, case
+        finally:
+            conn.close()
