@@ -255,7 +255,6 @@ def _digest(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
 
-@pytest.mark.xfail(strict=True, reason="item 14: a read-only open rewrites the file and drops -wal")
 async def test_read_only_leaves_a_crashed_writers_files_as_they_were(tmp_path: Path) -> None:
     path = tmp_path / "crashed.db"
     await _forkpoint_file(path)
@@ -273,9 +272,6 @@ async def test_read_only_leaves_a_crashed_writers_files_as_they_were(tmp_path: P
     assert _digest(wal) == wal_before, "the -wal file was changed by a read-only open"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="item 14: `forkpoint threads` rewrites a crashed writer's file"
-)
 async def test_cli_reads_leave_a_crashed_writers_files_as_they_were(tmp_path: Path) -> None:
     path = tmp_path / "crashed.db"
     await _forkpoint_file(path)
@@ -287,6 +283,42 @@ async def test_cli_reads_leave_a_crashed_writers_files_as_they_were(tmp_path: Pa
         assert done.returncode == 0, (command, done.stderr[-2000:])
     assert _digest(path) == main_before
     assert _digest(wal) == wal_before
+
+
+CLEAN_WRITER = """
+    import asyncio, sys
+    from forkpoint import SqliteCheckpointer
+    from tests.conftest import Counter, make_cp
+
+    async def main() -> None:
+        async with SqliteCheckpointer.open(sys.argv[1], Counter) as cp:
+            await cp.save(make_cp("t", 1))
+
+    asyncio.run(main())
+"""
+
+
+async def test_read_only_never_folds_in_a_log_written_while_it_was_open(tmp_path: Path) -> None:
+    """Opened on a clean file; another process saves and closes meanwhile; closing writes nothing."""
+    path = tmp_path / "shared.db"
+    await _forkpoint_file(path)
+    main_before = _digest(path)
+    async with SqliteCheckpointer.open(path, Counter, read_only=True) as reader:
+        assert [t.thread_id for t in await reader.list_threads()] == ["t"]
+        done = _python(CLEAN_WRITER, str(path))
+        assert done.returncode == 0, done.stderr[-2000:]
+        wal = Path(f"{path}-wal")
+        assert wal.stat().st_size > 0  # the writer was not last: its saves stay in the log
+        wal_before = _digest(wal)
+        latest = await reader.load("t")
+        assert latest is not None
+        assert latest.step == 1
+    assert _digest(path) == main_before, "closing a read-only checkpointer rewrote the file"
+    assert _digest(wal) == wal_before
+    async with SqliteCheckpointer.open(path, Counter) as cp:  # nothing was lost either
+        latest = await cp.load("t")
+        assert latest is not None
+        assert latest.step == 1
 
 
 # --- item 15: files forkpoint creates get the database's permissions --------------------------

@@ -60,7 +60,7 @@ from typing import Any, Literal, TypeVar
 
 from ..errors import CheckpointerClosed, CheckpointError, ForkedProcess, ReadOnlyDatabase
 from ._errors import DRIVER_ERRORS, located, translate
-from ._files import on_read_only_fs, prepare, reader_uri
+from ._files import close_reader, on_read_only_fs, prepare, reader_uri
 from ._thread import ConnectionThread, ThreadStopped
 from ._writer import GroupCommitWriter
 
@@ -92,7 +92,9 @@ def _connect(options: _Options, writer: bool) -> sqlite3.Connection:
             "PRAGMA journal_size_limit = 16777216; PRAGMA temp_store = MEMORY;"
         )
     else:
-        uri = reader_uri(options.path, read_only_fs=options.read_only_fs)
+        uri = reader_uri(
+            options.path, read_only_fs=options.read_only_fs, read_only=options.read_only
+        )
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=options.busy_timeout)
         script = f"PRAGMA busy_timeout = {ms}; PRAGMA query_only = 1;"
     try:
@@ -264,7 +266,10 @@ class SqliteEngine:
                 CheckpointerClosed("the checkpointer was closed", path=self._opt.path)
             )
         # The reader (read-only) closes first, so the writer, closing last, can fold the WAL
-        # back into the file and remove the -wal and -shm files.
+        # back into the file and remove the -wal and -shm files. Without a writer, the reader
+        # never folds in a log another process wrote (close_reader).
+        with contextlib.suppress(ThreadStopped, *DRIVER_ERRORS):  # stop() closes it regardless
+            await self.reader.call(close_reader, self._opt.path, self.writer is None)
         await self.reader.stop()
         if self.writer is not None:
             await self.writer.thread.stop()

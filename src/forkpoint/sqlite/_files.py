@@ -39,7 +39,7 @@ from ._errors import translate
 from ._schema import check_schema
 from ._sql import SQL
 
-__all__ = ["file_size", "on_read_only_fs", "prepare", "reader_uri"]
+__all__ = ["close_reader", "file_size", "on_read_only_fs", "prepare", "reader_uri"]
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -213,14 +213,26 @@ def _truncated(path: str, header: bytes) -> bool:
         return False
 
 
-def reader_uri(path: str, *, read_only_fs: bool) -> str:
-    """The reader's URI: read-only, and immutable where SQLite could not open it otherwise.
+def reader_uri(path: str, *, read_only_fs: bool, read_only: bool = False) -> str:
+    """The reader's URI: a connection that never writes the database or its write-ahead log.
 
-    On a read-only file system SQLite cannot create the -shm it needs for a WAL
-    database; nothing can change the file there, so it is read as immutable.
+    * On a read-only file system SQLite cannot create the -shm it needs for a
+      WAL database; nothing can change the file there, so it is read as
+      immutable.
+    * A read-only checkpointer facing an existing ``-wal`` (a live writer, or
+      one that crashed) reads through a ``mode=ro`` connection, as SQLite
+      documents for read-only WAL access: committed saves in the log are read
+      where they are, and neither the database nor the log is written (SQLite
+      may create or rebuild its ``-shm`` index).
+    * Otherwise a read-write connection held to ``query_only``: unlike a
+      ``mode=ro`` one, the last connection to close removes the empty -wal/-shm
+      files it needed, so reading a cleanly closed database (``forkpoint
+      threads``, ``read_only=True``) leaves nothing behind. A read-only
+      checkpointer closes it behind a guard when another process wrote to the
+      log meanwhile (:func:`close_reader`), so it never folds that log in.
     """
     immutable = read_only_fs and not os.path.exists(path + "-shm")
-    if immutable and file_size(path + "-wal") > 0:
+    if immutable and _wal_size(path) > 0:
         raise ReadOnlyDatabase(
             "the database has a pending write-ahead log but no -shm file and sits on a "
             "read-only file system; open it once where it is writable",
@@ -228,10 +240,36 @@ def reader_uri(path: str, *, read_only_fs: bool) -> str:
         )
     if immutable:
         return _ro_uri(path, immutable=True)
-    # Elsewhere a read-write connection held to `query_only`: unlike a `mode=ro` one, the
-    # last connection to close can remove the -wal/-shm files it needed, so reading a
-    # database (`forkpoint threads`, read_only=True) leaves nothing behind.
+    if read_only and os.path.exists(path + "-wal"):
+        return _ro_uri(path)
     return f"file:{quote(path)}"
+
+
+def close_reader(conn: sqlite3.Connection, path: str, read_only: bool) -> None:
+    """Close a reader connection; a read-only one never folds another process's log into the file.
+
+    A read-write connection that is the last to close checkpoints the WAL into
+    the database and deletes it. For a read-only checkpointer whose log holds
+    frames (another process wrote while it read), a ``mode=ro`` guard
+    connection stays open across the close, so this connection is not the
+    last, and the files are left as that process left them.
+    """
+    if not read_only or _wal_size(path) == 0:
+        conn.close()
+        return
+    guard = sqlite3.connect(_ro_uri(path), uri=True)
+    try:
+        guard.execute("SELECT count(*) FROM sqlite_master").fetchone()  # joins the WAL
+        conn.close()
+    finally:
+        guard.close()
+
+
+def _wal_size(path: str) -> int:
+    try:
+        return os.path.getsize(path + "-wal")
+    except OSError:
+        return 0
 
 
 def on_read_only_fs(path: str) -> bool:
