@@ -135,6 +135,30 @@ async def test_a_held_lock_fails_every_waiting_write_within_busy_timeout(tmp_pat
         assert [t.thread_id for t in await cp.list_threads()] == ["after"]
 
 
+async def test_a_burst_larger_than_a_batch_waits_for_the_lock_at_most_twice(tmp_path: Path) -> None:
+    """2,600 saves (ten batches' worth) against a lock held for 5 x busy_timeout: all DatabaseLocked.
+
+    Saves queued behind a batch that is waiting for the lock have waited as
+    long as it; when it fails they fail too, instead of each later batch
+    waiting busy_timeout again (which would outlast the holder: some would
+    then succeed).
+    """
+    path = tmp_path / "burst.db"
+    busy = 0.5
+    async with SqliteCheckpointer.open(path, Counter, busy_timeout=busy) as cp:
+        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            release = asyncio.get_running_loop().call_later(5 * busy, holder.rollback)
+            saves = [cp.save(make_cp(f"t{i}", 0)) for i in range(2600)]
+            outcomes = await asyncio.wait_for(asyncio.gather(*saves, return_exceptions=True), 120)
+            release.cancel()
+        finally:
+            holder.close()
+        assert sorted({type(o).__name__ for o in outcomes}) == ["DatabaseLocked"]
+        assert await cp.list_threads() == []
+
+
 # --- item 11: durations past the calendar ---------------------------------------------------
 
 HUGE = [timedelta(days=10**6), timedelta(days=3_000_000), timedelta.max]

@@ -42,6 +42,7 @@ class _Job:
     args: tuple[Any, ...]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    queued: float  # loop.time() when submitted
 
 
 def _answer(jobs: list[_Job], results: list[tuple[bool, Any]]) -> None:
@@ -55,15 +56,21 @@ def _answer(jobs: list[_Job], results: list[tuple[bool, Any]]) -> None:
             job.future.set_exception(value)
 
 
-def _run_and_answer(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+def _run_and_answer(conn: sqlite3.Connection, jobs: list[_Job]) -> BaseException | None:
     """Run a batch on the writer thread and answer its callers from here.
 
     Answering from the worker thread, not from whoever awaited the batch, means
-    a cancelled awaiter cannot strand the other jobs of its batch.
+    a cancelled awaiter cannot strand the other jobs of its batch. Returns the
+    lock error when the batch could not get the write lock within busy_timeout.
     """
     results = _run_batch(conn, jobs)
     with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
         jobs[0].loop.call_soon_threadsafe(_answer, jobs, results)
+    first = results[0][1] if results and not results[0][0] else None
+    locked = isinstance(first, sqlite3.Error) and (
+        getattr(first, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    )
+    return first if locked and not conn.in_transaction else None
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -134,7 +141,7 @@ class GroupCommitWriter:
     async def submit(self, fn: Callable[..., T], *args: Any) -> T:
         """Queue ``fn(conn, *args)`` for the next transaction; its own result or exception."""
         loop = asyncio.get_running_loop()
-        job = _Job(fn, args, loop.create_future(), loop)
+        job = _Job(fn, args, loop.create_future(), loop, loop.time())
         self._pending.append(job)
         if not self._flushing:
             try:
@@ -181,16 +188,30 @@ class GroupCommitWriter:
             self._idle.set()
 
     async def _flush_batch(self) -> None:
-        """Run the next batch of pending jobs as one transaction; the batch answers its jobs."""
+        """Run the next batch of pending jobs as one transaction; the batch answers its jobs.
+
+        When the batch cannot get the write lock within busy_timeout, the jobs
+        still queued that were submitted before it began waiting (more than
+        ``MAX_BATCH`` were pending) have waited as long: they fail with it,
+        rather than wait for the lock once more.
+        """
         batch = [job for job in self._pending[:MAX_BATCH] if not job.future.done()]
         del self._pending[:MAX_BATCH]
         if not batch:
             return
+        began = batch[0].loop.time()
         try:
-            await self.thread.call(_run_and_answer, batch)
+            locked = await self.thread.call(_run_and_answer, batch)
         except (Exception, asyncio.CancelledError) as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise  # the batch still runs on the thread and answers its jobs
             for job in batch:  # the thread never ran it (it was stopped)
                 if not job.future.done():
                     job.future.set_exception(exc)
+            return
+        if locked is not None:
+            waited = [job for job in self._pending if job.queued <= began]
+            self._pending = [job for job in self._pending if job.queued > began]
+            for job in waited:
+                if not job.future.done():
+                    job.future.set_exception(locked)
