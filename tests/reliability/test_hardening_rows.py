@@ -155,20 +155,7 @@ TYPED_ROWS = {
 }
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            case,
-            marks=pytest.mark.xfail(
-                strict=True, reason="item 4: the SQLite listing names the row by its raw bytes id"
-            )
-            if case == "thread-id-blob"
-            else (),
-        )
-        for case in sorted(TYPED_ROWS)
-    ],
-)
+@pytest.mark.parametrize("case", sorted(TYPED_ROWS))
 async def test_a_row_of_wrong_sql_types_is_a_serialization_error(tmp_path: Path, case: str) -> None:
     path = tmp_path / "typed.db"
     await _three_steps(path)
