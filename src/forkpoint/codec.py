@@ -11,6 +11,12 @@ back as it went in: NaN and ±infinity (pydantic would write ``null``), values
 of unknown types, sets, tuples, bytes or models inside fields typed ``Any``
 (they would come back as lists, strings or dicts), lone surrogates, and
 circular references. The message names the field path.
+
+Encoding and decoding run on the caller's event loop, not on a worker
+thread: pydantic-core holds the GIL for the whole of a dump or a validation,
+so a thread would not shorten the loop's stall and would add a hop to every
+small state (measured, a 19 MB state: decoding stalls the loop 227 ms on it,
+238 ms from a thread; encoding 161 ms and 137-186 ms).
 """
 
 from __future__ import annotations
