@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from ._pydantic import construct, core_schema, may_hold_non_finite, strict_serializer
 from .errors import InvalidInput, SerializationError, StateTooLarge
 from .models import (
+    INTERRUPT_KEY,
     MAX_STEP,
     Checkpoint,
     CheckpointMetadata,
@@ -39,6 +40,7 @@ from .models import (
     S,
     StateSchema,
     ThreadInfo,
+    ThreadStatus,
     check_step,
     check_thread_id,
 )
@@ -260,8 +262,9 @@ class StateCodec(Generic[S]):
         # Scanning JSON for NaN/Infinity costs ~1.5 µs per KB; states that cannot hold a
         # float (only str/int/bool/... fields) skip it on encode and decode alike.
         self._scan = may_hold_non_finite(core_schema(state_type))
-        self._checkpoint_type = cast("type[Checkpoint[S]]", Checkpoint[state_type])  # type: ignore[valid-type]
-        self._graph_state_type = cast("type[GraphState[S]]", GraphState[state_type])  # type: ignore[valid-type]
+        self.checkpoint_type = cast("type[Checkpoint[S]]", Checkpoint[state_type])  # type: ignore[valid-type]
+        """``Checkpoint[state_type]``, the class every decoded checkpoint has."""
+        self.graph_state_type = cast("type[GraphState[S]]", GraphState[state_type])  # type: ignore[valid-type]
 
     # --- state ------------------------------------------------------------------------------
 
@@ -429,12 +432,7 @@ class StateCodec(Generic[S]):
             ) from exc
         state = self.decode_state(row.state, thread_id=row.thread_id, step=row.step, path=path)
         try:
-            queue_raw = decode_json_object(row.queue, "queue")
-            if not isinstance(queue_raw, list) or not all(
-                isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and type(p[1]) is int
-                for p in queue_raw
-            ):
-                raise ValueError("queue is not a list of [node, path_id] pairs")
+            queue = decode_queue(row.queue)
             metadata = decode_metadata(row.metadata)
             created_at = parse_time(row.created_at)
         except ValueError as exc:
@@ -445,13 +443,13 @@ class StateCodec(Generic[S]):
                 path=path,
             ) from exc
         return construct(
-            self._checkpoint_type,
+            self.checkpoint_type,
             {
                 "thread_id": row.thread_id,
-                "state": construct(self._graph_state_type, {"data": state}),
+                "state": construct(self.graph_state_type, {"data": state}),
                 "step": row.step,
                 "node": row.node,
-                "queue": [(p[0], p[1]) for p in queue_raw],
+                "queue": queue,
                 "created_at": created_at,
                 "metadata": metadata,
             },
@@ -485,16 +483,39 @@ def decode_metadata(text: object) -> dict[str, Any]:
     return value
 
 
+def decode_queue(text: object) -> list[tuple[str, int]]:
+    """Stored queue JSON → ``[(node, path_id), ...]``; ValueError if it is not that."""
+    if text == "[]":
+        return []
+    value = decode_json_object(text, "queue")
+    if not isinstance(value, list) or not all(
+        isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and type(p[1]) is int
+        for p in value
+    ):
+        raise ValueError("queue is not a list of [node, path_id] pairs")
+    return [(p[0], p[1]) for p in value]
+
+
+def thread_status(queue: object, metadata: object) -> ThreadStatus:
+    """A thread's status from its latest row's queue and metadata text (see ThreadInfo)."""
+    if not decode_queue(queue):
+        return "done"
+    if INTERRUPT_KEY in decode_metadata(metadata):
+        return "interrupted"
+    return "running"
+
+
 def checkpoint_metadata(
-    step: object, created_at: object, node: object, metadata: object
+    step: object, created_at: object, node: object, metadata: object, queue: object
 ) -> CheckpointMetadata:
     """A listing entry from stored columns (no state involved); ValueError for a damaged row."""
     return construct(
         CheckpointMetadata,
         {
-            "seq": _step(step, "step"),
+            "step": _step(step, "step"),
             "created_at": parse_time(created_at),
             "node": _text(node, "node"),
+            "queue": decode_queue(queue),
             "metadata": decode_metadata(metadata),
         },
     )
@@ -509,8 +530,16 @@ def thread_info(
     parent_thread_id: object,
     parent_step: object,
     metadata: object,
+    latest_node: object,
+    latest_queue: object,
+    latest_metadata: object,
 ) -> ThreadInfo:
-    """A ThreadInfo from stored columns; ValueError for a damaged row."""
+    """A ThreadInfo from stored columns: the thread record and its latest row's node, queue, metadata.
+
+    ValueError for a damaged row (a missing latest checkpoint included).
+    """
+    if latest_node is None:
+        raise ValueError("the thread's latest checkpoint is missing")
     return construct(
         ThreadInfo,
         {
@@ -524,5 +553,7 @@ def thread_info(
             ),
             "parent_step": None if parent_step is None else _step(parent_step, "parent_step"),
             "metadata": decode_metadata(metadata),
+            "latest_node": _text(latest_node, "the latest checkpoint's node"),
+            "status": thread_status(latest_queue, latest_metadata),
         },
     )

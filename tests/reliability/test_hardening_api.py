@@ -33,7 +33,14 @@ from tests.reliability.support import ROOT, child_env
 def _cli(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
-            [sys.executable, "-m", "forkpoint.cli", "--db", str(path), *args],
+            [
+                sys.executable,
+                "-c",
+                "from forkpoint.cli import main; main()",
+                "--db",
+                str(path),
+                *args,
+            ],
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -184,7 +191,7 @@ async def test_durations_older_than_the_calendar_remove_nothing(
         except BaseException as exc:  # noqa: BLE001 - the point: which kind escapes
             pytest.fail(f"raised a bare {type(exc).__name__}: {exc!r}")
         assert result in ([],) or getattr(result, "checkpoints_removed", None) == 0, result
-    assert [m.seq for m in await cp.list_checkpoints("t")] == [0, 1, 2]
+    assert [m.step for m in await cp.list_checkpoints("t")] == [0, 1, 2]
 
 
 @pytest.mark.parametrize(
@@ -207,7 +214,7 @@ async def test_cli_prune_with_a_huge_age_prints_no_traceback(tmp_path: Path, age
     for extra in ([], ["--dry-run"]):
         _no_traceback(_cli(path, "prune", "--older-than", age, *extra))
     async with SqliteCheckpointer.open(path, Counter) as cp:
-        assert [m.seq for m in await cp.list_checkpoints("t")] == [0, 1, 2]
+        assert [m.step for m in await cp.list_checkpoints("t")] == [0, 1, 2]
 
 
 # --- item 13: one signature for get_raw -------------------------------------------------------

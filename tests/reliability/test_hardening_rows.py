@@ -221,7 +221,7 @@ async def test_nested_state_json_of_a_float_state_is_a_serialization_error(tmp_p
 
 def _cli(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "forkpoint.cli", "--db", str(path), *args],
+        [sys.executable, "-c", "from forkpoint.cli import main; main()", "--db", str(path), *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -395,7 +395,7 @@ def test_the_fast_constructor_builds_what_model_construct_builds() -> None:
         name: field.get_default(call_default_factory=True)
         for name, field in CheckpointMetadata.model_fields.items()
     }
-    meta_values.update(seq=5, created_at=when, node="n", metadata={"a": [1]})
+    meta_values.update(step=5, created_at=when, node="n", metadata={"a": [1]})
     info_values: dict[str, Any] = {
         name: field.get_default(call_default_factory=True)
         for name, field in ThreadInfo.model_fields.items()
