@@ -125,6 +125,39 @@ def test_a_symlink_to_a_database_still_opens(tmp_path: Path) -> None:
     assert done.stdout.split() == ["listed", "0"], done.stderr[-2000:]
 
 
+BACKUP_TO = """
+    import asyncio, sys
+    from forkpoint import CheckpointError, SqliteCheckpointer
+    from tests.conftest import Counter
+
+    async def main() -> None:
+        async with SqliteCheckpointer.open(sys.argv[1], Counter) as cp:
+            try:
+                await asyncio.wait_for(cp.backup(sys.argv[2]), 5)
+            except CheckpointError as exc:
+                print("refused", type(exc).__name__, flush=True)
+                return
+            print("copied", flush=True)
+
+    asyncio.run(main())
+"""
+
+
+async def test_a_backup_destination_that_is_no_file_is_refused(tmp_path: Path) -> None:
+    """The same door for backup(): a FIFO there would block the reader's thread forever."""
+    path = tmp_path / "db.db"
+    await _forkpoint_file(path)
+    dest = tmp_path / "dest.db"
+    os.mkfifo(dest)
+    _assert_refused(_python(BACKUP_TO, str(path), str(dest)), "InvalidInput")
+    async with SqliteCheckpointer.open(path, Counter) as cp:
+        with pytest.raises(InvalidInput):
+            await cp.backup(str(tmp_path / "a\x00b.db"))
+        with pytest.raises(InvalidInput):
+            await cp.backup(str(tmp_path / os.fsdecode(b"caf\xe9.db")))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db.db", "dest.db"]
+
+
 # --- item 8: a schema that is not forkpoint's own --------------------------------------------
 
 RECURSIVE_VIEW = """

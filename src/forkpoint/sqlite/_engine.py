@@ -111,7 +111,8 @@ def _in_one_snapshot(conn: sqlite3.Connection, job: Callable[..., T], args: tupl
     In autocommit mode each statement would take its own snapshot, and a
     commit landing between two of them (a prune, a save) would be half seen.
     ``BEGIN`` is deferred: the snapshot starts at the job's first read.
-    Costs two statements per read (measured in ``bench/NOTES.md``: ~2 µs).
+    Costs two statements per read: about 2 µs (timeit, best of 7: 7.1 µs for a bare
+    one-row SELECT, 9.2 µs framed), against ~30 µs for the thread hop alone.
     """
     conn.execute("BEGIN")
     try:

@@ -39,7 +39,7 @@ from ._errors import translate
 from ._schema import check_schema
 from ._sql import SQL
 
-__all__ = ["close_reader", "file_size", "on_read_only_fs", "prepare", "reader_uri"]
+__all__ = ["check_path", "close_reader", "file_size", "on_read_only_fs", "prepare", "reader_uri"]
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -48,7 +48,7 @@ def _ro_uri(path: str, *, immutable: bool = False) -> str:
     return f"file:{quote(path)}?mode=ro" + ("&immutable=1" if immutable else "")
 
 
-def _check_path(path: str) -> os.stat_result | None:
+def check_path(path: str) -> os.stat_result | None:
     """The path's ``stat`` (None: nothing there yet); typed errors for paths SQLite cannot use.
 
     Runs before anything is created: a NUL, a name that is not UTF-8 (SQLite
@@ -95,7 +95,7 @@ def _read_header(path: str) -> bytes:
     except OSError as exc:
         raise translate(exc, path=path) from exc
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped in since _check_path looked
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped in since check_path looked
             raise NotAForkpointDatabase("the path is not a regular file", path=path)
         return os.read(fd, 100)
     except OSError as exc:
@@ -109,7 +109,7 @@ def prepare(path: str, *, read_only: bool, migrate: bool, busy_timeout: float) -
 
     Runs in a worker thread: it may take the write lock to migrate.
     """
-    if _check_path(path) is None:
+    if check_path(path) is None:
         if read_only:
             raise StorageError("no database file", path=path)
         try:
