@@ -8,13 +8,8 @@ from typing import Any
 import pytest
 
 from forkpoint import CheckpointMetadata, ThreadInfo
-from forkpoint.codec import (
-    checkpoint_metadata,
-    construct,
-    decode_json_object,
-    decode_queue,
-    thread_info,
-)
+from forkpoint._pydantic import construct
+from forkpoint.codec import checkpoint_metadata, decode_json_object, decode_queue, thread_info
 
 
 def test_construct_equals_model_construct() -> None:
