@@ -35,7 +35,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("thread_id"),
     )
     op.create_index("ix_threads_parent", "threads", ["parent_thread_id"])
-    op.create_index("ix_threads_updated_at", "threads", ["updated_at"])
+    if op.get_context().dialect.name != "postgresql":
+        # On PostgreSQL an index on updated_at, which every save changes, would make every
+        # thread-row update a non-HOT one (new index entries, bloat); the inactivity sweep
+        # scans the threads table instead.
+        op.create_index("ix_threads_updated_at", "threads", ["updated_at"])
     op.create_table(
         "checkpoints",
         sa.Column("thread_id", THREAD_ID, nullable=False),
@@ -51,6 +55,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("checkpoints")
-    op.drop_index("ix_threads_updated_at", table_name="threads")
+    if op.get_context().dialect.name != "postgresql":
+        op.drop_index("ix_threads_updated_at", table_name="threads")
     op.drop_index("ix_threads_parent", table_name="threads")
     op.drop_table("threads")
