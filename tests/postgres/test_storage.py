@@ -220,4 +220,9 @@ async def test_backup_writes_an_sqlite_copy_and_vacuum_runs(
         await cp.backup(tmp_path / "copy.db")
     await cp.prune(keep_last=1)
     assert await cp.vacuum() >= 0
-    assert [m.step for m in await cp.list_checkpoints("t")] == [4]
+    for step in range(5, 40):  # growing states: each older step is rewritten as a delta
+        await cp.save(_grown("t", step))
+    assert await cp.vacuum(full=True) > 0  # the rewritten full versions' space comes back
+    assert [m.step for m in await cp.list_checkpoints("t")] == list(range(4, 40))
+    with pytest.raises(InvalidInput):
+        await cp.vacuum(full=1)  # type: ignore[arg-type]

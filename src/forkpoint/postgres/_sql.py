@@ -195,6 +195,7 @@ class SQL:
         " WHERE n.nspname = current_schema() AND c.relkind = 'r'"
     )
     VACUUM = "VACUUM (ANALYZE) threads, checkpoints"
+    VACUUM_FULL = "VACUUM (FULL, ANALYZE) threads, checkpoints"
 
 
 def page(

@@ -464,19 +464,24 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
 
     # --- maintenance --------------------------------------------------------------------------
 
-    async def vacuum(self) -> int:
-        """``VACUUM (ANALYZE)`` forkpoint's tables; returns the bytes they shrank by.
+    async def vacuum(self, *, full: bool = False) -> int:
+        """Vacuum forkpoint's tables; returns the bytes they shrank by.
 
-        PostgreSQL's autovacuum does this on its own; a plain VACUUM makes the
-        space of removed rows reusable and gives back only empty pages at the
-        end of a table, so the result is often 0 after a prune.
+        Plain (default): ``VACUUM (ANALYZE)``, what autovacuum does on its own —
+        the space of removed and rewritten rows becomes reusable, but is seldom
+        given back. ``full=True``: ``VACUUM (FULL, ANALYZE)`` rewrites the tables
+        and gives the space back to the file system; it locks them while it
+        runs, so saves wait meanwhile.
         """
         self._usable()
+        if not isinstance(full, bool):
+            raise InvalidInput("full must be a bool")
         self._writable()
+        statement = SQL.VACUUM_FULL if full else SQL.VACUUM
 
         async def work(conn: asyncpg.Connection) -> int:
             before = int(await conn.fetchval(SQL.TABLE_BYTES))
-            await conn.execute(SQL.VACUUM)
+            await conn.execute(statement)
             return max(0, before - int(await conn.fetchval(SQL.TABLE_BYTES)))
 
         freed: int = await self._run(work)
