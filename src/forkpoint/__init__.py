@@ -23,6 +23,7 @@ from .errors import (
     SchemaVersionError,
     SerializationError,
     StateTooLarge,
+    StateVersionError,
     StepConflict,
     StorageError,
     StorageFull,
@@ -59,6 +60,7 @@ from .runner import (
     ThreadFinished,
 )
 from .sqlite import Durability, SqliteCheckpointer, StorageStats
+from .versioning import UpgradeStep, upgrade_from
 
 __version__ = "0.1.0"
 
@@ -106,6 +108,7 @@ __all__ = [
     "SqliteCheckpointer",
     "StateSchema",
     "StateTooLarge",
+    "StateVersionError",
     "StepConflict",
     "StorageError",
     "StorageFull",
@@ -114,5 +117,7 @@ __all__ = [
     "ThreadExists",
     "ThreadFinished",
     "ThreadInfo",
+    "UpgradeStep",
     "__version__",
+    "upgrade_from",
 ]

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, NamedTuple, TypeVar, cast
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from pydantic_core import SchemaSerializer
 
 from .errors import InvalidInput, SerializationError, StateTooLarge
@@ -35,6 +35,7 @@ from .models import (
     check_step,
     check_thread_id,
 )
+from .versioning import StateReader
 
 __all__ = [
     "EncodedCheckpoint",
@@ -360,6 +361,7 @@ class StateCodec(Generic[S]):
         self.state_type = state_type
         self.max_state_bytes = max_state_bytes
         self._serializer = _strict_serializer(state_type.__pydantic_core_schema__)
+        self._reader: StateReader[S] = StateReader(state_type)
         # Scanning JSON for NaN/Infinity costs ~1.5 µs per KB; states that cannot hold a
         # float (only str/int/bool/... fields) skip it on encode and decode alike.
         self._scan = may_hold_non_finite(state_type.__pydantic_core_schema__)
@@ -400,23 +402,39 @@ class StateCodec(Generic[S]):
         return raw.decode("utf-8")
 
     def decode_state(
-        self, text: object, *, thread_id: str, step: int, path: str | None = None
+        self,
+        text: object,
+        *,
+        thread_id: str,
+        step: int,
+        path: str | None = None,
+        version: int | None = None,
     ) -> S:
-        """Validate stored state JSON against the state type; SerializationError if it fails."""
+        """Stored state JSON of ``version`` (default: the class's), upgraded and validated.
+
+        SerializationError if it is no JSON object; StateVersionError (one) if
+        the class cannot read it (see :class:`~forkpoint.versioning.StateReader`).
+        """
         try:
             if not isinstance(text, str):
                 raise ValueError(f"state is stored as {type(text).__name__}, not JSON text")
             bad = _non_finite_path(text) if self._scan else None
             if bad is not None:
                 raise ValueError(f"state holds a NaN/Infinity constant at {bad}")
-            return self.state_type.model_validate_json(text)
-        except (ValueError, ValidationError) as exc:
+        except ValueError as exc:
             raise SerializationError(
                 f"stored state does not decode as {self.state_type.__name__}: {exc}",
                 thread_id=thread_id,
                 step=step,
                 path=path,
             ) from exc
+        return self._reader.read(
+            text,
+            self._reader.version if version is None else version,
+            thread_id=thread_id,
+            step=step,
+            path=path,
+        )
 
     # --- whole checkpoints ------------------------------------------------------------------
 

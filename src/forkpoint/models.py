@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from .errors import InvalidInput
+from .versioning import UpgradeStep, declare_version
 
 __all__ = [
     "MAX_STEP",
@@ -129,14 +130,38 @@ class StateSchema(BaseModel):
 
     Subclass it with the fields of your state. :meth:`apply` is the reducer
     that folds a node's update into the current state.
+
+    **Versions.** ``class Ticket(StateSchema, version=3)`` declares the
+    version (default 1) that every checkpoint saved with the class records;
+    ``@upgrade_from(N)`` functions in the class body upgrade a stored state of
+    version N to N + 1, and the chain must be complete when the class is
+    defined (see :mod:`forkpoint.versioning`).
+
+    **No unknown keys.** A state class forbids keys it does not declare
+    (``extra="forbid"``): constructing it with one is a ``ValidationError``,
+    and a stored state holding one is a ``StateVersionError`` naming the keys,
+    never a silent drop. A class that sets ``extra="ignore"`` opts in to
+    dropping them; ``extra="allow"`` keeps them (as :class:`JsonState` does).
     """
 
-    model_config = ConfigDict(ser_json_inf_nan="constants", validate_assignment=False)
+    model_config = ConfigDict(
+        ser_json_inf_nan="constants", validate_assignment=False, extra="forbid"
+    )
+
+    state_version: ClassVar[int] = 1
+    """The version this class stores; set with ``class X(StateSchema, version=N)``."""
 
     _reducers: ClassVar[dict[str, Reducer]] = {}
+    _upgrade_steps: ClassVar[dict[int, UpgradeStep]] = {}
+
+    def __init_subclass__(cls, *, version: int | None = None, **kwargs: Any) -> None:
+        # Checked as the class statement runs: a broken chain never defines a class.
+        cls.state_version, cls._upgrade_steps = declare_version(cls, version)
+        super().__init_subclass__(**kwargs)
 
     @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+    def __pydantic_init_subclass__(cls, *, version: int | None = None, **kwargs: Any) -> None:
+        # ``version`` was handled by __init_subclass__; pydantic passes class keywords to both.
         super().__pydantic_init_subclass__(**kwargs)
         reducers: dict[str, Reducer] = {}
         for name, field in cls.model_fields.items():
@@ -193,6 +218,9 @@ class JsonState(StateSchema):
     """
 
     model_config = ConfigDict(extra="allow")
+
+    # Shows and copies rows of every version as stored: it has no upgrade steps to run.
+    _reads_any_version: ClassVar[bool] = True
 
 
 S = TypeVar("S", bound=StateSchema)
