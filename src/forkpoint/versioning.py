@@ -54,6 +54,9 @@ UpgradeStep = Callable[[dict[str, Any]], dict[str, Any]]
 
 _FROM = "__forkpoint_upgrade_from__"
 
+# How pydantic reports a key the model does not declare (models and TypedDicts; dataclasses).
+_UNKNOWN_KEY_ERRORS = frozenset({"extra_forbidden", "unexpected_keyword_argument"})
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -324,7 +327,7 @@ class StateReader(Generic[M]):
         unknown = tuple(
             ".".join(str(part) for part in error["loc"])
             for error in exc.errors()
-            if error["type"] == "extra_forbidden"
+            if error["type"] in _UNKNOWN_KEY_ERRORS
         )
         after = f" after upgrading it from version {stored_version}" if upgraded else ""
         if unknown:
