@@ -342,6 +342,8 @@ class EncodedCheckpoint(NamedTuple):
     queue: str
     metadata: str
     state: str
+    state_version: int
+    """The version of the state class that wrote ``state`` (see :mod:`forkpoint.versioning`)."""
 
 
 class StateCodec(Generic[S]):
@@ -466,7 +468,14 @@ class StateCodec(Generic[S]):
         metadata = self.encode_metadata(checkpoint.metadata, thread_id=thread_id, step=step)
         state = self.encode_state(checkpoint.state.data, thread_id=thread_id, step=step)
         return EncodedCheckpoint(
-            thread_id, step, checkpoint.node, format_time(created_at), queue, metadata, state
+            thread_id,
+            step,
+            checkpoint.node,
+            format_time(created_at),
+            queue,
+            metadata,
+            state,
+            self._reader.version,
         )
 
     def encode_save(
@@ -527,7 +536,9 @@ class StateCodec(Generic[S]):
 
     def decode(self, row: EncodedCheckpoint, *, path: str | None = None) -> Checkpoint[S]:
         """A fresh Checkpoint from a stored row; SerializationError naming thread and step."""
-        state = self.decode_state(row.state, thread_id=row.thread_id, step=row.step, path=path)
+        state = self.decode_state(
+            row.state, thread_id=row.thread_id, step=row.step, path=path, version=row.state_version
+        )
         try:
             queue_raw = decode_json_object(row.queue, "queue")
             if not isinstance(queue_raw, list) or not all(

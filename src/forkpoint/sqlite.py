@@ -112,12 +112,12 @@ class _SQL:
 
     THREAD_LATEST = "SELECT latest_step, delta_run FROM threads WHERE thread_id = ?"
     ROW = (
-        "SELECT node, created_at, queue, metadata, state, encoding FROM checkpoints "
+        "SELECT node, created_at, queue, metadata, state, state_version, encoding FROM checkpoints "
         "WHERE thread_id = ? AND step = ?"
     )
     LATEST_ROW = (
-        "SELECT step, node, created_at, queue, metadata, state, encoding FROM checkpoints "
-        "WHERE thread_id = ? ORDER BY step DESC LIMIT 1"
+        "SELECT step, node, created_at, queue, metadata, state, state_version, encoding "
+        "FROM checkpoints WHERE thread_id = ? ORDER BY step DESC LIMIT 1"
     )
     NEWER_STATES = "SELECT encoding, state FROM checkpoints WHERE thread_id = ? AND step > ? ORDER BY step LIMIT ?"
     STORED_STATE = "SELECT state, encoding FROM checkpoints WHERE thread_id = ? AND step = ?"
@@ -126,16 +126,17 @@ class _SQL:
     # small delta would leave one nearly empty leaf page behind per checkpoint.
     TO_DELTA = (
         "INSERT OR REPLACE INTO checkpoints "
-        "(thread_id, step, created_at, node, metadata, queue, state, encoding) "
-        "SELECT thread_id, step, created_at, node, metadata, queue, ?, 1 FROM checkpoints "
-        "WHERE thread_id = ? AND step = ?"
+        "(thread_id, step, created_at, node, metadata, queue, state, encoding, state_version) "
+        "SELECT thread_id, step, created_at, node, metadata, queue, ?, 1, state_version "
+        "FROM checkpoints WHERE thread_id = ? AND step = ?"
     )
     RUN_BELOW = "SELECT encoding FROM checkpoints WHERE thread_id = ? AND step < ? ORDER BY step DESC LIMIT ?"
     RAW_STATE = "SELECT state FROM checkpoints WHERE thread_id = ? AND step = ?"
     # Columns in EncodedCheckpoint's field order: a row is bound as it is.
     INSERT = (
-        "INSERT INTO checkpoints (thread_id, step, node, created_at, queue, metadata, state) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO checkpoints "
+        "(thread_id, step, node, created_at, queue, metadata, state, state_version) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
     )
     INSERT_THREAD = (
         "INSERT INTO threads (thread_id, created_at, updated_at, latest_step, checkpoint_count, "
@@ -155,9 +156,10 @@ class _SQL:
     # Rows below the fork point are copied verbatim (deltas included); the fork
     # point itself is inserted in full, since it becomes the new thread's latest.
     FORK_ROWS = (
-        "INSERT INTO checkpoints (thread_id, step, created_at, node, metadata, queue, state, encoding) "
-        "SELECT ?, step, created_at, node, metadata, queue, state, encoding FROM checkpoints "
-        "WHERE thread_id = ? AND step < ?"
+        "INSERT INTO checkpoints "
+        "(thread_id, step, created_at, node, metadata, queue, state, encoding, state_version) "
+        "SELECT ?, step, created_at, node, metadata, queue, state, encoding, state_version "
+        "FROM checkpoints WHERE thread_id = ? AND step < ?"
     )
     FORK_THREAD = (
         "INSERT INTO threads (thread_id, created_at, updated_at, latest_step, checkpoint_count, "
@@ -1258,7 +1260,7 @@ async def _on_worker(conn: aiosqlite.Connection, fn: Callable[..., T], *args: An
     return await conn._execute(fn, conn._conn, *args)  # type: ignore[no-untyped-call,no-any-return]
 
 
-_Row = tuple[str, str, str, str, str]  # node, created_at, queue, metadata, full state
+_Row = tuple[str, str, str, str, str, int]  # node, created_at, queue, metadata, full state, version
 
 
 def _full_row(conn: sqlite3.Connection, thread_id: str, step: int) -> _Row | None:
@@ -1270,9 +1272,9 @@ def _full_row(conn: sqlite3.Connection, thread_id: str, step: int) -> _Row | Non
     row = conn.execute(_SQL.ROW, (thread_id, step)).fetchone()
     if row is None:
         return None
-    node, created_at, queue, metadata, state, encoding = row
+    node, created_at, queue, metadata, state, version, encoding = row
     if encoding == 0:
-        return node, created_at, queue, metadata, state
+        return node, created_at, queue, metadata, state, version
     try:
         if encoding != 1 or not isinstance(state, str):
             raise ValueError(f"unknown storage encoding {encoding!r}")
@@ -1282,7 +1284,8 @@ def _full_row(conn: sqlite3.Connection, thread_id: str, step: int) -> _Row | Non
                 if not isinstance(text, str):
                     raise ValueError("the full state this delta refers to is not text")
                 deltas.reverse()
-                return node, created_at, queue, metadata, apply_deltas(text, deltas)
+                # Deltas are textual: a row keeps its own version whatever its newer rows hold.
+                return node, created_at, queue, metadata, apply_deltas(text, deltas), version
             deltas.append(text)
         raise ValueError("the delta chain has no full state to start from")
     except ValueError as exc:
@@ -1296,11 +1299,11 @@ def _latest_row(conn: sqlite3.Connection, thread_id: str) -> tuple[int, *_Row] |
     row = conn.execute(_SQL.LATEST_ROW, (thread_id,)).fetchone()
     if row is None:
         return None
-    step, node, created_at, queue, metadata, state, encoding = row
+    step, node, created_at, queue, metadata, state, version, encoding = row
     if encoding != 0:  # not written by forkpoint; rebuild rather than misread
         full = _full_row(conn, thread_id, step)
         return None if full is None else (step, *full)
-    return step, node, created_at, queue, metadata, state
+    return step, node, created_at, queue, metadata, state, version
 
 
 def _insert_checked(
