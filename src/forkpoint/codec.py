@@ -475,7 +475,9 @@ class StateCodec(Generic[S]):
             queue,
             metadata,
             state,
-            self._reader.version,
+            checkpoint.state.data.stored_version  # JsonState writes back what it read
+            if self._reader.any_version
+            else self._reader.version,
         )
 
     def encode_save(

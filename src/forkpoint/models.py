@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    PrivateAttr,
     ValidationError,
     field_validator,
 )
@@ -215,12 +216,39 @@ class JsonState(StateSchema):
 
     The command-line interface opens databases with it: every field stored is
     kept (``extra="allow"``) and written back unchanged.
+
+    The rows it reads may have been written by any version of the user's
+    class; it runs no upgrade step, shows each state as stored and remembers
+    the version (:attr:`stored_version`), so writing the state back (a copy to
+    another database, an import) records the version that wrote the data.
+    Equality compares the data only.
     """
 
     model_config = ConfigDict(extra="allow")
 
-    # Shows and copies rows of every version as stored: it has no upgrade steps to run.
     _reads_any_version: ClassVar[bool] = True
+    _stored_version: int = PrivateAttr(default=1)
+
+    @property
+    def stored_version(self) -> int:
+        """The version of the user's class that wrote this state (1 for one made in code)."""
+        return self._stored_version
+
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any], version: int) -> Self:
+        """A state holding ``data`` as written by ``version`` of its class (for importers)."""
+        if type(version) is not int or version < 1:
+            raise InvalidInput(f"a state version is an int ≥ 1, not {version!r}")
+        state = cls.model_validate(dict(data))
+        state._stored_version = version
+        return state
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, JsonState):
+            return NotImplemented
+        return type(self) is type(other) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as every pydantic model
 
 
 S = TypeVar("S", bound=StateSchema)

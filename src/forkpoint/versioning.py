@@ -283,8 +283,17 @@ class StateReader(Generic[M]):
         that is no JSON object, ``SerializationError``; never returns a state
         that lost a stored key the class did not opt out of.
         """
-        if stored_version == self.version or self.any_version:
+        if stored_version == self.version:
             upgraded = False  # the hot path: a current row is validated as stored
+        elif self.any_version:
+            if type(stored_version) is not int or stored_version < 1:
+                raise SerializationError(
+                    f"stored state version {stored_version!r} is not a version (an int ≥ 1)",
+                    thread_id=thread_id,
+                    step=step,
+                    path=path,
+                )
+            upgraded = False
         else:
             try:
                 data = json.loads(text)
@@ -310,9 +319,12 @@ class StateReader(Generic[M]):
                 ) from exc
             upgraded = True
         try:
-            return cast("M", self._validator.validate_json(text))
+            state = cast("M", self._validator.validate_json(text))
         except ValidationError as exc:
             raise self._mismatch(exc, stored_version, upgraded, thread_id, step, path) from exc
+        if self.any_version:  # JsonState: remembers the version, so writing it back keeps it
+            state._stored_version = stored_version  # type: ignore[attr-defined]
+        return state
 
     def _mismatch(
         self,

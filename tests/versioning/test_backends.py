@@ -20,6 +20,8 @@ from forkpoint import (
     Checkpoint,
     GraphState,
     HistoryCheckpointer,
+    InvalidInput,
+    JsonState,
     SqliteCheckpointer,
     StateSchema,
     StateVersionError,
@@ -253,3 +255,36 @@ async def test_chains_from_one_to_three_across_deltas_and_forks(
     older = await two.get("f1", 3)
     assert older is not None
     assert older.state.data.model_dump() == expected_v2(originals[3])
+
+
+async def test_json_state_copies_keep_the_version_that_wrote_them(open_as: Reopen) -> None:
+    """A tool reading with JsonState and writing back (a copy, an import) keeps each row's version."""
+    v3 = await open_as(TicketV3)
+    await write_v1(await open_as(TicketV1), "old", 2)
+    state = TicketV3.model_validate(expected_v3(v1(0).model_dump()))
+    await v3.save(cp_of(state, "old", 2))
+    tool = await open_as(JsonState)
+    info = await tool.thread_info("old")
+    assert info is not None
+    rows = [await tool.get("old", step) for step in range(3)]
+    assert [r.state.data.stored_version for r in rows if r is not None] == [1, 1, 3]
+    assert rows[2] is not None
+    same_data = JsonState(**rows[2].state.data.model_dump())
+    assert same_data.stored_version == 1
+    assert rows[2].state.data == same_data  # equality compares the data only
+    copies = [r.model_copy(update={"thread_id": "copy"}) for r in rows if r is not None]
+    await tool.restore_thread(info.model_copy(update={"thread_id": "copy"}), copies)
+    for step in range(3):
+        got = await v3.get("copy", step)
+        want = await v3.get("old", step)
+        assert got is not None
+        assert want is not None
+        assert got.state == want.state
+
+
+def test_json_state_from_stored_checks_the_version() -> None:
+    assert JsonState.from_stored({"a": 1}, 4).stored_version == 4
+    assert JsonState(a=1).stored_version == 1
+    for bad in (0, True, "2"):
+        with pytest.raises(InvalidInput):
+            JsonState.from_stored({}, bad)  # type: ignore[arg-type]
