@@ -30,16 +30,18 @@ text through a :class:`StateReader`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import SchemaValidator
 
 from .errors import InvalidInput, SerializationError, StateVersionError
 
 if TYPE_CHECKING:
-    from .models import StateSchema
+    from .base import HistoryCheckpointer
+    from .codec import EncodedCheckpoint
+    from .models import StateSchema, ThreadInfo
 
 __all__ = [
     "StateReader",
@@ -371,3 +373,162 @@ class StateReader(Generic[M]):
             current_version=current,
             unknown_keys=unknown,
         )
+
+
+# --- checking a store before a deploy ---------------------------------------------------------
+
+ProblemKind = Literal["newer_version", "unknown_keys", "upgrade_failed", "invalid", "damaged"]
+
+
+class StateProblem(BaseModel):
+    """One stored checkpoint that the checked class would fail to read, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    step: int
+    kind: ProblemKind
+    """``newer_version``: written by a newer class; ``unknown_keys``: holds keys the class
+    does not know; ``upgrade_failed``: an upgrade step raised or returned no object;
+    ``invalid``: the (upgraded) state does not validate; ``damaged``: the row is no JSON
+    checkpoint at all."""
+    stored_version: int | None
+    message: str
+    unknown_keys: tuple[str, ...] = ()
+
+
+class ThreadStateCheck(BaseModel):
+    """The problems found in one thread (only threads with problems are reported)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    thread_id: str
+    checkpoints_checked: int
+    problems: tuple[StateProblem, ...]
+
+
+class StateCheckReport(BaseModel):
+    """What :meth:`~forkpoint.HistoryCheckpointer.check_states` found.
+
+    ``stored_versions`` counts the checked checkpoints by the version that
+    wrote them (every version below ``current_version`` runs upgrade steps
+    when read); ``threads`` lists each thread with a problem, in id order.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    state_type: str
+    current_version: int
+    all_steps: bool
+    threads_checked: int
+    checkpoints_checked: int
+    stored_versions: dict[int, int]
+    threads: tuple[ThreadStateCheck, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every checked checkpoint reads with the class."""
+        return not self.threads
+
+
+RowReader = Callable[[str, "int | None"], Awaitable["EncodedCheckpoint | None"]]
+"""Reads one stored row with its full state: (thread id, step or None for the latest)."""
+
+
+def _problem(step: int, stored: int | None, exc: SerializationError) -> StateProblem:
+    kind: ProblemKind = "damaged"
+    keys: tuple[str, ...] = ()
+    if isinstance(exc, StateVersionError):
+        keys = exc.unknown_keys
+        if exc.stored_version > exc.current_version:
+            kind = "newer_version"
+        elif keys:
+            kind = "unknown_keys"
+        elif isinstance(exc.__cause__, ValidationError):
+            kind = "invalid"
+        else:
+            kind = "upgrade_failed"
+    return StateProblem(
+        step=step, kind=kind, stored_version=stored, message=exc.message, unknown_keys=keys
+    )
+
+
+async def check_states(
+    history: HistoryCheckpointer[Any],
+    read_row: RowReader,
+    state_type: type[StateSchema],
+    *,
+    all_steps: bool = False,
+    page_size: int = 200,
+    progress: Callable[[int, int], None] | None = None,
+) -> StateCheckReport:
+    """The engine of ``check_states``: read stored rows page by page, decode each with ``state_type``.
+
+    ``read_row`` is the backend's row hook; threads and steps are listed
+    through the public listings, ``page_size`` at a time, so memory stays
+    bounded on any database. ``progress(threads, checkpoints)`` is called
+    after each page of threads. Nothing is written.
+    """
+    from .codec import StateCodec  # the codec imports this module
+
+    codec = StateCodec(state_type)
+    if type(all_steps) is not bool:
+        raise InvalidInput(f"all_steps must be a bool, not {all_steps!r}")
+    if type(page_size) is not int or page_size < 1:
+        raise InvalidInput(f"page_size must be an int ≥ 1, not {page_size!r}")
+    versions: dict[int, int] = {}
+    failing: list[ThreadStateCheck] = []
+    threads = checkpoints = 0
+    cursor: str | None = None
+    while page := await history.list_threads(after=cursor, limit=page_size):
+        cursor = page[-1].thread_id
+        for info in page:
+            problems: list[StateProblem] = []
+            checked = 0
+            async for step in _steps(history, info, all_steps, page_size):
+                checked += 1
+                stored: int | None = None
+                try:
+                    row = await read_row(info.thread_id, step)
+                    if row is None:  # pruned or deleted meanwhile
+                        checked -= 1
+                        continue
+                    stored = row.state_version
+                    versions[stored] = versions.get(stored, 0) + 1
+                    codec.decode(row)
+                except SerializationError as exc:
+                    problems.append(_problem(step, stored, exc))
+            threads += 1
+            checkpoints += checked
+            if problems:
+                failing.append(
+                    ThreadStateCheck(
+                        thread_id=info.thread_id,
+                        checkpoints_checked=checked,
+                        problems=tuple(problems),
+                    )
+                )
+        if progress is not None:
+            progress(threads, checkpoints)
+    return StateCheckReport(
+        state_type=state_type.__name__,
+        current_version=state_type.state_version,
+        all_steps=all_steps,
+        threads_checked=threads,
+        checkpoints_checked=checkpoints,
+        stored_versions=dict(sorted(versions.items())),
+        threads=tuple(failing),
+    )
+
+
+async def _steps(
+    history: HistoryCheckpointer[Any], info: ThreadInfo, all_steps: bool, page_size: int
+) -> AsyncIterator[int]:
+    """The steps to check in one thread: its latest, or all of them, listed a page at a time."""
+    if not all_steps:
+        yield info.latest_step
+        return
+    after: int | None = None
+    while page := await history.list_checkpoints(info.thread_id, after=after, limit=page_size):
+        for meta in page:
+            yield meta.seq
+        after = page[-1].seq
