@@ -60,7 +60,13 @@ from .runner import (
     ThreadFinished,
 )
 from .sqlite import Durability, SqliteCheckpointer, StorageStats
-from .versioning import UpgradeStep, upgrade_from
+from .versioning import (
+    StateCheckReport,
+    StateProblem,
+    ThreadStateCheck,
+    UpgradeStep,
+    upgrade_from,
+)
 
 __version__ = "0.1.0"
 
@@ -106,6 +112,8 @@ __all__ = [
     "SchemaVersionError",
     "SerializationError",
     "SqliteCheckpointer",
+    "StateCheckReport",
+    "StateProblem",
     "StateSchema",
     "StateTooLarge",
     "StateVersionError",
@@ -117,6 +125,7 @@ __all__ = [
     "ThreadExists",
     "ThreadFinished",
     "ThreadInfo",
+    "ThreadStateCheck",
     "UpgradeStep",
     "__version__",
     "upgrade_from",

@@ -55,7 +55,8 @@ from .errors import (
     SerializationError,
     ThreadExists,
 )
-from .models import Checkpoint, CheckpointMetadata, S, ThreadInfo
+from .models import Checkpoint, CheckpointMetadata, S, StateSchema, ThreadInfo
+from .versioning import StateCheckReport, check_states
 
 __all__ = ["Checkpointer", "HistoryCheckpointer", "MetadataFilter", "PruneReport"]
 
@@ -250,6 +251,35 @@ class HistoryCheckpointer(Checkpointer[S]):
         check_thread_id(thread_id)
         check_step(step)
         return await self._read_raw(thread_id, step)
+
+    async def check_states(
+        self,
+        state_type: type[StateSchema],
+        *,
+        all_steps: bool = False,
+        page_size: int = 200,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> StateCheckReport:
+        """Whether the stored threads read with ``state_type``: the check to run before a deploy.
+
+        Decodes each thread's latest checkpoint (every checkpoint with
+        ``all_steps``) with ``state_type``, whatever class this checkpointer
+        was opened with, running its upgrade steps on older rows, and reports
+        per thread what would fail and why (:class:`StateCheckReport`; its
+        ``ok`` is true when nothing would). Reads ``page_size`` threads or
+        steps at a time and calls ``progress(threads, checkpoints)`` after each
+        page of threads; writes nothing. Checks, in order: usable,
+        ``state_type``, ``all_steps``, ``page_size``, ``progress``.
+        """
+        self._usable()
+        return await check_states(
+            self,
+            self._read_row,
+            state_type,
+            all_steps=all_steps,
+            page_size=page_size,
+            progress=progress,
+        )
 
     async def list_checkpoints(
         self,

@@ -44,8 +44,12 @@ if TYPE_CHECKING:
     from .models import StateSchema, ThreadInfo
 
 __all__ = [
+    "StateCheckReport",
+    "StateProblem",
     "StateReader",
+    "ThreadStateCheck",
     "UpgradeStep",
+    "check_states",
     "declare_version",
     "upgrade_from",
     "upgrade_state",
@@ -475,6 +479,10 @@ async def check_states(
         raise InvalidInput(f"all_steps must be a bool, not {all_steps!r}")
     if type(page_size) is not int or page_size < 1:
         raise InvalidInput(f"page_size must be an int ≥ 1, not {page_size!r}")
+    if progress is not None and not callable(progress):
+        raise InvalidInput(
+            f"progress must be a function of (threads, checkpoints), not {progress!r}"
+        )
     versions: dict[int, int] = {}
     failing: list[ThreadStateCheck] = []
     threads = checkpoints = 0
