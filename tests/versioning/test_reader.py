@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from typing_extensions import TypedDict
 
 from forkpoint import JsonState, SerializationError, StateSchema, StateVersionError, upgrade_from
@@ -205,3 +205,47 @@ def test_steps_see_the_stored_object_only() -> None:
     StateReader(TicketV3).read(text, 1)
     assert json.loads(text) == V1
     assert TicketV1.model_validate(V1).title == "printer on fire"
+
+
+class Tree(BaseModel):
+    name: str
+    children: list[Tree] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+
+class Cat(BaseModel):
+    kind: Literal["cat"] = "cat"
+    lives: int = 9
+
+
+class Dog(BaseModel):
+    kind: Literal["dog"] = "dog"
+    good: bool = True
+
+
+class Shaped(StateSchema):
+    tree: Tree
+    pet: Annotated[Cat | Dog, Field(discriminator="kind")]
+
+
+def test_the_reading_validator_keeps_recursion_unions_and_validators() -> None:
+    """Reading rebuilds the validator (nested models forbid unknown keys); it must agree with pydantic's."""
+    good = {
+        "tree": {"name": "a", "children": [{"name": "b", "children": [{"name": "c"}]}]},
+        "pet": {"kind": "dog"},
+    }
+    state = read(Shaped, good, 1)
+    assert state == Shaped.model_validate(good)
+    assert state.tree.children[0].children[0].name == "C"
+    assert type(state.pet) is Dog
+    bad = {
+        "tree": {"name": "a", "children": [{"name": "b", "x": 1}]},
+        "pet": {"kind": "cat", "y": 2},
+    }
+    with pytest.raises(StateVersionError) as caught:
+        read(Shaped, bad, 1)
+    assert caught.value.unknown_keys == ("tree.children.0.x", "pet.cat.y")
