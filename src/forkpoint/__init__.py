@@ -63,6 +63,7 @@ from .sqlite import Durability, SqliteCheckpointer, StorageStats
 from .versioning import (
     StateCheckReport,
     StateProblem,
+    StateUpgradeReport,
     ThreadStateCheck,
     UpgradeStep,
     upgrade_from,
@@ -116,6 +117,7 @@ __all__ = [
     "StateProblem",
     "StateSchema",
     "StateTooLarge",
+    "StateUpgradeReport",
     "StateVersionError",
     "StepConflict",
     "StorageError",

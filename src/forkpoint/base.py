@@ -50,13 +50,14 @@ from ._checks import check_restore as check_restore  # re-exported: the CLI's im
 from .codec import EncodedCheckpoint, StateCodec, checkpoint_metadata, format_time, thread_info
 from .errors import (
     CheckpointerClosed,
+    CheckpointError,
     CheckpointNotFound,
     ForkNotSupported,
     SerializationError,
     ThreadExists,
 )
 from .models import Checkpoint, CheckpointMetadata, S, StateSchema, ThreadInfo
-from .versioning import StateCheckReport, check_states
+from .versioning import StateCheckReport, StateUpgradeReport, check_states, upgrade_states
 
 __all__ = ["Checkpointer", "HistoryCheckpointer", "MetadataFilter", "PruneReport"]
 
@@ -280,6 +281,50 @@ class HistoryCheckpointer(Checkpointer[S]):
             page_size=page_size,
             progress=progress,
         )
+
+    async def upgrade_states(
+        self,
+        *,
+        dry_run: bool = False,
+        page_size: int = 200,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> StateUpgradeReport:
+        """Rewrite every stored state of an older version as the current version of ``state_type``.
+
+        Reads never rewrite history; this does, on purpose, so that old rows no
+        longer run upgrade steps and older code can no longer read them. One
+        transaction per thread: a thread is rewritten only if every one of its
+        checkpoints reads with the class (else it is reported, as
+        ``check_states`` would, and left as it is), and only if no save or
+        prune touched it since it was read (else it is reported in
+        ``threads_changed``; run again). Only the state and its version change:
+        steps, nodes, queues, times and metadata stay as stored. ``dry_run``
+        writes nothing and reports what would be rewritten. Checks, in order:
+        usable, ``dry_run``, ``page_size``, ``progress``; a checkpointer
+        opened with ``JsonState`` is refused (``InvalidInput``).
+        """
+        self._usable()
+        return await upgrade_states(
+            self,
+            self._codec,
+            self._thread_rows,
+            self._replace_states,
+            dry_run=dry_run,
+            page_size=page_size,
+            progress=progress,
+        )
+
+    async def _thread_rows(self, thread_id: str) -> list[EncodedCheckpoint]:
+        """Every stored row of a thread, oldest first, with full states."""
+        rows: list[EncodedCheckpoint] = []
+        after: int | None = None
+        while page := await self.list_checkpoints(thread_id, after=after, limit=256):
+            for meta in page:
+                row = await self._read_row(thread_id, meta.seq)
+                if row is not None:
+                    rows.append(row)
+            after = page[-1].seq
+        return rows
 
     async def list_checkpoints(
         self,
@@ -553,6 +598,20 @@ class HistoryCheckpointer(Checkpointer[S]):
     @abstractmethod
     async def _restore(self, record: ThreadRow, rows: Sequence[EncodedCheckpoint]) -> bool:
         """Hook, one transaction: insert ``record`` and ``rows`` as given; False if the id exists."""
+
+    async def _replace_states(
+        self, thread_id: str, latest_step: int, count: int, rows: Sequence[EncodedCheckpoint]
+    ) -> bool:
+        """Hook, one transaction: replace the thread's rows with ``rows`` (the same steps).
+
+        False, writing nothing, unless the thread exists with ``latest_step``
+        and ``count`` checkpoints. The thread record is not touched
+        (``updated_at`` stays: a rewrite is no activity). The default refuses,
+        for backends that cannot rewrite stored states.
+        """
+        raise CheckpointError(
+            f"{type(self).__name__} cannot rewrite stored states", thread_id=thread_id
+        )
 
 
 def _utcnow() -> datetime:

@@ -40,7 +40,7 @@ from .errors import InvalidInput, SerializationError, StateVersionError
 
 if TYPE_CHECKING:
     from .base import HistoryCheckpointer
-    from .codec import EncodedCheckpoint
+    from .codec import EncodedCheckpoint, StateCodec
     from .models import StateSchema, ThreadInfo
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "declare_version",
     "upgrade_from",
     "upgrade_state",
+    "upgrade_states",
 ]
 
 UpgradeStep = Callable[[dict[str, Any]], dict[str, Any]]
@@ -540,3 +541,126 @@ async def _steps(
         for meta in page:
             yield meta.seq
         after = page[-1].seq
+
+
+# --- rewriting a store to the current version --------------------------------------------------
+
+
+class StateUpgradeReport(BaseModel):
+    """What :meth:`~forkpoint.HistoryCheckpointer.upgrade_states` rewrote (or, dry, would).
+
+    ``threads_upgraded`` threads had ``checkpoints_upgraded`` checkpoints of
+    older versions, now stored as ``current_version`` (one transaction per
+    thread). ``threads`` lists the threads left as they were because some
+    checkpoint would not read (the problems, as ``check_states`` reports
+    them); ``threads_changed`` those written to while they were being read,
+    left as they were too: run the upgrade again.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    state_type: str
+    current_version: int
+    dry_run: bool
+    threads_checked: int
+    threads_upgraded: int
+    checkpoints_upgraded: int
+    threads_changed: tuple[str, ...]
+    threads: tuple[ThreadStateCheck, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every thread is now (or, dry, would be) stored at the current version."""
+        return not self.threads and not self.threads_changed
+
+
+RowsOf = Callable[[str], Awaitable["list[EncodedCheckpoint]"]]
+"""All stored rows of one thread, oldest first, with full states."""
+
+ReplaceStates = Callable[[str, int, int, "list[EncodedCheckpoint]"], Awaitable[bool]]
+"""The backend's rewrite hook: (thread id, expected latest step, expected count, new rows)."""
+
+
+async def upgrade_states(
+    history: HistoryCheckpointer[Any],
+    codec: StateCodec[Any],
+    rows_of: RowsOf,
+    replace: ReplaceStates,
+    *,
+    dry_run: bool = False,
+    page_size: int = 200,
+    progress: Callable[[int, int], None] | None = None,
+) -> StateUpgradeReport:
+    """The engine of ``upgrade_states``: every older row re-encoded as the current version.
+
+    A thread is rewritten whole or not at all: only when every one of its rows
+    reads with the class, and only if it still has the latest step and count
+    it had when listed. Only the state column and its version change.
+    """
+    state_type = codec.state_type
+    if getattr(state_type, "_reads_any_version", False):
+        raise InvalidInput(
+            f"{state_type.__name__} reads every version as stored; upgrade with a checkpointer "
+            "opened with the state class whose version the rows should have"
+        )
+    if type(dry_run) is not bool:
+        raise InvalidInput(f"dry_run must be a bool, not {dry_run!r}")
+    if type(page_size) is not int or page_size < 1:
+        raise InvalidInput(f"page_size must be an int ≥ 1, not {page_size!r}")
+    if progress is not None and not callable(progress):
+        raise InvalidInput(
+            f"progress must be a function of (threads, checkpoints), not {progress!r}"
+        )
+    current = state_type.state_version
+    failing: list[ThreadStateCheck] = []
+    changed: list[str] = []
+    threads = upgraded_threads = upgraded_rows = 0
+    cursor: str | None = None
+    while page := await history.list_threads(after=cursor, limit=page_size):
+        cursor = page[-1].thread_id
+        for info in page:
+            threads += 1
+            rows = await rows_of(info.thread_id)
+            old = sum(1 for row in rows if row.state_version != current)
+            if not old:
+                continue
+            new_rows: list[EncodedCheckpoint] = []
+            problems: list[StateProblem] = []
+            for row in rows:
+                try:
+                    if row.state_version == current:
+                        new_rows.append(row)
+                        continue
+                    state = codec.decode(row).state.data
+                    text = codec.encode_state(state, thread_id=row.thread_id, step=row.step)
+                    new_rows.append(row._replace(state=text, state_version=current))
+                except SerializationError as exc:
+                    problems.append(_problem(row.step, row.state_version, exc))
+            if problems:
+                failing.append(
+                    ThreadStateCheck(
+                        thread_id=info.thread_id,
+                        checkpoints_checked=len(rows),
+                        problems=tuple(problems),
+                    )
+                )
+                continue
+            if not dry_run and not await replace(
+                info.thread_id, info.latest_step, info.checkpoint_count, new_rows
+            ):
+                changed.append(info.thread_id)
+                continue
+            upgraded_threads += 1
+            upgraded_rows += old
+        if progress is not None:
+            progress(threads, upgraded_rows)
+    return StateUpgradeReport(
+        state_type=state_type.__name__,
+        current_version=current,
+        dry_run=dry_run,
+        threads_checked=threads,
+        threads_upgraded=upgraded_threads,
+        checkpoints_upgraded=upgraded_rows,
+        threads_changed=tuple(changed),
+        threads=tuple(failing),
+    )

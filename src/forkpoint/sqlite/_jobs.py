@@ -37,6 +37,7 @@ __all__ = [
     "prune_chunk",
     "read_raw",
     "read_row",
+    "replace_states",
     "restore",
     "save",
     "set_thread_metadata",
@@ -289,6 +290,34 @@ def fork(conn: sqlite3.Connection, thread_id: str, at_step: int, target: str, no
         (target, now, now, at_step, copied + 1, thread_id, at_step, run, thread_id),
     )
     return target
+
+
+def replace_states(
+    conn: sqlite3.Connection,
+    thread_id: str,
+    latest_step: int,
+    count: int,
+    rows: list[EncodedCheckpoint],
+) -> bool:
+    """Replace a thread's rows with ``rows`` (its steps, rewritten states), stored as a save would.
+
+    Nothing is written unless the thread still has ``latest_step`` and
+    ``count`` rows. The rows go in oldest first, each earlier one turned into
+    a reverse delta of the next where that pays, so the thread stays as small
+    as if it had been saved this way; the thread record keeps its times.
+    """
+    shape = conn.execute(SQL.THREAD_SHAPE, (thread_id,)).fetchone()
+    if shape is None or tuple(shape) != (latest_step, count):
+        return False
+    conn.execute(SQL.DELETE_ROWS, (thread_id,))
+    run, previous = 0, None
+    for row in rows:
+        conn.execute(SQL.INSERT, row)
+        if previous is not None:
+            run = _previous_to_delta(conn, thread_id, previous, run, row.state)
+        previous = row.step
+    conn.execute(SQL.SET_DELTA_RUN, (run, thread_id))
+    return True
 
 
 def delete_thread(conn: sqlite3.Connection, thread_id: str) -> bool:

@@ -25,6 +25,8 @@ class SQL:
     )
 
     THREAD_LATEST = "SELECT latest_step, delta_run FROM threads WHERE thread_id = ?"
+    THREAD_SHAPE = "SELECT latest_step, checkpoint_count FROM threads WHERE thread_id = ?"
+    SET_DELTA_RUN = "UPDATE threads SET delta_run = ? WHERE thread_id = ?"
     ROW = (
         "SELECT node, created_at, queue, metadata, state, state_version, encoding FROM checkpoints "
         "WHERE thread_id = ? AND step = ?"
