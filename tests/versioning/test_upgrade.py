@@ -23,10 +23,7 @@ from tests.versioning.test_backends import cp_of, v1, write_v1
 
 async def stored_versions(cp: HistoryCheckpointer[Any], thread_id: str) -> list[int]:
     """The version each checkpoint of a thread is stored at, read as a tool does (JsonState)."""
-    return [
-        cp.state.data.stored_version  # type: ignore[attr-defined]
-        async for cp in _all(cp, thread_id)
-    ]
+    return [got.state.data.stored_version async for got in _all(cp, thread_id)]
 
 
 async def _all(cp: HistoryCheckpointer[Any], thread_id: str) -> Any:
