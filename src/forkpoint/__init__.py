@@ -60,14 +60,8 @@ from .runner import (
     ThreadFinished,
 )
 from .sqlite import Durability, SqliteCheckpointer, StorageStats
-from .versioning import (
-    StateCheckReport,
-    StateProblem,
-    StateUpgradeReport,
-    ThreadStateCheck,
-    UpgradeStep,
-    upgrade_from,
-)
+from .state_check import StateCheckReport, StateProblem, StateUpgradeReport, ThreadStateCheck
+from .versioning import UpgradeStep, upgrade_from
 
 __version__ = "0.1.0"
 

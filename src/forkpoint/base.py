@@ -57,7 +57,7 @@ from .errors import (
     ThreadExists,
 )
 from .models import Checkpoint, CheckpointMetadata, S, StateSchema, ThreadInfo
-from .versioning import StateCheckReport, StateUpgradeReport, check_states, upgrade_states
+from .state_check import StateCheckReport, StateUpgradeReport, check_states, upgrade_states
 
 __all__ = ["Checkpointer", "HistoryCheckpointer", "MetadataFilter", "PruneReport"]
 

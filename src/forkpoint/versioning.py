@@ -30,30 +30,23 @@ text through a :class:`StateReader`.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import SchemaValidator
 
 from .errors import InvalidInput, SerializationError, StateVersionError
 
 if TYPE_CHECKING:
-    from .base import HistoryCheckpointer
-    from .codec import EncodedCheckpoint, StateCodec
-    from .models import StateSchema, ThreadInfo
+    from .models import StateSchema
 
 __all__ = [
-    "StateCheckReport",
-    "StateProblem",
     "StateReader",
-    "ThreadStateCheck",
     "UpgradeStep",
-    "check_states",
     "declare_version",
     "upgrade_from",
     "upgrade_state",
-    "upgrade_states",
 ]
 
 UpgradeStep = Callable[[dict[str, Any]], dict[str, Any]]
@@ -228,6 +221,13 @@ def _implicit_extra_forbidden(schema: Any) -> tuple[Any, bool]:
     says nothing is to drop unknown keys silently; a stored state must not
     lose data that way, so reading forbids them unless the model chose
     ``extra`` itself. Returns the copy and whether anything changed.
+
+    This leans on pydantic-core internals, as the codec's strict serializer
+    does: the core schema's shape (``config.extra_fields_behavior`` on model
+    and dataclass nodes, ``extra_behavior`` on typed-dict and dataclass-args
+    nodes) and ``SchemaValidator(..., _use_prebuilt=False)``. If a release
+    changes either, the nested-model tests in ``tests/versioning/test_reader.py``
+    fail (unknown keys would be dropped again, or the validators disagree).
     """
     changed = False
 
@@ -378,289 +378,3 @@ class StateReader(Generic[M]):
             current_version=current,
             unknown_keys=unknown,
         )
-
-
-# --- checking a store before a deploy ---------------------------------------------------------
-
-ProblemKind = Literal["newer_version", "unknown_keys", "upgrade_failed", "invalid", "damaged"]
-
-
-class StateProblem(BaseModel):
-    """One stored checkpoint that the checked class would fail to read, and why."""
-
-    model_config = ConfigDict(frozen=True)
-
-    step: int
-    kind: ProblemKind
-    """``newer_version``: written by a newer class; ``unknown_keys``: holds keys the class
-    does not know; ``upgrade_failed``: an upgrade step raised or returned no object;
-    ``invalid``: the (upgraded) state does not validate; ``damaged``: the row is no JSON
-    checkpoint at all."""
-    stored_version: int | None
-    message: str
-    unknown_keys: tuple[str, ...] = ()
-
-
-class ThreadStateCheck(BaseModel):
-    """The problems found in one thread (only threads with problems are reported)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    thread_id: str
-    checkpoints_checked: int
-    problems: tuple[StateProblem, ...]
-
-
-class StateCheckReport(BaseModel):
-    """What :meth:`~forkpoint.HistoryCheckpointer.check_states` found.
-
-    ``stored_versions`` counts the checked checkpoints by the version that
-    wrote them (every version below ``current_version`` runs upgrade steps
-    when read); ``threads`` lists each thread with a problem, in id order.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    state_type: str
-    current_version: int
-    all_steps: bool
-    threads_checked: int
-    checkpoints_checked: int
-    stored_versions: dict[int, int]
-    threads: tuple[ThreadStateCheck, ...]
-
-    @property
-    def ok(self) -> bool:
-        """Whether every checked checkpoint reads with the class."""
-        return not self.threads
-
-
-RowReader = Callable[[str, "int | None"], Awaitable["EncodedCheckpoint | None"]]
-"""Reads one stored row with its full state: (thread id, step or None for the latest)."""
-
-
-def _problem(step: int, stored: int | None, exc: SerializationError) -> StateProblem:
-    kind: ProblemKind = "damaged"
-    keys: tuple[str, ...] = ()
-    if isinstance(exc, StateVersionError):
-        keys = exc.unknown_keys
-        if exc.stored_version > exc.current_version:
-            kind = "newer_version"
-        elif keys:
-            kind = "unknown_keys"
-        elif isinstance(exc.__cause__, ValidationError):
-            kind = "invalid"
-        else:
-            kind = "upgrade_failed"
-    return StateProblem(
-        step=step, kind=kind, stored_version=stored, message=exc.message, unknown_keys=keys
-    )
-
-
-async def check_states(
-    history: HistoryCheckpointer[Any],
-    read_row: RowReader,
-    state_type: type[StateSchema],
-    *,
-    all_steps: bool = False,
-    page_size: int = 200,
-    progress: Callable[[int, int], None] | None = None,
-) -> StateCheckReport:
-    """The engine of ``check_states``: read stored rows page by page, decode each with ``state_type``.
-
-    ``read_row`` is the backend's row hook; threads and steps are listed
-    through the public listings, ``page_size`` at a time, so memory stays
-    bounded on any database. ``progress(threads, checkpoints)`` is called
-    after each page of threads. Nothing is written.
-    """
-    from .codec import StateCodec  # the codec imports this module
-
-    codec = StateCodec(state_type)
-    if type(all_steps) is not bool:
-        raise InvalidInput(f"all_steps must be a bool, not {all_steps!r}")
-    if type(page_size) is not int or page_size < 1:
-        raise InvalidInput(f"page_size must be an int ≥ 1, not {page_size!r}")
-    if progress is not None and not callable(progress):
-        raise InvalidInput(
-            f"progress must be a function of (threads, checkpoints), not {progress!r}"
-        )
-    versions: dict[int, int] = {}
-    failing: list[ThreadStateCheck] = []
-    threads = checkpoints = 0
-    cursor: str | None = None
-    while page := await history.list_threads(after=cursor, limit=page_size):
-        cursor = page[-1].thread_id
-        for info in page:
-            problems: list[StateProblem] = []
-            checked = 0
-            async for step in _steps(history, info, all_steps, page_size):
-                checked += 1
-                stored: int | None = None
-                try:
-                    row = await read_row(info.thread_id, step)
-                    if row is None:  # pruned or deleted meanwhile
-                        checked -= 1
-                        continue
-                    stored = row.state_version
-                    versions[stored] = versions.get(stored, 0) + 1
-                    codec.decode(row)
-                except SerializationError as exc:
-                    problems.append(_problem(step, stored, exc))
-            threads += 1
-            checkpoints += checked
-            if problems:
-                failing.append(
-                    ThreadStateCheck(
-                        thread_id=info.thread_id,
-                        checkpoints_checked=checked,
-                        problems=tuple(problems),
-                    )
-                )
-        if progress is not None:
-            progress(threads, checkpoints)
-    return StateCheckReport(
-        state_type=state_type.__name__,
-        current_version=state_type.state_version,
-        all_steps=all_steps,
-        threads_checked=threads,
-        checkpoints_checked=checkpoints,
-        stored_versions=dict(sorted(versions.items())),
-        threads=tuple(failing),
-    )
-
-
-async def _steps(
-    history: HistoryCheckpointer[Any], info: ThreadInfo, all_steps: bool, page_size: int
-) -> AsyncIterator[int]:
-    """The steps to check in one thread: its latest, or all of them, listed a page at a time."""
-    if not all_steps:
-        yield info.latest_step
-        return
-    after: int | None = None
-    while page := await history.list_checkpoints(info.thread_id, after=after, limit=page_size):
-        for meta in page:
-            yield meta.seq
-        after = page[-1].seq
-
-
-# --- rewriting a store to the current version --------------------------------------------------
-
-
-class StateUpgradeReport(BaseModel):
-    """What :meth:`~forkpoint.HistoryCheckpointer.upgrade_states` rewrote (or, dry, would).
-
-    ``threads_upgraded`` threads had ``checkpoints_upgraded`` checkpoints of
-    older versions, now stored as ``current_version`` (one transaction per
-    thread). ``threads`` lists the threads left as they were because some
-    checkpoint would not read (the problems, as ``check_states`` reports
-    them); ``threads_changed`` those written to while they were being read,
-    left as they were too: run the upgrade again.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    state_type: str
-    current_version: int
-    dry_run: bool
-    threads_checked: int
-    threads_upgraded: int
-    checkpoints_upgraded: int
-    threads_changed: tuple[str, ...]
-    threads: tuple[ThreadStateCheck, ...]
-
-    @property
-    def ok(self) -> bool:
-        """Whether every thread is now (or, dry, would be) stored at the current version."""
-        return not self.threads and not self.threads_changed
-
-
-RowsOf = Callable[[str], Awaitable["list[EncodedCheckpoint]"]]
-"""All stored rows of one thread, oldest first, with full states."""
-
-ReplaceStates = Callable[[str, int, int, "list[EncodedCheckpoint]"], Awaitable[bool]]
-"""The backend's rewrite hook: (thread id, expected latest step, expected count, new rows)."""
-
-
-async def upgrade_states(
-    history: HistoryCheckpointer[Any],
-    codec: StateCodec[Any],
-    rows_of: RowsOf,
-    replace: ReplaceStates,
-    *,
-    dry_run: bool = False,
-    page_size: int = 200,
-    progress: Callable[[int, int], None] | None = None,
-) -> StateUpgradeReport:
-    """The engine of ``upgrade_states``: every older row re-encoded as the current version.
-
-    A thread is rewritten whole or not at all: only when every one of its rows
-    reads with the class, and only if it still has the latest step and count
-    it had when listed. Only the state column and its version change.
-    """
-    state_type = codec.state_type
-    if getattr(state_type, "_reads_any_version", False):
-        raise InvalidInput(
-            f"{state_type.__name__} reads every version as stored; upgrade with a checkpointer "
-            "opened with the state class whose version the rows should have"
-        )
-    if type(dry_run) is not bool:
-        raise InvalidInput(f"dry_run must be a bool, not {dry_run!r}")
-    if type(page_size) is not int or page_size < 1:
-        raise InvalidInput(f"page_size must be an int ≥ 1, not {page_size!r}")
-    if progress is not None and not callable(progress):
-        raise InvalidInput(
-            f"progress must be a function of (threads, checkpoints), not {progress!r}"
-        )
-    current = state_type.state_version
-    failing: list[ThreadStateCheck] = []
-    changed: list[str] = []
-    threads = upgraded_threads = upgraded_rows = 0
-    cursor: str | None = None
-    while page := await history.list_threads(after=cursor, limit=page_size):
-        cursor = page[-1].thread_id
-        for info in page:
-            threads += 1
-            rows = await rows_of(info.thread_id)
-            old = sum(1 for row in rows if row.state_version != current)
-            if not old:
-                continue
-            new_rows: list[EncodedCheckpoint] = []
-            problems: list[StateProblem] = []
-            for row in rows:
-                try:
-                    if row.state_version == current:
-                        new_rows.append(row)
-                        continue
-                    state = codec.decode(row).state.data
-                    text = codec.encode_state(state, thread_id=row.thread_id, step=row.step)
-                    new_rows.append(row._replace(state=text, state_version=current))
-                except SerializationError as exc:
-                    problems.append(_problem(row.step, row.state_version, exc))
-            if problems:
-                failing.append(
-                    ThreadStateCheck(
-                        thread_id=info.thread_id,
-                        checkpoints_checked=len(rows),
-                        problems=tuple(problems),
-                    )
-                )
-                continue
-            if not dry_run and not await replace(
-                info.thread_id, info.latest_step, info.checkpoint_count, new_rows
-            ):
-                changed.append(info.thread_id)
-                continue
-            upgraded_threads += 1
-            upgraded_rows += old
-        if progress is not None:
-            progress(threads, upgraded_rows)
-    return StateUpgradeReport(
-        state_type=state_type.__name__,
-        current_version=current,
-        dry_run=dry_run,
-        threads_checked=threads,
-        threads_upgraded=upgraded_threads,
-        checkpoints_upgraded=upgraded_rows,
-        threads_changed=tuple(changed),
-        threads=tuple(failing),
-    )
