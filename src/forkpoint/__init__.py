@@ -31,6 +31,7 @@ from .errors import (
 )
 from .memory import InMemoryCheckpointer
 from .models import (
+    INTERRUPT_KEY,
     MAX_STEP,
     MAX_THREAD_ID_LENGTH,
     Append,
@@ -43,6 +44,7 @@ from .models import (
     Reducer,
     StateSchema,
     ThreadInfo,
+    ThreadStatus,
 )
 from .runner import (
     END,
@@ -68,6 +70,7 @@ __version__ = "0.1.0"
 __all__ = [
     "END",
     "INPUT_NODE",
+    "INTERRUPT_KEY",
     "MAX_STEP",
     "MAX_THREAD_ID_LENGTH",
     "UPDATE_NODE",
@@ -122,6 +125,7 @@ __all__ = [
     "ThreadFinished",
     "ThreadInfo",
     "ThreadStateCheck",
+    "ThreadStatus",
     "UpgradeStep",
     "__version__",
     "upgrade_from",

@@ -19,7 +19,7 @@ from .errors import InvalidInput, SerializationError, StateVersionError
 if TYPE_CHECKING:
     from .base import HistoryCheckpointer
     from .codec import EncodedCheckpoint, StateCodec
-    from .models import StateSchema, ThreadInfo
+    from .models import StateSchema
 
 __all__ = [
     "StateCheckReport",
@@ -89,6 +89,9 @@ class StateCheckReport(BaseModel):
 RowReader = Callable[[str, "int | None"], Awaitable["EncodedCheckpoint | None"]]
 """Reads one stored row with its full state: (thread id, step or None for the latest)."""
 
+RowStream = Callable[[str, "int | None"], AsyncIterator["EncodedCheckpoint"]]
+"""A thread's rows at steps ≤ top (None: all), newest first, with full states."""
+
 
 def _problem(step: int, stored: int | None, exc: SerializationError) -> StateProblem:
     kind: ProblemKind = "damaged"
@@ -111,18 +114,20 @@ def _problem(step: int, stored: int | None, exc: SerializationError) -> StatePro
 async def check_states(
     history: HistoryCheckpointer[Any],
     read_row: RowReader,
+    stream_rows: RowStream,
     state_type: type[StateSchema],
     *,
     all_steps: bool = False,
     page_size: int = 200,
     progress: Callable[[int, int], None] | None = None,
 ) -> StateCheckReport:
-    """The engine of ``check_states``: read stored rows page by page, decode each with ``state_type``.
+    """The engine of ``check_states``: decode stored rows with ``state_type``, a page at a time.
 
-    ``read_row`` is the backend's row hook; threads and steps are listed
-    through the public listings, ``page_size`` at a time, so memory stays
-    bounded on any database. ``progress(threads, checkpoints)`` is called
-    after each page of threads. Nothing is written.
+    Threads are listed ``page_size`` at a time; each thread's latest row comes
+    from ``read_row``, or, with ``all_steps``, every row from ``stream_rows``
+    (newest first, each reverse delta applied once), so memory stays bounded
+    and the work follows the stored bytes. ``progress(threads, checkpoints)``
+    is called after each page of threads. Nothing is written.
     """
     from .codec import StateCodec  # the codec imports this module
 
@@ -135,6 +140,14 @@ async def check_states(
         raise InvalidInput(
             f"progress must be a function of (threads, checkpoints), not {progress!r}"
         )
+
+    async def rows_of(thread_id: str) -> AsyncIterator[EncodedCheckpoint | None]:
+        if all_steps:
+            async for row in stream_rows(thread_id, None):
+                yield row
+        else:
+            yield await read_row(thread_id, None)
+
     versions: dict[int, int] = {}
     failing: list[ThreadStateCheck] = []
     threads = checkpoints = 0
@@ -144,19 +157,25 @@ async def check_states(
         for info in page:
             problems: list[StateProblem] = []
             checked = 0
-            async for step in _steps(history, info, all_steps, page_size):
-                checked += 1
-                stored: int | None = None
+            rows = rows_of(info.thread_id)
+            while True:
                 try:
-                    row = await read_row(info.thread_id, step)
-                    if row is None:  # pruned or deleted meanwhile
-                        checked -= 1
-                        continue
-                    stored = row.state_version
-                    versions[stored] = versions.get(stored, 0) + 1
+                    row = await anext(rows)
+                except StopAsyncIteration:
+                    break
+                except SerializationError as exc:  # a row that cannot even be rebuilt
+                    checked += 1
+                    step = info.latest_step if exc.step is None else exc.step
+                    problems.append(_problem(step, None, exc))
+                    break
+                if row is None:  # deleted meanwhile
+                    break
+                checked += 1
+                versions[row.state_version] = versions.get(row.state_version, 0) + 1
+                try:
                     codec.decode(row)
                 except SerializationError as exc:
-                    problems.append(_problem(step, stored, exc))
+                    problems.append(_problem(row.step, row.state_version, exc))
             threads += 1
             checkpoints += checked
             if problems:
@@ -164,7 +183,7 @@ async def check_states(
                     ThreadStateCheck(
                         thread_id=info.thread_id,
                         checkpoints_checked=checked,
-                        problems=tuple(problems),
+                        problems=tuple(sorted(problems, key=lambda p: p.step)),
                     )
                 )
         if progress is not None:
@@ -178,20 +197,6 @@ async def check_states(
         stored_versions=dict(sorted(versions.items())),
         threads=tuple(failing),
     )
-
-
-async def _steps(
-    history: HistoryCheckpointer[Any], info: ThreadInfo, all_steps: bool, page_size: int
-) -> AsyncIterator[int]:
-    """The steps to check in one thread: its latest, or all of them, listed a page at a time."""
-    if not all_steps:
-        yield info.latest_step
-        return
-    after: int | None = None
-    while page := await history.list_checkpoints(info.thread_id, after=after, limit=page_size):
-        for meta in page:
-            yield meta.seq
-        after = page[-1].seq
 
 
 # --- rewriting a store to the current version --------------------------------------------------

@@ -227,6 +227,10 @@ async def test_chains_from_one_to_three_across_deltas_and_forks(
             "priority": 3 if step < 8 else 1,
             "customer": "unknown",
         }
+    # The streaming reader of whole checkpoints upgrades each row on its own version too.
+    streamed = [c async for c in three.iter_states("t")]
+    assert [c.step for c in streamed] == list(range(10, -1, -1))
+    assert streamed == [await three.get("t", c.step) for c in streamed]
     for fork, at in (("f1", 3), ("f2", 7)):
         latest = await three.load(fork)
         assert latest is not None

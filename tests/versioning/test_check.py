@@ -151,3 +151,26 @@ async def test_a_damaged_row_is_reported_not_raised(open_as: Reopen, backend_nam
     (problem,) = report.threads[0].problems
     assert (problem.kind, problem.step, problem.stored_version) == ("damaged", 1, 1)
     assert "not JSON" in problem.message or "does not decode" in problem.message
+
+
+async def test_a_delta_that_cannot_be_rebuilt_ends_its_thread_with_a_problem(
+    open_as: Reopen, backend_name: str
+) -> None:
+    if backend_name != "sqlite":
+        pytest.skip("only SQLite stores reverse deltas, and damaging one needs its file")
+    one = await open_as(TicketV1)
+    state = TicketV1(title="t")
+    for step in range(6):
+        state = TicketV1.apply(state, {"notes": [f"note {step} " + "x" * 600]})
+        await one.save(cp_of(state, "t", step))
+    assert isinstance(one, SqliteCheckpointer)
+    with sqlite3.connect(one.path) as conn:
+        assert conn.execute("SELECT encoding FROM checkpoints WHERE step = 4").fetchone() == (1,)
+        conn.execute("UPDATE checkpoints SET state = '[1, 2' WHERE step = 4")
+    latest = await one.check_states(TicketV3)
+    assert latest.ok  # the latest row is whole
+    every = await one.check_states(TicketV3, all_steps=True)
+    (thread,) = every.threads
+    assert [(p.step, p.kind) for p in thread.problems] == [(4, "damaged")]
+    # The rows older than the damaged delta are rebuilt through it: the stream ends there.
+    assert every.checkpoints_checked < 6

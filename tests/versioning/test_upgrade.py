@@ -28,7 +28,7 @@ async def stored_versions(cp: HistoryCheckpointer[Any], thread_id: str) -> list[
 
 async def _all(cp: HistoryCheckpointer[Any], thread_id: str) -> Any:
     for meta in await cp.list_checkpoints(thread_id):
-        got = await cp.get(thread_id, meta.seq)
+        got = await cp.get(thread_id, meta.step)
         assert got is not None
         yield got
 
