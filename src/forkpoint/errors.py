@@ -124,7 +124,8 @@ class StateVersionError(SerializationError):
     upgrade step fails, or when the (upgraded) state does not validate, in
     particular when it holds keys the class does not know (``unknown_keys``).
     ``state_type`` is the class name; ``stored_version`` the version that
-    wrote the row, ``current_version`` the class's.
+    wrote the row, ``current_version`` the class's; ``failed_step`` the
+    version whose upgrade step failed, if one did.
     """
 
     def __init__(
@@ -135,6 +136,7 @@ class StateVersionError(SerializationError):
         stored_version: int,
         current_version: int,
         unknown_keys: tuple[str, ...] = (),
+        failed_step: int | None = None,
         thread_id: str | None = None,
         step: int | None = None,
         path: str | None = None,
@@ -143,6 +145,7 @@ class StateVersionError(SerializationError):
         self.stored_version = stored_version
         self.current_version = current_version
         self.unknown_keys = unknown_keys
+        self.failed_step = failed_step
         super().__init__(message, thread_id=thread_id, step=step, path=path)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from .errors import InvalidInput, SerializationError, StateVersionError
 
@@ -102,10 +102,10 @@ def _problem(step: int, stored: int | None, exc: SerializationError) -> StatePro
             kind = "newer_version"
         elif keys:
             kind = "unknown_keys"
-        elif isinstance(exc.__cause__, ValidationError):
-            kind = "invalid"
-        else:
+        elif exc.failed_step is not None:
             kind = "upgrade_failed"
+        else:
+            kind = "invalid"
     return StateProblem(
         step=step, kind=kind, stored_version=stored, message=exc.message, unknown_keys=keys
     )

@@ -203,12 +203,14 @@ def upgrade_state(
             raise StateVersionError(
                 f"upgrade step {number} → {number + 1} of {state_type.__name__} "
                 f"({_step_name(fn)}) failed: {exc!r}",
+                failed_step=number,
                 **where,
             ) from exc
         if not isinstance(data, dict):
             raise StateVersionError(
                 f"upgrade step {number} → {number + 1} of {state_type.__name__} "
                 f"({_step_name(fn)}) returned {type(data).__name__}, not a JSON object (dict)",
+                failed_step=number,
                 **where,
             )
     return data
@@ -323,6 +325,7 @@ class StateReader(Generic[M]):
                     state_type=self.state_type.__name__,
                     stored_version=stored_version,
                     current_version=self.version,
+                    failed_step=self.version - 1,
                 ) from exc
             upgraded = True
         try:

@@ -144,8 +144,12 @@ def test_a_class_needing_no_rewrite_reads_with_its_own_validator() -> None:
 
 def test_a_failing_step_is_a_typed_error_naming_it() -> None:
     broken = {**V1, "priority": "urgent"}  # not in the step's table
-    with pytest.raises(StateVersionError, match=r"upgrade step 2 → 3 .*priority_becomes_a_number"):
+    with pytest.raises(
+        StateVersionError, match=r"upgrade step 2 → 3 .*priority_becomes_a_number"
+    ) as caught:
         read(TicketV3, broken, 1)
+    assert caught.value.failed_step == 2
+    assert isinstance(caught.value.__cause__, KeyError)
 
 
 def test_a_step_must_return_a_json_object() -> None:
