@@ -34,8 +34,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import SchemaValidator
 
+from ._pydantic import reading_validator
 from .errors import InvalidInput, SerializationError, StateVersionError
 
 if TYPE_CHECKING:
@@ -216,46 +216,6 @@ def upgrade_state(
     return data
 
 
-def _implicit_extra_forbidden(schema: Any) -> tuple[Any, bool]:
-    """A copy of a core schema in which models that never chose ``extra`` forbid unknown keys.
-
-    pydantic's default for a nested ``BaseModel``, dataclass or TypedDict that
-    says nothing is to drop unknown keys silently; a stored state must not
-    lose data that way, so reading forbids them unless the model chose
-    ``extra`` itself. Returns the copy and whether anything changed.
-
-    This leans on pydantic-core internals, as the codec's strict serializer
-    does: the core schema's shape (``config.extra_fields_behavior`` on model
-    and dataclass nodes, ``extra_behavior`` on typed-dict and dataclass-args
-    nodes) and ``SchemaValidator(..., _use_prebuilt=False)``. If a release
-    changes either, the nested-model tests in ``tests/versioning/test_reader.py``
-    fail (unknown keys would be dropped again, or the validators disagree).
-    """
-    changed = False
-
-    def walk(node: Any) -> Any:
-        nonlocal changed
-        if isinstance(node, list):
-            return [walk(item) for item in node]
-        if not isinstance(node, dict):
-            return node
-        out = {key: walk(value) for key, value in node.items()}
-        kind = out.get("type")
-        config = out.get("config")
-        chosen = isinstance(config, dict) and "extra_fields_behavior" in config
-        if kind in ("model", "dataclass") and not chosen:
-            out["config"] = {**(config or {}), "extra_fields_behavior": "forbid"}
-            changed = True
-        elif (
-            kind in ("typed-dict", "dataclass-args") and not chosen and "extra_behavior" not in out
-        ):
-            out["extra_behavior"] = "forbid"
-            changed = True
-        return out
-
-    return walk(schema), changed
-
-
 class StateReader(Generic[M]):
     """Reads stored state text of any version as an instance of the current class.
 
@@ -268,14 +228,8 @@ class StateReader(Generic[M]):
         self.state_type = state_type
         self.version: int = state_type.state_version
         self.any_version: bool = bool(getattr(state_type, "_reads_any_version", False))
-        schema, changed = _implicit_extra_forbidden(state_type.__pydantic_core_schema__)
-        # pydantic-core reuses a completed model's own validator for a nested model
-        # schema unless told not to, which would keep the nested defaults.
-        self._validator: SchemaValidator = (
-            SchemaValidator(schema, _use_prebuilt=False)
-            if changed
-            else state_type.__pydantic_validator__  # type: ignore[assignment]
-        )
+        # Nested models that never chose ``extra`` would drop unknown stored keys.
+        self._validator = reading_validator(state_type)
 
     def read(
         self,
@@ -306,7 +260,7 @@ class StateReader(Generic[M]):
         else:
             try:
                 data = json.loads(text)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise SerializationError(
                     f"stored state is not JSON: {exc}", thread_id=thread_id, step=step, path=path
                 ) from exc
@@ -332,6 +286,13 @@ class StateReader(Generic[M]):
             state = cast("M", self._validator.validate_json(text))
         except ValidationError as exc:
             raise self._mismatch(exc, stored_version, upgraded, thread_id, step, path) from exc
+        except RecursionError as exc:  # JSON nested past the stack: damage, not a version matter
+            raise SerializationError(
+                f"stored state does not decode as {self.state_type.__name__}: it nests too deeply",
+                thread_id=thread_id,
+                step=step,
+                path=path,
+            ) from exc
         if self.any_version:  # JsonState: remembers the version, so writing it back keeps it
             state._stored_version = stored_version  # type: ignore[attr-defined]
         return state
