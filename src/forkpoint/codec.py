@@ -484,16 +484,31 @@ def decode_metadata(text: object) -> dict[str, Any]:
 
 
 def decode_queue(text: object) -> list[tuple[str, int]]:
-    """Stored queue JSON → ``[(node, path_id), ...]``; ValueError if it is not that."""
+    """Stored queue JSON → a new ``[(node, path_id), ...]``; ValueError if it is not that.
+
+    Listings decode one queue per row and most rows of a thread repeat a few
+    queue texts, so parsed queues are remembered (a bounded cache of
+    immutable tuples; each call returns a fresh list).
+    """
     if text == "[]":
         return []
-    value = decode_json_object(text, "queue")
-    if not isinstance(value, list) or not all(
-        isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and type(p[1]) is int
-        for p in value
-    ):
-        raise ValueError("queue is not a list of [node, path_id] pairs")
-    return [(p[0], p[1]) for p in value]
+    found = _QUEUES.get(text) if isinstance(text, str) else None
+    if found is None:
+        value = decode_json_object(text, "queue")
+        if not isinstance(value, list) or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and type(p[1]) is int
+            for p in value
+        ):
+            raise ValueError("queue is not a list of [node, path_id] pairs")
+        found = tuple((p[0], p[1]) for p in value)
+        if len(_QUEUES) >= _QUEUE_CACHE:
+            _QUEUES.clear()
+        _QUEUES[cast("str", text)] = found
+    return list(found)
+
+
+_QUEUE_CACHE = 1024
+_QUEUES: dict[str, tuple[tuple[str, int], ...]] = {}
 
 
 def thread_status(queue: object, metadata: object) -> ThreadStatus:
