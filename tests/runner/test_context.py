@@ -110,8 +110,11 @@ def _asking(cp: HistoryCheckpointer[Doc], runs: list[str], **kw: Any) -> Runner[
 
     return Runner(
         cp,
-        nodes={"draft": logging_node("draft", runs.append), "review": review,
-               "publish": logging_node("publish", runs.append)},
+        nodes={
+            "draft": logging_node("draft", runs.append),
+            "review": review,
+            "publish": logging_node("publish", runs.append),
+        },
         entry="draft",
         edges={"draft": "review", "review": "publish"},
         **kw,
@@ -166,8 +169,9 @@ async def test_answers_survive_a_failure_before_the_node_finishes(
         assert ctx.interrupt("publish?") == "no"  # the answer reaches the node...
         raise RuntimeError("...which then dies, as a killed process would")
 
-    failing = Runner(cp, nodes={"draft": broken, "review": broken, "publish": broken},
-                     entry="draft")
+    failing = Runner(
+        cp, nodes={"draft": broken, "review": broken, "publish": broken}, entry="draft"
+    )
     with pytest.raises(NodeFailed):
         await failing.resume("t", answer="no")
     latest = await cp.load("t")

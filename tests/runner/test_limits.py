@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from typing import Any
 
@@ -102,7 +103,7 @@ async def test_a_heartbeat_task_runs_between_nodes(cp: HistoryCheckpointer[Doc])
         task.cancel()
     assert len(seen) == 30
     # The heartbeat ran between every two nodes: the runner yields to the event loop.
-    assert all(b > a for a, b in zip(seen, seen[1:], strict=False)), seen
+    assert all(b > a for a, b in itertools.pairwise(seen)), seen
 
 
 async def test_a_node_past_its_timeout_fails_and_the_thread_stays_resumable(

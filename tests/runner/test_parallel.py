@@ -64,7 +64,7 @@ async def test_branches_run_concurrently_up_to_max_concurrency(
         async def fan(state: Doc) -> Next:
             return Next(["r1", "r2", "r3"])
 
-        def reader(name: str) -> Any:
+        def reader(name: str, inside: Any = inside) -> Any:
             async def read(state: Doc) -> dict[str, Any]:
                 await inside(5)
                 return {"log": [name]}
@@ -156,8 +156,13 @@ async def test_the_join_waits_for_every_branch_and_runs_once(
         cp,
         nodes=graph_nodes,
         entry="plan",
-        edges={"plan": "search", "read_1": "draft", "read_2": "draft", "read_3": "draft",
-               "draft": "publish"},
+        edges={
+            "plan": "search",
+            "read_1": "draft",
+            "read_2": "draft",
+            "read_3": "draft",
+            "draft": "publish",
+        },
     )
     result = await runner.run("t", Doc())
     assert result.executed == ("plan", "search", "read_2", "read_3", "read_1", "draft", "publish")
