@@ -104,7 +104,7 @@ async def test_bad_metadata_is_refused_before_anything_is_written(
 def _asking(cp: HistoryCheckpointer[Doc], runs: list[str], **kw: Any) -> Runner[Doc]:
     async def review(state: Doc, ctx: NodeContext) -> dict[str, Any]:
         runs.append("review")
-        decision = ctx.interrupt({"question": "publish?", "draft": state.log})
+        decision = ctx.interrupt({"question": "publish?", "draft": list(state.log)})
         title = ctx.interrupt("title?") if decision == "yes" else None
         return {"decision": str(decision), "topic": str(title or "")}
 
@@ -194,7 +194,7 @@ async def test_an_answer_when_nobody_asked_is_refused(cp: HistoryCheckpointer[Do
 
 async def test_an_interrupt_payload_must_be_json(cp: HistoryCheckpointer[Doc]) -> None:
     async def ask(state: Doc, ctx: NodeContext) -> None:
-        ctx.interrupt(object())
+        ctx.interrupt(object())  # type: ignore[arg-type]
 
     with pytest.raises(Exception) as info:  # noqa: PT011 - checked below
         await Runner(cp, nodes={"ask": ask}, entry="ask").run("t", Doc())

@@ -74,7 +74,7 @@ async def test_limits_are_checked(cp: HistoryCheckpointer[Doc]) -> None:
     with pytest.raises(InvalidGraph):
         _cycle(cp, max_concurrency=0)
     with pytest.raises(InvalidInput):
-        await _cycle(cp).run("t", Doc(), max_steps=True)  # type: ignore[arg-type]
+        await _cycle(cp).run("t", Doc(), max_steps=True)
     assert await cp.thread_info("t") is None
 
 
@@ -293,7 +293,7 @@ def test_bad_retry_policies_are_refused(kw: dict[str, Any]) -> None:
 
 async def test_bad_per_node_options_are_refused(cp: HistoryCheckpointer[Doc]) -> None:
     fns = {n: logging_node(n, print) for n in ("a", "b")}
-    for kw in [
+    bad: list[dict[str, Any]] = [
         {"timeout": 0},
         {"timeout": "1"},
         {"node_timeout": {"zz": 1}},
@@ -301,6 +301,7 @@ async def test_bad_per_node_options_are_refused(cp: HistoryCheckpointer[Doc]) ->
         {"retry": RetryPolicy},
         {"renamed_nodes": {"a": "b"}},
         {"renamed_nodes": {"old": "zz"}},
-    ]:
+    ]
+    for kw in bad:
         with pytest.raises(InvalidGraph):
             Runner(cp, nodes=fns, entry="a", **kw)
