@@ -1,12 +1,12 @@
 """Every error forkpoint raises, as one tree rooted at :class:`CheckpointError`.
 
 Catch ``CheckpointError`` to handle them all; catch a branch for one kind of
-failure. Driver errors (``sqlite3`` / ``aiosqlite``) never escape untranslated:
+failure. Driver errors (``sqlite3``, ``OSError``) never escape untranslated:
 they are chained as ``__cause__`` of one of these.
 
 ::
 
-    CheckpointError                  the seed's CheckpointFailed
+    CheckpointError                  the root: catch it to handle every forkpoint error
     ├── InvalidInput (ValueError)    bad argument, caught before anything is written
     │   ├── StateTooLarge            encoded state over ``max_state_bytes``
     │   └── InvalidUpdate            a reducer refused a value of the wrong shape (names the field)
@@ -24,15 +24,15 @@ they are chained as ``__cause__`` of one of these.
     │   ├── DiskIOError              the operating system reported an I/O error (EIO, EFBIG, …)
     │   ├── CheckpointerClosed       used after close()
     │   └── ForkedProcess            used in a child after os.fork(); open a new one there
-    ├── ForkNotSupported             backend without history fork (the seed's default)
+    ├── ForkNotSupported             a checkpointer that keeps no history to fork from
     └── RunnerError                  the runner's errors
-        ├── InvalidGraph (InvalidInput)       nodes, edges, routers or options that do not make a graph
+        ├── InvalidGraph (InvalidInput)       nodes, edges, routers or options that make no graph
         │   └── UnknownNodes                  a stored queue names nodes this runner lacks
         ├── InvalidNodeResult (InvalidInput)  a node returned something that is no update
         ├── ThreadAlreadyStarted     run() on a thread that already has checkpoints
         ├── ThreadFinished           resume() on a thread whose queue is empty
         ├── StepLimitReached         a run executed max_steps nodes and work is still pending
-        ├── NodeFailed               a node raised and its retries are used up (the cause is chained)
+        ├── NodeFailed               a node raised and has no retry left (the cause is chained)
         └── NodeTimeout (TimeoutError)  one attempt of a node ran past its timeout
 """
 
