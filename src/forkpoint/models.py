@@ -164,9 +164,7 @@ class StateSchema(BaseModel):
             try:
                 merged[name] = reducer(merged[name], value)
             except (TypeError, ValueError) as exc:
-                raise InvalidUpdate(
-                    f"field {name!r} of {cls.__name__}: {exc}", field=name
-                ) from exc
+                raise InvalidUpdate(f"field {name!r} of {cls.__name__}: {exc}", field=name) from exc
         try:
             # Round-trip through python mode so the result shares nothing with `current`.
             return cls.model_validate(
