@@ -68,6 +68,19 @@ async def test_the_default_limit_stops_an_endless_cycle(cp: HistoryCheckpointer[
     assert len(await cp.list_checkpoints("t")) == DEFAULT_MAX_STEPS + 1
 
 
+async def test_wait_for_can_stop_an_endless_cycle_and_the_thread_stays_whole(
+    cp: HistoryCheckpointer[Doc],
+) -> None:
+    runner = _cycle(cp, max_steps=10**9)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(runner.run("t", Doc()), timeout=0.2)
+    latest = await cp.load("t")
+    assert latest is not None
+    assert latest.step >= 1
+    assert (latest.state.data.n, latest.queue) == (latest.step, [("a", 0)])
+    assert len(await cp.list_checkpoints("t")) == latest.step + 1
+
+
 async def test_limits_are_checked(cp: HistoryCheckpointer[Doc]) -> None:
     with pytest.raises(InvalidGraph):
         _cycle(cp, max_steps=0)
