@@ -40,6 +40,7 @@ from .errors import (
 )
 from .memory import InMemoryCheckpointer
 from .models import (
+    INTERRUPT_KEY,
     MAX_STEP,
     MAX_THREAD_ID_LENGTH,
     Append,
@@ -52,6 +53,7 @@ from .models import (
     Reducer,
     StateSchema,
     ThreadInfo,
+    ThreadStatus,
 )
 from .runner import (
     DEFAULT_MAX_CONCURRENCY,
@@ -79,6 +81,7 @@ __all__ = [
     "DEFAULT_MAX_STEPS",
     "END",
     "INPUT_NODE",
+    "INTERRUPT_KEY",
     "INTERRUPT_NODE",
     "MAX_STEP",
     "MAX_THREAD_ID_LENGTH",
@@ -137,6 +140,7 @@ __all__ = [
     "ThreadExists",
     "ThreadFinished",
     "ThreadInfo",
+    "ThreadStatus",
     "UnknownNodes",
     "__version__",
 ]

@@ -21,7 +21,7 @@ async def _stored(db: Path) -> dict[str, list[tuple[int, str, list[tuple[str, in
         for info in await cp.list_threads():
             rows = []
             for meta in await cp.list_checkpoints(info.thread_id):
-                full = await cp.get(info.thread_id, meta.seq)
+                full = await cp.get(info.thread_id, meta.step)
                 assert full is not None
                 rows.append((full.step, full.node, list(full.queue)))
             out[info.thread_id] = rows

@@ -72,7 +72,7 @@ async def _branches_child(db: str, runs: str, marker: str) -> None:
         async def read_2(state: Doc, ctx: NodeContext) -> dict[str, Any]:
             record(f"{ctx.thread_id}:read_2")
             # ASYNC110: the runner has no hook to signal a save; poll the database.
-            while (await cp.list_checkpoints("k", newest_first=True, limit=1))[0].seq < 4:  # noqa: ASYNC110
+            while (await cp.list_checkpoints("k", newest_first=True, limit=1))[0].step < 4:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)  # until both sibling branches are saved
             print(marker, flush=True)
             await asyncio.Event().wait()  # killed here

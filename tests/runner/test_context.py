@@ -72,8 +72,8 @@ async def test_run_and_resume_tag_checkpoints_and_the_thread(
     runner = linear(cp, list_recorder([]), interrupt_after=["a"])
     await runner.run("t", Doc(), metadata={"run": 1}, thread_metadata={"workflow": "linear"})
     await runner.resume("t", metadata={"run": 2}, thread_metadata={"workflow": "linear", "v": 2})
-    assert [m.seq for m in await cp.list_checkpoints("t", filter={"run": 1})] == [0, 1]
-    assert [m.seq for m in await cp.list_checkpoints("t", filter={"run": 2})] == [2, 3]
+    assert [m.step for m in await cp.list_checkpoints("t", filter={"run": 1})] == [0, 1]
+    assert [m.step for m in await cp.list_checkpoints("t", filter={"run": 2})] == [2, 3]
     assert [t.thread_id for t in await cp.list_threads(filter={"v": 2})] == ["t"]
     info = await cp.thread_info("t")
     assert info is not None

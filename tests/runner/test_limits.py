@@ -217,7 +217,7 @@ async def test_a_flaky_node_is_retried_and_its_attempts_are_recorded(
             "attempt 2: ConnectionError: flaky #2",
         ],
     }
-    assert [m.seq for m in await cp.list_checkpoints("t", filter={"attempts": 3})] == [1]
+    assert [m.step for m in await cp.list_checkpoints("t", filter={"attempts": 3})] == [1]
 
 
 async def test_retries_exhausted_raise_with_the_cause_and_leave_the_thread_resumable(

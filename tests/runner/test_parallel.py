@@ -35,7 +35,7 @@ async def _saved(cp: HistoryCheckpointer[Any], thread_id: str, step: int) -> Non
     """Wait (yielding) until the thread's latest checkpoint is at ``step`` or later."""
     while True:
         latest = await cp.list_checkpoints(thread_id, newest_first=True, limit=1)
-        if latest and latest[0].seq >= step:
+        if latest and latest[0].step >= step:
             return
         await asyncio.sleep(0)
 
@@ -169,7 +169,7 @@ async def test_the_join_waits_for_every_branch_and_runs_once(
     assert Counter(runs)["draft"] == 1
     history = []
     for meta in await cp.list_checkpoints("t"):
-        full = await cp.get("t", meta.seq)
+        full = await cp.get("t", meta.step)
         assert full is not None
         history.append((full.node, full.queue, full.metadata.get("wave")))
     assert history == [

@@ -29,7 +29,7 @@ from tests.runner.graphs import Doc, linear, list_recorder, logging_node, resear
 async def _history(cp: HistoryCheckpointer[Doc], thread: str) -> list[tuple[int, str, list[Any]]]:
     out = []
     for meta in await cp.list_checkpoints(thread):
-        full = await cp.get(thread, meta.seq)
+        full = await cp.get(thread, meta.step)
         assert full is not None
         out.append((full.step, full.node, list(full.queue)))
     return out

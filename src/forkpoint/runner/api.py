@@ -20,7 +20,15 @@ from ..errors import (
     ThreadAlreadyStarted,
     ThreadFinished,
 )
-from ..models import Checkpoint, GraphState, S, StateSchema, check_step, check_thread_id
+from ..models import (
+    INTERRUPT_KEY,
+    Checkpoint,
+    GraphState,
+    S,
+    StateSchema,
+    check_step,
+    check_thread_id,
+)
 from .context import json_value
 from .engine import Engine, Options, check_metadata, read_answers
 from .graph import Graph, check_state_type
@@ -122,7 +130,7 @@ class Runner(Generic[S]):
         )
         self._max_steps = _positive_int(max_steps, "max_steps", InvalidGraph)
         self._max_concurrency = _positive_int(max_concurrency, "max_concurrency", InvalidGraph)
-        found = state_type if state_type is not None else getattr(checkpointer, "state_type", None)
+        found = state_type if state_type is not None else checkpointer.state_type
         self._state_type = cast("type[S] | None", check_state_type(found))
         self._cp = checkpointer
 
@@ -204,7 +212,7 @@ class Runner(Generic[S]):
         first_meta: dict[str, JsonValue] = dict(options.metadata)
         entry = self._graph.entry
         if entry in self._graph.before:
-            first_meta["interrupt"] = "before"
+            first_meta[INTERRUPT_KEY] = "before"
         first: Checkpoint[S] = Checkpoint(
             thread_id=thread_id,
             state=GraphState(data=state),
@@ -215,7 +223,7 @@ class Runner(Generic[S]):
         )
         await self._cp.save(first, thread_metadata=thread_meta)
         engine = Engine(self._graph, self._cp, first, options)
-        if "interrupt" in first_meta:
+        if INTERRUPT_KEY in first_meta:
             return engine.paused_before()
         return await engine.drive()
 
@@ -288,7 +296,7 @@ class Runner(Generic[S]):
     def _waiting(self, latest: Checkpoint[S]) -> tuple[str, int]:
         waiting = latest.metadata.get("waiting")
         if (
-            latest.metadata.get("interrupt") != "node"
+            latest.metadata.get(INTERRUPT_KEY) != "node"
             or not isinstance(waiting, list)
             or len(waiting) != 2
             or not isinstance(waiting[0], str)

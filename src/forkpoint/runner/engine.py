@@ -42,7 +42,7 @@ from pydantic import JsonValue
 
 from ..base import HistoryCheckpointer
 from ..errors import InvalidInput, InvalidNodeResult, NodeFailed, NodeTimeout, StepLimitReached
-from ..models import Checkpoint, GraphState, S, check_step
+from ..models import INTERRUPT_KEY, Checkpoint, GraphState, S, check_step
 from .context import NodeContext, _Interrupted, json_value
 from .graph import Graph, _Node
 from .results import INTERRUPT_NODE, Interrupt, RunResult
@@ -50,7 +50,7 @@ from .results import INTERRUPT_NODE, Interrupt, RunResult
 __all__ = ["RESERVED_KEYS", "Engine", "Options", "check_metadata", "read_answers"]
 
 RESERVED_KEYS = frozenset(
-    {"wave", "interrupt", "payload", "waiting", "answers", "attempts", "failures"}
+    {"wave", INTERRUPT_KEY, "payload", "waiting", "answers", "attempts", "failures"}
 )
 """Checkpoint metadata keys the runner writes itself."""
 
@@ -253,7 +253,7 @@ class Engine(Generic[S]):
         if answers:
             meta["answers"] = answers
         if mark is not None:
-            meta["interrupt"] = mark
+            meta[INTERRUPT_KEY] = mark
             if mark == "node" and self._waiting is not None:
                 meta["payload"] = self._payload
                 meta["waiting"] = [self._waiting[0], self._waiting[1]]

@@ -1,9 +1,10 @@
 """Recovery at start-up: find the threads that were mid-run and resume them all.
 
-A thread is *unfinished* when its latest checkpoint still has work queued
-and is not a pause (no ``interrupt`` key in its metadata): the process that
-ran it died, or it stopped at a step limit. Paused threads wait for a human
-and finished ones have nothing to do; both are left alone.
+A thread is *unfinished* when its ``ThreadInfo.status`` is ``"running"``: its
+latest checkpoint still has work queued and is not a pause (no
+``INTERRUPT_KEY`` in its metadata). The process that ran it died, or it
+stopped at a step limit. Paused threads (``"interrupted"``) wait for a human
+and finished ones (``"done"``) have nothing to do; both are left alone.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from ..models import S
 from .results import RunResult
 
 __all__ = ["RecoveryReport", "recover", "unfinished_threads"]
-
-_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -47,21 +46,16 @@ class RecoveryReport(Generic[S]):
 async def unfinished_threads(
     checkpointer: HistoryCheckpointer[S], *, filter: MetadataFilter | None = None
 ) -> list[str]:
-    """Ids (sorted) of the threads whose latest checkpoint has work queued and is no pause.
+    """Ids (ordered) of the threads whose status is ``"running"``: work queued, no pause.
 
-    Reads the threads a page at a time; ``filter`` matches thread metadata.
+    Reads thread records a page at a time (``iter_threads``), never a state;
+    ``filter`` matches thread metadata.
     """
-    found: list[str] = []
-    after: str | None = None
-    while True:
-        page = await checkpointer.list_threads(limit=_PAGE, after=after, filter=filter)
-        for info in page:
-            latest = await checkpointer.load(info.thread_id)
-            if latest is not None and latest.queue and "interrupt" not in latest.metadata:
-                found.append(info.thread_id)
-        if len(page) < _PAGE:
-            return found
-        after = page[-1].thread_id
+    return [
+        info.thread_id
+        async for info in checkpointer.iter_threads(filter=filter)
+        if info.status == "running"
+    ]
 
 
 async def recover(
