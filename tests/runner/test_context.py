@@ -192,6 +192,25 @@ async def test_an_answer_when_nobody_asked_is_refused(cp: HistoryCheckpointer[Do
     assert latest.step == 1
 
 
+async def test_a_bad_update_or_answer_writes_nothing(cp: HistoryCheckpointer[Doc]) -> None:
+    runs: list[str] = []
+    await _asking(cp, runs).run("t", Doc())
+    before = await cp.list_checkpoints("t")
+    bad: list[dict[str, Any]] = [
+        {"update": {"nope": 1}, "thread_metadata": {"v": 2}},
+        {"answer": object(), "thread_metadata": {"v": 2}},
+        {"update": {"topic": 3}, "answer": "yes"},
+    ]
+    for kw in bad:
+        with pytest.raises(InvalidInput):
+            await _asking(cp, runs).resume("t", **kw)
+    assert await cp.list_checkpoints("t") == before
+    info = await cp.thread_info("t")
+    assert info is not None
+    assert info.metadata == {}
+    assert runs == ["draft", "review"]
+
+
 async def test_an_interrupt_payload_must_be_json(cp: HistoryCheckpointer[Doc]) -> None:
     async def ask(state: Doc, ctx: NodeContext) -> None:
         ctx.interrupt(object())  # type: ignore[arg-type]

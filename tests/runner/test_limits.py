@@ -284,6 +284,9 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
         if base < 5:
             assert len(set(delays)) > 100  # jittered, not one fixed value
     assert RetryPolicy(jitter=0, initial_delay=0.5).delay(1) == 0.5
+    for bad in (0, -1, 1.0, True):
+        with pytest.raises(InvalidInput):
+            policy.delay(bad)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -269,9 +269,8 @@ class Runner(Generic[S]):
         if answer is not _NO_ANSWER:
             waiting = self._waiting(latest)
             answers.setdefault(waiting, []).append(json_value(answer, "answer"))
-        if thread_meta is not None:
-            await self._cp.set_thread_metadata(thread_id, thread_meta)
-        if update is not None or answer is not _NO_ANSWER:
+        edited: Checkpoint[S] | None = None
+        if update is not None or answer is not _NO_ANSWER:  # built (and checked) before writing
             state = latest.state.data
             if update is not None:
                 state = type(state).apply(state, update)
@@ -281,7 +280,7 @@ class Runner(Generic[S]):
             carried = [[n, p, list(v)] for (n, p), v in answers.items() if (n, p) in queue]
             if carried:
                 edited_meta["answers"] = cast("JsonValue", carried)
-            edited: Checkpoint[S] = Checkpoint(
+            edited = Checkpoint(
                 thread_id=thread_id,
                 state=GraphState(data=state),
                 step=check_step(latest.step + 1),
@@ -289,6 +288,9 @@ class Runner(Generic[S]):
                 queue=queue,
                 metadata=edited_meta,
             )
+        if thread_meta is not None:
+            await self._cp.set_thread_metadata(thread_id, thread_meta)
+        if edited is not None:
             await self._cp.save(edited)
             latest = edited
         return await Engine(self._graph, self._cp, latest, options, answers=answers).drive()

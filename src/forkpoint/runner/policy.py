@@ -80,9 +80,9 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based), jitter included."""
-        base = min(
-            self.max_delay, self.initial_delay * self.backoff ** min(64, max(0, attempt - 1))
-        )
+        if type(attempt) is not int or attempt < 1:
+            raise InvalidInput(f"attempt must be an int ≥ 1, not {attempt!r}")
+        base = min(self.max_delay, self.initial_delay * self.backoff ** min(64, attempt - 1))
         factor = 1 + self.jitter * (2 * (rng or random).random() - 1)
         return max(0.0, min(self.max_delay, base * factor))
 
