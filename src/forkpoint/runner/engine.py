@@ -44,7 +44,7 @@ from ..base import HistoryCheckpointer
 from ..errors import InvalidInput, InvalidNodeResult, NodeFailed, NodeTimeout, StepLimitReached
 from ..models import INTERRUPT_KEY, Checkpoint, GraphState, S, check_step
 from .context import NodeContext, _Interrupted, json_value
-from .graph import Graph, _Node
+from .graph import Graph, NodeSpec
 from .results import INTERRUPT_NODE, Interrupt, RunResult
 
 __all__ = ["RESERVED_KEYS", "Engine", "Options", "check_metadata", "read_answers"]
@@ -176,7 +176,7 @@ class Engine(Generic[S]):
 
     # --- one node: attempts, retries, timeout ------------------------------------------------
 
-    async def _attempt(self, node: _Node, name: str, state: S, ctx: NodeContext) -> object:
+    async def _attempt(self, node: NodeSpec, name: str, state: S, ctx: NodeContext) -> object:
         result = node.fn(state, ctx) if node.with_context else node.fn(state)
         if not inspect.isawaitable(result):
             raise InvalidNodeResult(f"node {name!r} is not async (it returned no awaitable)")

@@ -22,7 +22,7 @@ from .context import takes_context
 from .policy import NO_RETRY, RetryPolicy
 from .results import END, Next, NodeFn, RouterFn
 
-__all__ = ["Graph"]
+__all__ = ["Graph", "NodeSpec"]
 
 
 def _check_name(name: object, what: str) -> str:
@@ -50,7 +50,9 @@ def _policy(value: object, what: str) -> RetryPolicy:
 
 
 @dataclass(frozen=True)
-class _Node:
+class NodeSpec:
+    """One node as the engine runs it: the function, whether it takes a context, its policies."""
+
     fn: NodeFn
     with_context: bool
     retry: RetryPolicy
@@ -100,8 +102,8 @@ class Graph:
             self.known(n, "node_timeout"): _timeout(t, f"node_timeout[{n!r}]")
             for n, t in (node_timeout or {}).items()
         }
-        self.nodes: dict[str, _Node] = {
-            name: _Node(
+        self.nodes: dict[str, NodeSpec] = {
+            name: NodeSpec(
                 fn=fn,
                 with_context=takes_context(fn),
                 retry=retries.get(name, default_retry),
