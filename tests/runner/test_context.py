@@ -18,6 +18,7 @@ from forkpoint import (
     Merge,
     NodeContext,
     NodeFailed,
+    RetryPolicy,
     Runner,
     StateSchema,
     UnknownNodes,
@@ -310,3 +311,22 @@ async def test_renamed_nodes_map_stored_names(cp: HistoryCheckpointer[Doc]) -> N
     result = await linear(cp, list_recorder(runs), renamed_nodes={"first": "a"}).resume("t")
     assert result.done
     assert runs == ["a", "b", "c"]
+
+
+async def test_an_interrupt_is_never_retried_or_swallowed(cp: HistoryCheckpointer[Doc]) -> None:
+    calls = [0]
+
+    async def ask(state: Doc, ctx: NodeContext) -> dict[str, Any]:
+        calls[0] += 1
+        try:
+            answer = ctx.interrupt("ok?")
+        except Exception:  # noqa: BLE001 - a node's broad except must not catch the pause
+            return {"decision": "swallowed"}
+        return {"decision": str(answer)}
+
+    runner = Runner(
+        cp, nodes={"ask": ask}, entry="ask", retry=RetryPolicy(max_attempts=5, initial_delay=0)
+    )
+    paused = await runner.run("t", Doc())
+    assert (paused.interrupt, calls) == ("node", [1])
+    assert (await runner.resume("t", answer="fine")).state.decision == "fine"

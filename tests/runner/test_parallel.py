@@ -290,3 +290,37 @@ async def test_an_interrupt_in_one_branch_waits_for_the_others(
     done = await runner.resume("t", answer="fine")
     assert done.done
     assert (done.state.decision, done.executed) == ("fine", ("ask",))
+
+
+async def test_a_static_pause_inside_a_wave_lets_the_running_branches_finish(
+    cp: HistoryCheckpointer[Doc],
+) -> None:
+    runs: list[str] = []
+
+    async def fan(state: Doc) -> Next:
+        return Next(["work", "approve", "more"])
+
+    runner = Runner(
+        cp,
+        nodes={
+            "fan": fan,
+            **{n: logging_node(n, runs.append) for n in ("work", "approve", "more")},
+        },
+        entry="fan",
+        interrupt_before=["approve"],
+    )
+    paused = await runner.run("t", Doc())
+    assert (paused.status, paused.interrupt, paused.next_node) == (
+        "interrupted",
+        "before",
+        "approve",
+    )
+    assert runs == ["work"]  # "more" waits behind the pause: nothing starts after it
+    assert paused.queue == (("approve", 2), ("more", 3))
+    info = await cp.thread_info("t")
+    assert info is not None
+    assert info.status == "interrupted"
+    done = await runner.resume("t")
+    assert done.done
+    assert sorted(done.executed) == ["approve", "more"]
+    assert sorted(runs) == ["approve", "more", "work"]
