@@ -9,6 +9,7 @@ class did both; jobs only move encoded rows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from dataclasses import dataclass
@@ -185,8 +186,17 @@ def fetch_rows(conn: sqlite3.Connection, sql: str, params: Any) -> list[Any]:
 
 
 def thread_ids(conn: sqlite3.Connection) -> list[str]:
-    """Every thread id, sorted."""
-    return [r[0] for r in conn.execute(SQL.ALL_THREAD_IDS)]
+    """Every thread id, sorted; ids a crafted file stores as invalid UTF-8 are left out.
+
+    Such an id cannot be bound as a parameter, so no statement could address
+    its thread: an all-threads prune works on every other thread and leaves
+    that one as it is (listing the threads reports the damage as an error).
+    """
+    out = []
+    for (raw,) in conn.execute(SQL.ALL_THREAD_IDS):
+        with contextlib.suppress(UnicodeDecodeError):
+            out.append(raw.decode("utf-8"))
+    return out
 
 
 def storage_stats(conn: sqlite3.Connection) -> StorageStats:

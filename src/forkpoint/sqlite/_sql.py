@@ -101,7 +101,8 @@ class SQL:
     HISTORY = (
         "SELECT step, created_at, node, metadata, queue FROM checkpoints AS c WHERE c.thread_id = ?"
     )
-    ALL_THREAD_IDS = "SELECT thread_id FROM threads ORDER BY thread_id"
+    # As bytes: an id that is not UTF-8 (a crafted file) must not fail an all-threads prune.
+    ALL_THREAD_IDS = "SELECT CAST(thread_id AS BLOB) FROM threads ORDER BY thread_id"
     INACTIVE = "SELECT thread_id FROM threads WHERE updated_at < ? ORDER BY thread_id"
     # Rows a prune removes: the oldest steps, below the latest, below the newest
     # `keep`, and below the first step created at or after the cutoff ('~' sorts
