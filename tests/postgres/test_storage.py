@@ -226,3 +226,21 @@ async def test_backup_writes_an_sqlite_copy_and_vacuum_runs(
     assert [m.step for m in await cp.list_checkpoints("t")] == list(range(4, 40))
     with pytest.raises(InvalidInput):
         await cp.vacuum(full=1)  # type: ignore[arg-type]
+
+
+async def test_rewritten_histories_are_stored_as_reverse_deltas_again(
+    open_pg: Opener, admin: asyncpg.Connection
+) -> None:
+    cp = await open_pg()
+    saved = [_grown("t", step) for step in range(12)]
+    for c in saved:
+        await cp.save(c)
+    rows = [cp._codec.encode(c) for c in saved]
+    assert not await cp._replace_states("t", 11, 99, rows)  # the thread is not what was read
+    assert await cp._replace_states("t", 11, 12, rows)
+    encodings = await admin.fetch("SELECT encoding FROM checkpoints ORDER BY step")
+    assert [r[0] for r in encodings] == [1] * 11 + [0]
+    for c in saved:
+        got = await cp.get("t", c.step)
+        assert got is not None
+        assert got.state.data == c.state.data

@@ -14,7 +14,7 @@ from ..codec import EncodedCheckpoint
 from ..errors import SerializationError, StepConflict
 from ._sql import SQL, N
 
-__all__ = ["apply_one", "check_node", "full_row", "save", "stored"]
+__all__ = ["apply_one", "check_node", "full_row", "replace_states", "save", "stored"]
 
 _SAVE_ATTEMPTS = 16  # a large-state save that keeps losing its race to other writers
 
@@ -115,3 +115,41 @@ async def save(
             return True
         # Another writer moved the thread between the read and the write: read again.
     return await _refuse_or_retry(conn, row)
+
+
+async def replace_states(
+    conn: asyncpg.Connection,
+    thread_id: str,
+    latest_step: int,
+    count: int,
+    rows: list[EncodedCheckpoint],
+) -> bool:
+    """Replace a thread's rows with ``rows`` (its steps, rewritten states), stored as saves would.
+
+    Runs inside the caller's transaction. Nothing is written unless the thread
+    still has ``latest_step`` and ``count`` rows (its record is locked first).
+    Each earlier row is stored as a reverse delta of the next where that pays,
+    with the same rules as a save, so the thread stays as small as if it had
+    been saved this way; the thread record keeps its times.
+    """
+    shape = await conn.fetchrow(SQL.THREAD_SHAPE, thread_id)
+    if shape is None or tuple(shape) != (latest_step, count):
+        return False
+    stored: list[tuple[EncodedCheckpoint, int]] = []
+    run = 0
+    for row in rows:
+        if stored:
+            previous, _ = stored[-1]
+            delta = None
+            if len(row.state) >= DELTA_MIN_CHARS and run < MAX_RUN:
+                delta = make_delta(previous.state, row.state)
+            if delta is None:
+                run = 0
+            else:
+                stored[-1] = (previous._replace(state=delta), 1)
+                run += 1
+        stored.append((row, 0))
+    await conn.execute(SQL.DELETE_ROWS, thread_id)
+    await conn.executemany(SQL.INSERT_STORED, [(*row, encoding) for row, encoding in stored])
+    await conn.execute(SQL.SET_DELTA_RUN, thread_id, run)
+    return True

@@ -114,6 +114,16 @@ class SQL:
     RAW_STATE = "SELECT state FROM checkpoints WHERE thread_id = $1 AND step = $2"
     LATEST_STEP = "SELECT latest_step FROM threads WHERE thread_id = $1"
     INSERT = f"INSERT INTO checkpoints ({_COLS}) VALUES ({_ARGS})"  # noqa: S608 - see the class docstring
+    # A row with its storage encoding (0 full, 1 reverse delta): rewritten histories.
+    INSERT_STORED = (
+        f"INSERT INTO checkpoints ({_COLS}, encoding)"  # noqa: S608 - see the class docstring
+        f" VALUES ({_ARGS}, ${N + 1})"
+    )
+    THREAD_SHAPE = (
+        "SELECT latest_step, checkpoint_count FROM threads WHERE thread_id = $1 FOR UPDATE"
+    )
+    DELETE_ROWS = "DELETE FROM checkpoints WHERE thread_id = $1"
+    SET_DELTA_RUN = "UPDATE threads SET delta_run = $2 WHERE thread_id = $1"
     LINEAGE = "SELECT parent_thread_id, parent_step FROM threads WHERE thread_id = $1"
     # Rows below the fork point are copied verbatim (deltas included) by one statement
     # whatever the thread's length; the fork point itself is inserted in full.

@@ -363,6 +363,19 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
 
         return bool(await self._run(work, thread_id=record[0], unique=ThreadExists))
 
+    async def _replace_states(
+        self, thread_id: str, latest_step: int, count: int, rows: Sequence[EncodedCheckpoint]
+    ) -> bool:
+        self._writable(thread_id)
+        for row in rows:
+            jobs.check_node(row)
+
+        async def work(conn: asyncpg.Connection) -> bool:
+            async with conn.transaction():
+                return await jobs.replace_states(conn, thread_id, latest_step, count, list(rows))
+
+        return bool(await self._run(work, thread_id=thread_id))
+
     # --- storage hooks: reads ------------------------------------------------------------------
 
     async def _read_row(self, thread_id: str, step: int | None) -> EncodedCheckpoint | None:
