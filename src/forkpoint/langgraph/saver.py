@@ -1,0 +1,561 @@
+"""``ForkpointSaver``: LangGraph's ``BaseCheckpointSaver`` on forkpoint's SQLite file.
+
+Swap ``SqliteSaver``/``AsyncSqliteSaver`` for it and keep the graph::
+
+    with ForkpointSaver.from_conn_string("agent.db") as saver:          # sync
+        graph = builder.compile(checkpointer=saver)
+    async with ForkpointSaver.from_conn_string("agent.db") as saver:    # async
+        ...
+
+What it changes for the graph's data: channel values, writes and metadata are
+stored as JSON through a :class:`~forkpoint.langgraph.registry.TypeRegistry`
+(no pickle, no msgpack, nothing imported on load); a value of a type the
+registry does not know is refused when it is saved (``UnregisteredType``). The
+graph's state schema is registered when the graph is compiled with this saver
+(LangGraph hands it the schema's classes, which are looked up among modules
+already imported — never imported by name); others are registered with
+``saver.registry.register(cls)``.
+
+Every sync method works from any thread without an event loop; called on a
+thread that is running one, it raises ``SyncCallOnEventLoop`` at once instead of
+blocking the loop it would need. The database work runs on a worker thread
+(``_local_engine.py``) as the named jobs of ``store.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from datetime import UTC, datetime
+from functools import partial
+from os import PathLike, fspath
+from types import TracebackType
+from typing import Any, Literal, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    PendingWrite,
+    get_checkpoint_id,
+    get_serializable_checkpoint_metadata,
+    writes_sort_key,
+)
+
+from ..codec import format_time
+from ..errors import InvalidInput, NotAForkpointDatabase
+from ..migrate import APPLICATION_ID, alembic_config, upgrade
+from . import store
+from ._local_engine import LocalEngine
+from .builtin_types import default_registry
+from .errors import SyncCallOnEventLoop, UndecodableValue
+from .registry import TypeRegistry
+
+__all__ = ["ForkpointSaver"]
+
+Durability = Literal["full", "normal"]
+_PAGE = 100  # checkpoints read per query while listing; no lock is held between pages
+
+
+class ForkpointSaver(BaseCheckpointSaver[str]):
+    """A LangGraph checkpointer storing its threads in a forkpoint SQLite database.
+
+    ``path`` is a file (created and migrated if new; another application's
+    SQLite file is refused) or ``":memory:"``. ``registry`` defaults to a copy of
+    the built-in types; ``types`` are registered on it. ``durability="full"``
+    syncs every commit (``synchronous=FULL``); ``"normal"`` may lose the last
+    commits on power loss, never corrupt the file.
+    """
+
+    def __init__(
+        self,
+        path: str | PathLike[str] = ":memory:",
+        *,
+        registry: TypeRegistry | None = None,
+        types: Sequence[type] = (),
+        durability: Durability = "full",
+        busy_timeout: float = 5.0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(path, str | PathLike):
+            raise InvalidInput(f"path must be a file path or ':memory:', not {path!r}")
+        if durability not in ("full", "normal"):
+            raise InvalidInput(f"durability must be 'full' or 'normal', not {durability!r}")
+        if not isinstance(busy_timeout, int | float) or busy_timeout < 0:
+            raise InvalidInput(f"busy_timeout must be a number of seconds >= 0, not {busy_timeout!r}")
+        self.registry = registry if registry is not None else default_registry()
+        for cls in types:
+            self.registry.register(cls)
+        target = fspath(path)
+        self._engine = LocalEngine(
+            partial(_connect, target, durability=durability, busy_timeout=busy_timeout),
+            path=target,
+        )
+
+    # --- opening and closing ---------------------------------------------------------------
+
+    @classmethod
+    def from_conn_string(
+        cls, conn_string: str | PathLike[str], **options: Any
+    ) -> _Opener:
+        """Open ``conn_string`` (a path or ``":memory:"``) as a sync or async context manager."""
+        return _Opener(cls, conn_string, options)
+
+    def close(self) -> None:
+        """Close the database (idempotent); later calls raise ``CheckpointerClosed``."""
+        self._engine.close()
+
+    async def aclose(self) -> None:
+        """``close`` without blocking the event loop."""
+        await asyncio.to_thread(self._engine.close)
+
+    @property
+    def path(self) -> str:
+        return self._engine.path
+
+    # --- LangGraph hooks -------------------------------------------------------------------
+
+    def with_allowlist(self, extra_allowlist: Collection[tuple[str, ...]]) -> ForkpointSaver:
+        """Register the classes a compiled graph's state schema names (called by ``compile``).
+
+        Each ``(module, name)`` is looked up among modules already imported (the
+        graph's schema imported them); nothing is imported. Registration goes into
+        this saver's own registry, so the saver object and the graph agree.
+        """
+        for item in extra_allowlist:
+            if len(item) != 2 or item[0].startswith(("langchain_core.", "langgraph.")):
+                continue
+            module = sys.modules.get(item[0])
+            cls = getattr(module, item[1], None) if module is not None else None
+            if isinstance(cls, type) and self.registry.entry_for(cls) is None:
+                self.registry.register_schema(cls)
+        return self
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        """Versions as LangGraph's in-memory saver makes them: a counter plus a random tail."""
+        if current is None:
+            number = 0
+        elif isinstance(current, int):
+            number = current
+        else:
+            number = int(str(current).split(".")[0])
+        return f"{number + 1:032}.{random.random():016}"  # noqa: S311 - uniqueness, not secrecy
+
+    # --- async API -------------------------------------------------------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        row = await self._engine.read(store.get_checkpoint, *_locate(config))
+        return None if row is None else self._tuple(row)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,  # noqa: A002 - LangGraph's parameter name
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        query = _ListQuery(self, config, filter, before, limit)
+        while (page := query.next_args()) is not None:
+            rows = await self._engine.read(store.list_checkpoints, *page)
+            for item in query.take(rows):
+                yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        request = self._put_request(config, checkpoint, metadata, new_versions)
+        await self._engine.write(store.put_checkpoint, request)
+        return _config(request.thread_id, request.checkpoint_ns, request.checkpoint_id)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await self._engine.write(store.put_writes, *self._writes_args(config, writes, task_id, task_path))
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._engine.write(store.delete_thread, _thread(thread_id))
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self._engine.write(store.delete_for_runs, _run_ids(run_ids))
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self._engine.write(
+            store.copy_thread, _thread(source_thread_id), _thread(target_thread_id)
+        )
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await self._engine.write(store.prune, _thread_list(thread_ids), strategy)
+
+    # --- sync API (same requests; refuses the event loop's thread) ------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        _not_on_event_loop("get_tuple")
+        row = self._engine.read_sync(store.get_checkpoint, *_locate(config))
+        return None if row is None else self._tuple(row)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,  # noqa: A002 - LangGraph's parameter name
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        _not_on_event_loop("list")
+        return self._pages(_ListQuery(self, config, filter, before, limit))
+
+    def _pages(self, query: _ListQuery) -> Iterator[CheckpointTuple]:
+        while (page := query.next_args()) is not None:
+            _not_on_event_loop("list")
+            rows = self._engine.read_sync(store.list_checkpoints, *page)
+            yield from query.take(rows)
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        _not_on_event_loop("put")
+        request = self._put_request(config, checkpoint, metadata, new_versions)
+        self._engine.write_sync(store.put_checkpoint, request)
+        return _config(request.thread_id, request.checkpoint_ns, request.checkpoint_id)
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        _not_on_event_loop("put_writes")
+        self._engine.write_sync(store.put_writes, *self._writes_args(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        _not_on_event_loop("delete_thread")
+        self._engine.write_sync(store.delete_thread, _thread(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        _not_on_event_loop("delete_for_runs")
+        self._engine.write_sync(store.delete_for_runs, _run_ids(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        _not_on_event_loop("copy_thread")
+        self._engine.write_sync(
+            store.copy_thread, _thread(source_thread_id), _thread(target_thread_id)
+        )
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        _not_on_event_loop("prune")
+        self._engine.write_sync(store.prune, _thread_list(thread_ids), strategy)
+
+    # --- encoding and decoding -------------------------------------------------------------
+
+    def _put_request(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> store.PutRequest:
+        thread_id, checkpoint_ns, parent_id = _locate(config)
+        if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("id"), str):
+            raise InvalidInput("a checkpoint must be a dict with a string 'id'", thread_id=thread_id)
+        dumps = self.registry.dumps
+        md = get_serializable_checkpoint_metadata(config, metadata)
+        versions = checkpoint.get("channel_versions", {})
+        blobs = []
+        for channel, value in checkpoint.get("channel_values", {}).items():
+            version = versions.get(channel)
+            if version is None:
+                blobs.append(store.BlobIn(channel, None, dumps(value, channel=channel)))
+                continue
+            key = json.dumps(version)
+            if channel in new_versions:
+                blobs.append(store.BlobIn(channel, key, dumps(value, channel=channel)))
+            else:
+                blobs.append(store.BlobIn(channel, key, partial(dumps, value, channel=channel)))
+        skeleton = {k: v for k, v in checkpoint.items() if k != "channel_values"}
+        run_id = md.get("run_id")
+        return store.PutRequest(
+            thread_id=thread_id,
+            checkpoint_ns=checkpoint_ns,
+            checkpoint_id=checkpoint["id"],
+            parent_checkpoint_id=parent_id,
+            run_id=None if run_id is None else str(run_id),
+            created_at=format_time(datetime.now(UTC)),
+            metadata=dumps(md, channel="<metadata>"),
+            checkpoint=dumps(skeleton, channel="<checkpoint>"),
+            blobs=blobs,
+        )
+
+    def _writes_args(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str,
+    ) -> tuple[Any, ...]:
+        thread_id, checkpoint_ns, checkpoint_id = _locate(config)
+        if checkpoint_id is None:
+            raise InvalidInput("put_writes needs a config with a checkpoint_id", thread_id=thread_id)
+        if not isinstance(task_id, str) or not isinstance(task_path, str):
+            raise InvalidInput("task_id and task_path must be strings", thread_id=thread_id)
+        rows = [
+            (WRITES_IDX_MAP.get(channel, idx), channel, self.registry.dumps(value, channel=channel))
+            for idx, (channel, value) in enumerate(writes)
+        ]
+        return thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, rows
+
+    def _tuple(self, row: store.StoredCheckpoint) -> CheckpointTuple:
+        loads = self.registry.loads
+        try:
+            checkpoint = loads(row.checkpoint, channel="<checkpoint>")
+            metadata = loads(row.metadata, channel="<metadata>")
+            values = {}
+            for channel, text in row.values.items():
+                if text is None:
+                    raise UndecodableValue("the stored value is missing", channel=channel)
+                values[channel] = loads(text, channel=channel)
+            writes: list[PendingWrite] = [
+                (task_id, channel, loads(text, channel=channel))
+                for task_id, channel, text, _, _ in sorted(
+                    row.writes, key=lambda w: writes_sort_key(w[3], w[0], w[4])
+                )
+            ]
+        except UndecodableValue as exc:
+            exc.thread_id = row.thread_id
+            raise
+        if not isinstance(checkpoint, dict) or not isinstance(metadata, dict):
+            raise UndecodableValue("a stored checkpoint is not an object", thread_id=row.thread_id)
+        checkpoint["channel_values"] = values
+        parent = (
+            None
+            if row.parent_checkpoint_id is None
+            else _config(row.thread_id, row.checkpoint_ns, row.parent_checkpoint_id)
+        )
+        return CheckpointTuple(
+            _config(row.thread_id, row.checkpoint_ns, row.checkpoint_id),
+            cast(Checkpoint, checkpoint),
+            cast(CheckpointMetadata, metadata),
+            parent,
+            writes,
+        )
+
+
+class _ListQuery:
+    """The arguments of each page of a listing, and the bookkeeping between pages."""
+
+    def __init__(
+        self,
+        saver: ForkpointSaver,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,  # noqa: A002 - LangGraph's parameter name
+        before: RunnableConfig | None,
+        limit: int | None,
+    ) -> None:
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
+            raise InvalidInput(f"limit must be an int, not {limit!r}")
+        if filter is not None and not isinstance(filter, dict):
+            raise InvalidInput(f"filter must be a dict, not {filter!r}")
+        self.saver = saver
+        configurable = (config or {}).get("configurable", {})
+        self.thread_id = None if config is None else _thread(configurable.get("thread_id"))
+        ns = configurable.get("checkpoint_ns")
+        self.checkpoint_ns = None if ns is None else str(ns)
+        cid = configurable.get("checkpoint_id")
+        self.checkpoint_id = None if cid is None else str(cid)
+        self.before = None if before is None else get_checkpoint_id(before)
+        self.remaining = limit
+        self.below: int | None = None
+        self.keep = None if not filter else partial(_matches, saver.registry, dict(filter))
+        self.done = limit is not None and limit <= 0
+
+    def next_args(self) -> tuple[Any, ...] | None:
+        if self.done:
+            return None
+        count = _PAGE if self.remaining is None else min(_PAGE, self.remaining)
+        return (
+            self.thread_id,
+            self.checkpoint_ns,
+            self.checkpoint_id,
+            self.before,
+            self.below,
+            self.keep,
+            count,
+        )
+
+    def take(self, rows: list[store.StoredCheckpoint]) -> list[CheckpointTuple]:
+        count = _PAGE if self.remaining is None else min(_PAGE, self.remaining)
+        if len(rows) < count:
+            self.done = True
+        if rows:
+            self.below = rows[-1].seq
+        if self.remaining is not None:
+            self.remaining -= len(rows)
+            self.done = self.done or self.remaining <= 0
+        return [self.saver._tuple(row) for row in rows]
+
+
+def _matches(registry: TypeRegistry, wanted: dict[str, Any], metadata_text: str) -> bool:
+    """Metadata filter: every key's stored value equals the wanted one (missing equals None)."""
+    metadata = registry.loads(metadata_text, channel="<metadata>")
+    return isinstance(metadata, dict) and all(metadata.get(k) == v for k, v in wanted.items())
+
+
+# --- small helpers ---------------------------------------------------------------------------
+
+
+def _not_on_event_loop(method: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise SyncCallOnEventLoop(
+        f"ForkpointSaver.{method}() was called on a thread that is running an event loop, "
+        f"where waiting would block that loop; use 'await saver.a{method}(...)', or call it "
+        "from another thread"
+    )
+
+
+def _thread(thread_id: Any) -> str:
+    if thread_id is None or isinstance(thread_id, bool) or not isinstance(thread_id, str | int):
+        raise InvalidInput(f"thread_id must be a string, not {thread_id!r}")
+    return str(thread_id)
+
+
+def _thread_list(thread_ids: Sequence[str]) -> list[str]:
+    if isinstance(thread_ids, str):
+        raise InvalidInput("thread_ids must be a list of thread ids, not one string")
+    return [_thread(t) for t in thread_ids]
+
+
+def _run_ids(run_ids: Sequence[str]) -> list[str]:
+    if isinstance(run_ids, str):
+        raise InvalidInput("run_ids must be a list of run ids, not one string")
+    return [str(r) for r in run_ids]
+
+
+def _locate(config: RunnableConfig) -> tuple[str, str, str | None]:
+    """``(thread_id, checkpoint_ns, checkpoint_id or None)`` of a config."""
+    configurable = config.get("configurable") if isinstance(config, dict) else None
+    if not isinstance(configurable, dict):
+        raise InvalidInput("config must be {'configurable': {'thread_id': ...}}")
+    thread_id = _thread(configurable.get("thread_id"))
+    ns = configurable.get("checkpoint_ns", "") or ""
+    if not isinstance(ns, str):
+        raise InvalidInput(f"checkpoint_ns must be a string, not {ns!r}", thread_id=thread_id)
+    checkpoint_id = configurable.get("checkpoint_id")
+    return thread_id, ns, None if checkpoint_id is None else str(checkpoint_id)
+
+
+def _config(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> RunnableConfig:
+    return {
+        "configurable": {
+            "thread_id": thread_id,
+            "checkpoint_ns": checkpoint_ns,
+            "checkpoint_id": checkpoint_id,
+        }
+    }
+
+
+def _connect(path: str, *, durability: Durability, busy_timeout: float) -> sqlite3.Connection:
+    """The saver's connection, on a migrated database (runs on the engine's thread)."""
+    if path == ":memory:":
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        _migrate_in_place(conn)
+    else:
+        _refuse_foreign(path)
+        upgrade(path, busy_timeout=busy_timeout)
+        conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
+    conn.isolation_level = None
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    conn.execute("PRAGMA synchronous = " + ("FULL" if durability == "full" else "NORMAL"))
+    return conn
+
+
+def _refuse_foreign(path: str) -> None:
+    """Refuse a SQLite file that holds another application's tables (LangGraph's own, say)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return  # a new file: the migration creates it
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise NotAForkpointDatabase(f"not a SQLite database: {exc}", path=path) from exc
+    finally:
+        conn.close()
+    if tables and app_id != APPLICATION_ID:
+        raise NotAForkpointDatabase(
+            "this SQLite file belongs to another application (a LangGraph SqliteSaver "
+            "database must be imported, not opened)",
+            path=path,
+        )
+
+
+def _migrate_in_place(conn: sqlite3.Connection) -> None:
+    """Run the migrations on an in-memory connection (they cannot reopen it by path)."""
+    from alembic import command
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import StaticPool
+
+    engine = create_engine("sqlite://", creator=lambda: conn, poolclass=StaticPool)
+    with engine.connect() as sa_conn, sa_conn.begin():
+        config = alembic_config()
+        config.attributes["connection"] = sa_conn
+        command.upgrade(config, "head")
+
+
+class _Opener(AbstractContextManager["ForkpointSaver"], AbstractAsyncContextManager["ForkpointSaver"]):
+    """What ``from_conn_string`` returns: a sync and an async context manager."""
+
+    def __init__(self, cls: type[ForkpointSaver], path: str | PathLike[str], options: dict[str, Any]):
+        self._open = partial(cls, path, **options)
+        self._saver: ForkpointSaver | None = None
+
+    def __enter__(self) -> ForkpointSaver:
+        self._saver = self._open()
+        return self._saver
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._saver is not None:
+            self._saver.close()
+
+    async def __aenter__(self) -> ForkpointSaver:
+        self._saver = await asyncio.to_thread(self._open)
+        return self._saver
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._saver is not None:
+            await self._saver.aclose()
