@@ -43,7 +43,9 @@ def upgrade() -> None:
         ["thread_id", "checkpoint_ns", "checkpoint_id"],
         unique=True,
     )
-    op.create_index("ix_lg_checkpoints_order", "lg_checkpoints", ["thread_id", "checkpoint_ns", "seq"])
+    op.create_index(
+        "ix_lg_checkpoints_order", "lg_checkpoints", ["thread_id", "checkpoint_ns", "seq"]
+    )
     op.create_index("ix_lg_checkpoints_run", "lg_checkpoints", ["run_id"])
     op.create_table(
         "lg_blobs",

@@ -12,9 +12,9 @@ pytest.importorskip(
     reason="langgraph-checkpoint-conformance is not installed (pip install -e '.[dev]')",
 )
 
-from langgraph.checkpoint.conformance import checkpointer_test, validate  # noqa: E402
+from langgraph.checkpoint.conformance import checkpointer_test, validate
 
-from forkpoint.langgraph import ForkpointSaver  # noqa: E402
+from forkpoint.langgraph import ForkpointSaver
 
 EXPECTED = {
     "put": 17,

@@ -20,7 +20,7 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ..errors import (
@@ -71,7 +71,12 @@ class LocalEngine:
     async def read(self, job: Callable[..., T], *args: Any) -> T:
         return await asyncio.wrap_future(self._submit(self._in_read, job, args))
 
-    def _submit(self, runner: Callable[..., T], job: Callable[..., Any], args: Any) -> Any:
+    def _submit(
+        self,
+        runner: Callable[[Callable[..., T], tuple[Any, ...]], T],
+        job: Callable[..., T],
+        args: tuple[Any, ...],
+    ) -> Future[T]:
         with self._lock:
             if self._closed:
                 raise CheckpointerClosed("the saver is closed", path=self.path)

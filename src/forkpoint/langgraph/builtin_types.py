@@ -12,7 +12,6 @@ format change.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import decimal
 import pathlib
 import uuid

@@ -304,7 +304,9 @@ class TypeRegistry:
         try:
             tree = json.loads(text, parse_constant=_reject_constant)
         except (ValueError, RecursionError, TypeError) as exc:
-            raise UndecodableValue(f"stored value is not valid JSON ({exc})", channel=channel) from None
+            raise UndecodableValue(
+                f"stored value is not valid JSON ({exc})", channel=channel
+            ) from None
         return self.from_json(tree, channel=channel)
 
     def from_json(self, tree: Any, *, channel: str | None = None) -> Any:

@@ -91,7 +91,9 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         if durability not in ("full", "normal"):
             raise InvalidInput(f"durability must be 'full' or 'normal', not {durability!r}")
         if not isinstance(busy_timeout, int | float) or busy_timeout < 0:
-            raise InvalidInput(f"busy_timeout must be a number of seconds >= 0, not {busy_timeout!r}")
+            raise InvalidInput(
+                f"busy_timeout must be a number of seconds >= 0, not {busy_timeout!r}"
+            )
         self.registry = registry if registry is not None else default_registry()
         for cls in types:
             self.registry.register(cls)
@@ -104,9 +106,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     # --- opening and closing ---------------------------------------------------------------
 
     @classmethod
-    def from_conn_string(
-        cls, conn_string: str | PathLike[str], **options: Any
-    ) -> _Opener:
+    def from_conn_string(cls, conn_string: str | PathLike[str], **options: Any) -> _Opener:
         """Open ``conn_string`` (a path or ``":memory:"``) as a sync or async context manager."""
         return _Opener(cls, conn_string, options)
 
@@ -160,7 +160,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         self,
         config: RunnableConfig | None,
         *,
-        filter: dict[str, Any] | None = None,  # noqa: A002 - LangGraph's parameter name
+        filter: dict[str, Any] | None = None,
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
@@ -188,7 +188,9 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await self._engine.write(store.put_writes, *self._writes_args(config, writes, task_id, task_path))
+        await self._engine.write(
+            store.put_writes, *self._writes_args(config, writes, task_id, task_path)
+        )
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self._engine.write(store.delete_thread, _thread(thread_id))
@@ -215,7 +217,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         self,
         config: RunnableConfig | None,
         *,
-        filter: dict[str, Any] | None = None,  # noqa: A002 - LangGraph's parameter name
+        filter: dict[str, Any] | None = None,
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
@@ -248,7 +250,9 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         task_path: str = "",
     ) -> None:
         _not_on_event_loop("put_writes")
-        self._engine.write_sync(store.put_writes, *self._writes_args(config, writes, task_id, task_path))
+        self._engine.write_sync(
+            store.put_writes, *self._writes_args(config, writes, task_id, task_path)
+        )
 
     def delete_thread(self, thread_id: str) -> None:
         _not_on_event_loop("delete_thread")
@@ -279,7 +283,9 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     ) -> store.PutRequest:
         thread_id, checkpoint_ns, parent_id = _locate(config)
         if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("id"), str):
-            raise InvalidInput("a checkpoint must be a dict with a string 'id'", thread_id=thread_id)
+            raise InvalidInput(
+                "a checkpoint must be a dict with a string 'id'", thread_id=thread_id
+            )
         dumps = self.registry.dumps
         md = get_serializable_checkpoint_metadata(config, metadata)
         versions = checkpoint.get("channel_versions", {})
@@ -317,7 +323,9 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     ) -> tuple[Any, ...]:
         thread_id, checkpoint_ns, checkpoint_id = _locate(config)
         if checkpoint_id is None:
-            raise InvalidInput("put_writes needs a config with a checkpoint_id", thread_id=thread_id)
+            raise InvalidInput(
+                "put_writes needs a config with a checkpoint_id", thread_id=thread_id
+            )
         if not isinstance(task_id, str) or not isinstance(task_path, str):
             raise InvalidInput("task_id and task_path must be strings", thread_id=thread_id)
         rows = [
@@ -369,7 +377,7 @@ class _ListQuery:
         self,
         saver: ForkpointSaver,
         config: RunnableConfig | None,
-        filter: dict[str, Any] | None,  # noqa: A002 - LangGraph's parameter name
+        filter: dict[str, Any] | None,
         before: RunnableConfig | None,
         limit: int | None,
     ) -> None:
@@ -527,10 +535,14 @@ def _migrate_in_place(conn: sqlite3.Connection) -> None:
         command.upgrade(config, "head")
 
 
-class _Opener(AbstractContextManager["ForkpointSaver"], AbstractAsyncContextManager["ForkpointSaver"]):
+class _Opener(
+    AbstractContextManager["ForkpointSaver"], AbstractAsyncContextManager["ForkpointSaver"]
+):
     """What ``from_conn_string`` returns: a sync and an async context manager."""
 
-    def __init__(self, cls: type[ForkpointSaver], path: str | PathLike[str], options: dict[str, Any]):
+    def __init__(
+        self, cls: type[ForkpointSaver], path: str | PathLike[str], options: dict[str, Any]
+    ):
         self._open = partial(cls, path, **options)
         self._saver: ForkpointSaver | None = None
 

@@ -142,9 +142,12 @@ def _store_blob(
         _insert_blob(conn, where, key, text, replace=True)
         return key
     if callable(blob.value):  # unchanged channel: reuse the parent's value, else the version's
-        if parent_key is not None and _key_version(parent_key) == blob.version:
-            if _blob_text(conn, where, parent_key) is not None:
-                return parent_key
+        if (
+            parent_key is not None
+            and _key_version(parent_key) == blob.version
+            and _blob_text(conn, where, parent_key) is not None
+        ):
+            return parent_key
         if _blob_text(conn, where, blob.version) is not None:
             return blob.version
         text = blob.value()
@@ -237,7 +240,10 @@ def copy_thread(conn: sqlite3.Connection, source: str, target: str) -> None:
     """Copy a thread's checkpoints (in order), values and writes to a new thread id."""
     if source == target:
         raise InvalidInput("copy_thread needs two different thread ids", thread_id=source)
-    if conn.execute("SELECT 1 FROM lg_checkpoints WHERE thread_id = ?", (source,)).fetchone() is None:
+    if (
+        conn.execute("SELECT 1 FROM lg_checkpoints WHERE thread_id = ?", (source,)).fetchone()
+        is None
+    ):
         raise CheckpointNotFound("no checkpoints to copy", thread_id=source)
     taken = conn.execute(
         "SELECT 1 FROM lg_checkpoints WHERE thread_id = ? UNION ALL "
@@ -275,9 +281,7 @@ def prune(conn: sqlite3.Connection, thread_ids: Sequence[str], strategy: str) ->
     if strategy != "keep_latest":
         raise InvalidInput(f"prune strategy must be 'keep_latest' or 'delete', not {strategy!r}")
     threads = json.dumps(list(thread_ids))
-    conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS lg_keep (seq INTEGER PRIMARY KEY)"
-    )
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS lg_keep (seq INTEGER PRIMARY KEY)")
     conn.execute("DELETE FROM temp.lg_keep")
     conn.execute(
         "INSERT INTO temp.lg_keep SELECT max(seq) FROM lg_checkpoints "
@@ -437,7 +441,14 @@ def _load(conn: sqlite3.Connection, seqs: list[int]) -> list[StoredCheckpoint]:
         _, tid, ns, cid, parent, metadata, checkpoint = row
         out.append(
             StoredCheckpoint(
-                seq, tid, ns, cid, parent, metadata, checkpoint, values[seq],
+                seq,
+                tid,
+                ns,
+                cid,
+                parent,
+                metadata,
+                checkpoint,
+                values[seq],
                 writes.get((tid, ns, cid), []),
             )
         )
