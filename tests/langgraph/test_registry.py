@@ -147,13 +147,16 @@ def test_every_builtin_comes_back_equal_and_of_the_same_type(value: Any) -> None
     else:
         assert back == value
     if isinstance(value, datetime):
-        assert back.tzinfo == value.tzinfo and back.fold == value.fold
+        assert back.tzinfo == value.tzinfo
+        assert back.fold == value.fold
 
 
 def test_floats_that_json_cannot_spell_round_trip() -> None:
     back = round_trip([math.nan, math.inf, -math.inf, -0.0, 1e308])
-    assert math.isnan(back[0]) and back[1:3] == [math.inf, -math.inf]
-    assert math.copysign(1, back[3]) == -1 and back[4] == 1e308
+    assert math.isnan(back[0])
+    assert back[1:3] == [math.inf, -math.inf]
+    assert math.copysign(1, back[3]) == -1
+    assert back[4] == 1e308
 
 
 def test_registered_models_dataclasses_and_enums_round_trip_with_their_types() -> None:
@@ -168,8 +171,10 @@ def test_registered_models_dataclasses_and_enums_round_trip_with_their_types() -
     value = {"basket": Basket(items=[order], colour=Colour.BLUE), "where": Point(1, 2)}
     back = round_trip(value)
     assert back == value
-    assert type(back["basket"].items[0]) is Order and back["basket"].items[0].extra_field == b"e"
-    assert type(back["where"]) is Point and back["basket"].colour is Colour.BLUE
+    assert type(back["basket"].items[0]) is Order
+    assert back["basket"].items[0].extra_field == b"e"
+    assert type(back["where"]) is Point
+    assert back["basket"].colour is Colour.BLUE
 
 
 def test_stored_text_is_readable_with_json_extract() -> None:
@@ -225,7 +230,8 @@ def test_an_unregistered_type_is_refused_naming_channel_and_path(
         registry().dumps(value, channel="state")
     assert caught.value.channel == "state"
     assert caught.value.where == where
-    assert type_name in str(caught.value) and "'state'" in str(caught.value)
+    assert type_name in str(caught.value)
+    assert "'state'" in str(caught.value)
     assert isinstance(caught.value, SerializationError)
 
 
@@ -262,7 +268,9 @@ def test_exceptions_are_stored_as_their_repr_and_read_back_as_text() -> None:
         {"v": 1, TAG: {TAG: "bytes", "v": "AA=="}},
     ],
 )
-def test_a_user_dict_carrying_the_tag_key_round_trips_as_that_dict(user_dict: dict[str, Any]) -> None:
+def test_a_user_dict_carrying_the_tag_key_round_trips_as_that_dict(
+    user_dict: dict[str, Any],
+) -> None:
     back = round_trip({"data": [user_dict]})
     assert back == {"data": [user_dict]}
     assert type(back["data"][0]) is dict
@@ -354,6 +362,7 @@ def test_a_copied_registry_is_independent() -> None:
     base = default_registry()
     copy = base.copy()
     copy.register(Order)
-    assert "Order" in copy.names() and "Order" not in base.names()
+    assert "Order" in copy.names()
+    assert "Order" not in base.names()
     with pytest.raises(UnregisteredType):
         base.dumps(Order(sku="a", qty=1))
