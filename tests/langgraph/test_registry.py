@@ -126,7 +126,7 @@ BUILTINS: list[Any] = [
         tool_calls=[{"name": "lookup", "args": {"q": "x"}, "id": "call1"}],
         usage_metadata={"input_tokens": 1, "output_tokens": 2, "total_tokens": 3},
     ),
-    AIMessageChunk("partial", id="c1"),
+    AIMessageChunk(content="partial", id="c1"),
     SystemMessage([{"type": "text", "text": "be brief"}]),
     ToolMessage("42", tool_call_id="call1", artifact={"raw": b"\x01"}),
     RemoveMessage(id="h1"),
@@ -172,7 +172,7 @@ def test_registered_models_dataclasses_and_enums_round_trip_with_their_types() -
     back = round_trip(value)
     assert back == value
     assert type(back["basket"].items[0]) is Order
-    assert back["basket"].items[0].extra_field == b"e"
+    assert back["basket"].items[0].model_extra == {"extra_field": b"e"}
     assert type(back["where"]) is Point
     assert back["basket"].colour is Colour.BLUE
 
@@ -217,7 +217,7 @@ class MyHuman(HumanMessage):
     [
         ({"a": [1, {"b": Unknown()}]}, "$.a[1].b", "Unknown"),
         ([Unregistered()], "$[0]", "Unregistered"),
-        ({"msgs": [HumanMessage("x"), MyHuman("y")]}, "$.msgs[1]", "MyHuman"),
+        ({"msgs": [HumanMessage("x"), MyHuman(content="y")]}, "$.msgs[1]", "MyHuman"),
         ({"odd key": object()}, '$["odd key"]', "object"),
         ({"t": (1, Unknown())}, "$.t[1]", "Unknown"),
         (Basket(items=[Order(sku="a", qty=1, extra=Unknown())]), "$.items[0].extra", "Unknown"),
