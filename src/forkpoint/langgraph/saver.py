@@ -10,11 +10,12 @@ Swap ``SqliteSaver``/``AsyncSqliteSaver`` for it and keep the graph::
 What it changes for the graph's data: channel values, writes and metadata are
 stored as JSON through a :class:`~forkpoint.langgraph.registry.TypeRegistry`
 (no pickle, no msgpack, nothing imported on load); a value of a type the
-registry does not know is refused when it is saved (``UnregisteredType``). The
-graph's state schema is registered when the graph is compiled with this saver
-(LangGraph hands it the schema's classes, which are looked up among modules
-already imported — never imported by name); others are registered with
-``saver.registry.register(cls)``.
+registry does not know is refused when it is saved (``UnregisteredType``). A
+graph's own classes are registered with ``saver.register_graph(graph)``, the
+``schemas=`` / ``types=`` arguments or ``saver.registry.register(cls)``; under
+LangGraph's strict msgpack mode ``compile`` registers them itself
+(``with_allowlist``: the classes are looked up among modules already imported,
+never imported by name).
 
 Every sync method works from any thread without an event loop; called on a
 thread that is running one, it raises ``SyncCallOnEventLoop`` at once instead of
@@ -70,8 +71,9 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     """A LangGraph checkpointer storing its threads in a forkpoint SQLite database.
 
     ``path`` is a file (created and migrated if new; another application's
-    SQLite file is refused) or ``":memory:"``. ``registry`` defaults to a copy of
-    the built-in types; ``types`` are registered on it. ``durability="full"``
+    SQLite file is refused) or ``":memory:"``. ``registry`` defaults to the
+    built-in types; ``types`` (classes) and ``schemas`` (state schemas, walked
+    for the models they name) are registered on it. ``durability="full"``
     syncs every commit (``synchronous=FULL``); ``"normal"`` may lose the last
     commits on power loss, never corrupt the file.
     """
@@ -82,6 +84,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         *,
         registry: TypeRegistry | None = None,
         types: Sequence[type] = (),
+        schemas: Sequence[Any] = (),
         durability: Durability = "full",
         busy_timeout: float = 5.0,
     ) -> None:
@@ -97,6 +100,8 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         self.registry = registry if registry is not None else default_registry()
         for cls in types:
             self.registry.register(cls)
+        for schema in schemas:
+            self.registry.register_schema(schema)
         target = fspath(path)
         self._engine = LocalEngine(
             partial(_connect, target, durability=durability, busy_timeout=busy_timeout),
@@ -122,10 +127,30 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     def path(self) -> str:
         return self._engine.path
 
+    # --- registering the graph's types -------------------------------------------------------
+
+    def register_graph(self, graph: Any) -> list[str]:
+        """Register the models, dataclasses and enums a compiled graph's schemas name.
+
+        Walks the state, input, output and node-input schemas of ``graph`` and of
+        every subgraph (``graph.builder.schemas``, ``graph.get_subgraphs``), and
+        returns the entry names added. Call it once after ``compile``.
+        """
+        found: list[str] = []
+        graphs = [graph, *(sub for _, sub in graph.get_subgraphs(recurse=True))]
+        for each in graphs:
+            builder = getattr(each, "builder", None)
+            for schema in getattr(builder, "schemas", {}):
+                found += self.registry.register_schema(schema)
+        return found
+
     # --- LangGraph hooks -------------------------------------------------------------------
 
     def with_allowlist(self, extra_allowlist: Collection[tuple[str, ...]]) -> ForkpointSaver:
-        """Register the classes a compiled graph's state schema names (called by ``compile``).
+        """Register the classes a graph's schemas name (``compile`` calls it in strict mode).
+
+        LangGraph calls this when ``LANGGRAPH_STRICT_MSGPACK`` is on; otherwise
+        use :meth:`register_graph` or the ``schemas`` argument.
 
         Each ``(module, name)`` is looked up among modules already imported (the
         graph's schema imported them); nothing is imported. Registration goes into
