@@ -369,7 +369,7 @@ def test_another_applications_sqlite_file_is_refused_untouched(tmp_path: Path) -
     with SqliteSaver.from_conn_string(str(path)) as theirs:
         theirs.setup()
     before = path.read_bytes()
-    with pytest.raises(NotAForkpointDatabase, match="imported"):
+    with pytest.raises(NotAForkpointDatabase, match="another application"):
         ForkpointSaver(path)
     assert path.read_bytes() == before
 
@@ -393,3 +393,30 @@ async def test_checkpoints_survive_reopening(db: str) -> None:
         tup = await asyncio.to_thread(second.get_tuple, config("t"))
     assert tup is not None
     assert tup.checkpoint["channel_values"] == {"m": [HumanMessage("hi", id="1")]}
+
+
+def test_one_saver_serves_several_event_loops_and_plain_threads(db: str) -> None:
+    """The saver's engine lives on its own loop, so callers' loops may come and go."""
+    with ForkpointSaver.from_conn_string(db) as saver:
+        first = asyncio.run(
+            saver.aput(config("t"), checkpoint({"n": 1}, {"n": 1}), meta(), {"n": 1})
+        )
+        asyncio.run(saver.aput_writes(first, [("n", 2)], "task"))
+        tup = saver.get_tuple(config("t"))
+        assert tup is not None
+        assert tup.pending_writes == [("task", "n", 2)]
+        again = asyncio.run(saver.aget_tuple(config("t")))
+        assert again is not None
+        assert again.checkpoint["channel_values"] == {"n": 1}
+
+
+def test_memory_is_a_private_file_that_goes_away_on_close() -> None:
+    saver = ForkpointSaver(":memory:")
+    folder = Path(saver.path).parent
+    saver.put(config("t"), checkpoint({"n": 1}, {"n": 1}), meta(), {"n": 1})
+    assert saver.get_tuple(config("t")) is not None
+    other = ForkpointSaver(":memory:")
+    assert other.get_tuple(config("t")) is None  # each one is its own database
+    other.close()
+    saver.close()
+    assert not folder.exists()

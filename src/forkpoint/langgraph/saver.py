@@ -19,24 +19,29 @@ never imported by name).
 
 Every sync method works from any thread without an event loop; called on a
 thread that is running one, it raises ``SyncCallOnEventLoop`` at once instead of
-blocking the loop it would need. The database work runs on a worker thread
-(``_local_engine.py``) as the named jobs of ``store.py``.
+blocking that loop. The database work is the named row jobs of ``store.py``,
+run on forkpoint's SQLite engine (group commit, ``BEGIN IMMEDIATE`` with a busy
+timeout, a reader that never waits for the writer, typed errors), which the
+saver keeps on an event loop of its own (``_loop.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import random
-import sqlite3
+import shutil
 import sys
-from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import UTC, datetime
 from functools import partial
 from os import PathLike, fspath
 from types import TracebackType
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -53,10 +58,11 @@ from langgraph.checkpoint.base import (
 )
 
 from ..codec import format_time
-from ..errors import InvalidInput, NotAForkpointDatabase
-from ..migrate import APPLICATION_ID, alembic_config, upgrade
+from ..errors import CheckpointerClosed, InvalidInput
+from ..models import JsonState
+from ..sqlite import SqliteCheckpointer
 from . import store
-from ._local_engine import LocalEngine
+from ._loop import LoopThread
 from .builtin_types import default_registry
 from .errors import SyncCallOnEventLoop, UndecodableValue
 from .registry import TypeRegistry
@@ -64,6 +70,7 @@ from .registry import TypeRegistry
 __all__ = ["ForkpointSaver"]
 
 Durability = Literal["full", "normal"]
+T = TypeVar("T")
 _PAGE = 100  # checkpoints read per query while listing; no lock is held between pages
 
 
@@ -103,10 +110,22 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         for schema in schemas:
             self.registry.register_schema(schema)
         target = fspath(path)
-        self._engine = LocalEngine(
-            partial(_connect, target, durability=durability, busy_timeout=busy_timeout),
-            path=target,
-        )
+        self._scratch: str | None = None
+        if target == ":memory:":  # a private file that disappears on close
+            self._scratch = tempfile.mkdtemp(prefix="forkpoint-langgraph-")
+            target = os.path.join(self._scratch, "memory.db")
+        self._loop = LoopThread("forkpoint-langgraph", path=target)
+        try:
+            self._checkpointer = self._loop.run(
+                lambda: SqliteCheckpointer.open(
+                    target, JsonState, durability=durability, busy_timeout=busy_timeout
+                )
+            )
+        except BaseException:
+            self._loop.stop()
+            self._remove_scratch()
+            raise
+        self._engine = self._checkpointer.engine
 
     # --- opening and closing ---------------------------------------------------------------
 
@@ -117,15 +136,43 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
 
     def close(self) -> None:
         """Close the database (idempotent); later calls raise ``CheckpointerClosed``."""
-        self._engine.close()
+        with contextlib.suppress(CheckpointerClosed):
+            self._loop.run(self._checkpointer.close)
+        self._loop.stop()
+        self._remove_scratch()
 
     async def aclose(self) -> None:
         """``close`` without blocking the event loop."""
-        await asyncio.to_thread(self._engine.close)
+        with contextlib.suppress(CheckpointerClosed):
+            await self._loop.arun(self._checkpointer.close)
+        await asyncio.to_thread(self._loop.stop)
+        self._remove_scratch()
+
+    def _remove_scratch(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     @property
     def path(self) -> str:
+        """Absolute path of the database file (a private temporary file for ``":memory:"``)."""
         return self._engine.path
+
+    # --- running row jobs on the engine ----------------------------------------------------
+
+    async def _write(self, job: Callable[..., T], *args: Any) -> T:
+        return await self._loop.arun(lambda: self._engine.write(job, *args))
+
+    async def _read(self, job: Callable[..., T], *args: Any) -> T:
+        return await self._loop.arun(lambda: self._engine.read(job, *args))
+
+    def _write_sync(self, method: str, job: Callable[..., T], *args: Any) -> T:
+        _not_on_event_loop(method)
+        return self._loop.run(lambda: self._engine.write(job, *args))
+
+    def _read_sync(self, method: str, job: Callable[..., T], *args: Any) -> T:
+        _not_on_event_loop(method)
+        return self._loop.run(lambda: self._engine.read(job, *args))
 
     # --- registering the graph's types -------------------------------------------------------
 
@@ -178,7 +225,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     # --- async API -------------------------------------------------------------------------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        row = await self._engine.read(store.get_checkpoint, *_locate(config))
+        row = await self._read(store.get_checkpoint, *_locate(config))
         return None if row is None else self._tuple(row)
 
     async def alist(
@@ -191,7 +238,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     ) -> AsyncIterator[CheckpointTuple]:
         query = _ListQuery(self, config, filter, before, limit)
         while (page := query.next_args()) is not None:
-            rows = await self._engine.read(store.list_checkpoints, *page)
+            rows = await self._read(store.list_checkpoints, *page)
             for item in query.take(rows):
                 yield item
 
@@ -203,7 +250,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         request = self._put_request(config, checkpoint, metadata, new_versions)
-        await self._engine.write(store.put_checkpoint, request)
+        await self._write(store.put_checkpoint, request)
         return _config(request.thread_id, request.checkpoint_ns, request.checkpoint_id)
 
     async def aput_writes(
@@ -213,29 +260,24 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await self._engine.write(
-            store.put_writes, *self._writes_args(config, writes, task_id, task_path)
-        )
+        await self._write(store.put_writes, *self._writes_args(config, writes, task_id, task_path))
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self._engine.write(store.delete_thread, _thread(thread_id))
+        await self._write(store.delete_thread, _thread(thread_id))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await self._engine.write(store.delete_for_runs, _run_ids(run_ids))
+        await self._write(store.delete_for_runs, _run_ids(run_ids))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self._engine.write(
-            store.copy_thread, _thread(source_thread_id), _thread(target_thread_id)
-        )
+        await self._write(store.copy_thread, _thread(source_thread_id), _thread(target_thread_id))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._engine.write(store.prune, _thread_list(thread_ids), strategy)
+        await self._write(store.prune, _thread_list(thread_ids), strategy)
 
     # --- sync API (same requests; refuses the event loop's thread) ------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        _not_on_event_loop("get_tuple")
-        row = self._engine.read_sync(store.get_checkpoint, *_locate(config))
+        row = self._read_sync("get_tuple", store.get_checkpoint, *_locate(config))
         return None if row is None else self._tuple(row)
 
     def list(
@@ -251,8 +293,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
 
     def _pages(self, query: _ListQuery) -> Iterator[CheckpointTuple]:
         while (page := query.next_args()) is not None:
-            _not_on_event_loop("list")
-            rows = self._engine.read_sync(store.list_checkpoints, *page)
+            rows = self._read_sync("list", store.list_checkpoints, *page)
             yield from query.take(rows)
 
     def put(
@@ -264,7 +305,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     ) -> RunnableConfig:
         _not_on_event_loop("put")
         request = self._put_request(config, checkpoint, metadata, new_versions)
-        self._engine.write_sync(store.put_checkpoint, request)
+        self._write_sync("put", store.put_checkpoint, request)
         return _config(request.thread_id, request.checkpoint_ns, request.checkpoint_id)
 
     def put_writes(
@@ -275,27 +316,21 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         task_path: str = "",
     ) -> None:
         _not_on_event_loop("put_writes")
-        self._engine.write_sync(
-            store.put_writes, *self._writes_args(config, writes, task_id, task_path)
-        )
+        args = self._writes_args(config, writes, task_id, task_path)
+        self._write_sync("put_writes", store.put_writes, *args)
 
     def delete_thread(self, thread_id: str) -> None:
-        _not_on_event_loop("delete_thread")
-        self._engine.write_sync(store.delete_thread, _thread(thread_id))
+        self._write_sync("delete_thread", store.delete_thread, _thread(thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        _not_on_event_loop("delete_for_runs")
-        self._engine.write_sync(store.delete_for_runs, _run_ids(run_ids))
+        self._write_sync("delete_for_runs", store.delete_for_runs, _run_ids(run_ids))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        _not_on_event_loop("copy_thread")
-        self._engine.write_sync(
-            store.copy_thread, _thread(source_thread_id), _thread(target_thread_id)
-        )
+        source, target = _thread(source_thread_id), _thread(target_thread_id)
+        self._write_sync("copy_thread", store.copy_thread, source, target)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        _not_on_event_loop("prune")
-        self._engine.write_sync(store.prune, _thread_list(thread_ids), strategy)
+        self._write_sync("prune", store.prune, _thread_list(thread_ids), strategy)
 
     # --- encoding and decoding -------------------------------------------------------------
 
@@ -509,55 +544,6 @@ def _config(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> RunnableC
             "checkpoint_id": checkpoint_id,
         }
     }
-
-
-def _connect(path: str, *, durability: Durability, busy_timeout: float) -> sqlite3.Connection:
-    """The saver's connection, on a migrated database (runs on the engine's thread)."""
-    if path == ":memory:":
-        conn = sqlite3.connect(":memory:", isolation_level=None)
-        _migrate_in_place(conn)
-    else:
-        _refuse_foreign(path)
-        upgrade(path, busy_timeout=busy_timeout)
-        conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
-    conn.isolation_level = None
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-    conn.execute("PRAGMA synchronous = " + ("FULL" if durability == "full" else "NORMAL"))
-    return conn
-
-
-def _refuse_foreign(path: str) -> None:
-    """Refuse a SQLite file that holds another application's tables (LangGraph's own, say)."""
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return  # a new file: the migration creates it
-    try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        raise NotAForkpointDatabase(f"not a SQLite database: {exc}", path=path) from exc
-    finally:
-        conn.close()
-    if tables and app_id != APPLICATION_ID:
-        raise NotAForkpointDatabase(
-            "this SQLite file belongs to another application (a LangGraph SqliteSaver "
-            "database must be imported, not opened)",
-            path=path,
-        )
-
-
-def _migrate_in_place(conn: sqlite3.Connection) -> None:
-    """Run the migrations on an in-memory connection (they cannot reopen it by path)."""
-    from alembic import command
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import StaticPool
-
-    engine = create_engine("sqlite://", creator=lambda: conn, poolclass=StaticPool)
-    with engine.connect() as sa_conn, sa_conn.begin():
-        config = alembic_config()
-        config.attributes["connection"] = sa_conn
-        command.upgrade(config, "head")
 
 
 class _Opener(

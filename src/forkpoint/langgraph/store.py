@@ -23,9 +23,11 @@ not be committed yet. None of that is a linear list of steps.
   foreign key: a write may arrive before its checkpoint. A negative ``idx``
   (errors, interrupts, resume values) replaces; others are kept if present.
 
-Every job runs inside a transaction that its runner opens (``BEGIN IMMEDIATE``
-for writes); copy and prune are a handful of ``INSERT … SELECT`` / ``DELETE``
-statements in that one transaction. All SQL binds its values; nothing from the
+Every job runs on forkpoint's SQLite engine (``forkpoint.sqlite._engine``): a
+write job inside the engine's ``BEGIN IMMEDIATE … COMMIT`` (shared with other
+writes by group commit; a job refuses only before it writes), a read job on the
+reader connection. Copy and prune are one ``INSERT … SELECT`` / ``DELETE`` per
+table in that one transaction. All SQL binds its values; nothing from the
 caller is ever spliced into SQL text.
 """
 
@@ -96,7 +98,11 @@ class StoredCheckpoint(NamedTuple):
 
 
 def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> None:
-    """Store (or replace, keeping its place in the order) one checkpoint and its new values."""
+    """Store (or replace, keeping its place in the order) one checkpoint and its new values.
+
+    Every read and every encoding happens before the first write, so a value
+    that cannot be encoded refuses the job with nothing written.
+    """
     parent_keys: dict[str, str] = {}
     if req.parent_checkpoint_id is not None:
         row = conn.execute(
@@ -107,8 +113,19 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> None:
         if row is not None:
             parent_keys = json.loads(row[0])
     keys: dict[str, str] = {}
+    inserts: list[tuple[str, str, str, bool]] = []  # channel, key, text, replace
     for blob in req.blobs:
-        keys[blob.channel] = _store_blob(conn, req, blob, parent_keys.get(blob.channel))
+        key, text, replace = _plan_blob(conn, req, blob, parent_keys.get(blob.channel))
+        keys[blob.channel] = key
+        if text is not None:
+            inserts.append((blob.channel, key, text, replace))
+    for channel, key, text, replace in inserts:
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        conn.execute(
+            f"{verb} INTO lg_blobs (thread_id, checkpoint_ns, channel, key, value) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (req.thread_id, req.checkpoint_ns, channel, key, text),
+        )
     conn.execute(
         "INSERT INTO lg_checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
         "parent_checkpoint_id, run_id, created_at, metadata, channels, checkpoint) "
@@ -131,37 +148,33 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> None:
     )
 
 
-def _store_blob(
+def _plan_blob(
     conn: sqlite3.Connection, req: PutRequest, blob: BlobIn, parent_key: str | None
-) -> str:
-    """The key under which ``blob`` is stored, writing it only if no equal value is stored."""
+) -> tuple[str, str | None, bool]:
+    """``(key, text to insert or None to reuse a stored value, replace?)`` for one value."""
     where = (req.thread_id, req.checkpoint_ns, blob.channel)
     if blob.version is None:
-        key = "@" + req.checkpoint_id
-        text = blob.value() if callable(blob.value) else blob.value
-        _insert_blob(conn, where, key, text, replace=True)
-        return key
+        return "@" + req.checkpoint_id, _text(blob), True
     if callable(blob.value):  # unchanged channel: reuse the parent's value, else the version's
         if (
             parent_key is not None
             and _key_version(parent_key) == blob.version
             and _blob_text(conn, where, parent_key) is not None
         ):
-            return parent_key
+            return parent_key, None, False
         if _blob_text(conn, where, blob.version) is not None:
-            return blob.version
-        text = blob.value()
-    else:
-        text = blob.value
+            return blob.version, None, False
+    text = _text(blob)
     stored = _blob_text(conn, where, blob.version)
     if stored is None:
-        _insert_blob(conn, where, blob.version, text, replace=False)
-        return blob.version
+        return blob.version, text, False
     if stored == text:
-        return blob.version
-    key = f"{blob.version}@{req.checkpoint_id}"
-    _insert_blob(conn, where, key, text, replace=True)
-    return key
+        return blob.version, None, False
+    return f"{blob.version}@{req.checkpoint_id}", text, True
+
+
+def _text(blob: BlobIn) -> str:
+    return blob.value() if callable(blob.value) else blob.value
 
 
 def _key_version(key: str) -> str:
@@ -175,17 +188,6 @@ def _blob_text(conn: sqlite3.Connection, where: tuple[str, str, str], key: str) 
         (*where, key),
     ).fetchone()
     return None if row is None else str(row[0])
-
-
-def _insert_blob(
-    conn: sqlite3.Connection, where: tuple[str, str, str], key: str, text: str, *, replace: bool
-) -> None:
-    verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-    conn.execute(
-        f"{verb} INTO lg_blobs (thread_id, checkpoint_ns, channel, key, value) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (*where, key, text),
-    )
 
 
 def put_writes(
@@ -281,26 +283,21 @@ def prune(conn: sqlite3.Connection, thread_ids: Sequence[str], strategy: str) ->
     if strategy != "keep_latest":
         raise InvalidInput(f"prune strategy must be 'keep_latest' or 'delete', not {strategy!r}")
     threads = json.dumps(list(thread_ids))
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS lg_keep (seq INTEGER PRIMARY KEY)")
-    conn.execute("DELETE FROM temp.lg_keep")
     conn.execute(
-        "INSERT INTO temp.lg_keep SELECT max(seq) FROM lg_checkpoints "
-        "WHERE thread_id IN (SELECT value FROM json_each(?)) GROUP BY thread_id, checkpoint_ns",
-        (threads,),
-    )
-    conn.execute(
-        "DELETE FROM lg_writes WHERE thread_id IN (SELECT value FROM json_each(?)) "
+        "DELETE FROM lg_writes WHERE thread_id IN (SELECT value FROM json_each(?1)) "
         "AND (thread_id, checkpoint_ns, checkpoint_id) NOT IN ("
-        "SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id FROM lg_checkpoints c "
-        "JOIN temp.lg_keep k ON k.seq = c.seq)",
+        "SELECT thread_id, checkpoint_ns, checkpoint_id FROM lg_checkpoints WHERE seq IN ("
+        "SELECT max(seq) FROM lg_checkpoints WHERE thread_id IN (SELECT value FROM json_each(?1)) "
+        "GROUP BY thread_id, checkpoint_ns))",
         (threads,),
     )
     conn.execute(
-        "DELETE FROM lg_checkpoints WHERE thread_id IN (SELECT value FROM json_each(?)) "
-        "AND seq NOT IN (SELECT seq FROM temp.lg_keep)",
+        "DELETE FROM lg_checkpoints WHERE thread_id IN (SELECT value FROM json_each(?1)) "
+        "AND seq NOT IN ("
+        "SELECT max(seq) FROM lg_checkpoints WHERE thread_id IN (SELECT value FROM json_each(?1)) "
+        "GROUP BY thread_id, checkpoint_ns)",
         (threads,),
     )
-    conn.execute("DELETE FROM temp.lg_keep")
     _collect_blobs(conn, list(thread_ids))
 
 
