@@ -1,4 +1,4 @@
-"""LangGraph saver tables: lg_checkpoints, lg_blobs, lg_writes.
+"""LangGraph saver tables: lg_checkpoints, lg_blobs, lg_list_items, lg_writes.
 
 A LangGraph thread is a tree of checkpoints per namespace, identified by
 checkpoint ids, with channel values shared between checkpoints and pending
@@ -58,6 +58,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("thread_id", "checkpoint_ns", "channel", "key"),
     )
     op.create_table(
+        "lg_list_items",
+        sa.Column("thread_id", sa.Text(), nullable=False),
+        sa.Column("checkpoint_ns", sa.Text(), nullable=False),
+        sa.Column("channel", sa.Text(), nullable=False),
+        sa.Column("list_id", sa.Text(), nullable=False),
+        sa.Column("idx", sa.Integer(), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("thread_id", "checkpoint_ns", "channel", "list_id", "idx"),
+    )
+    op.create_table(
         "lg_writes",
         sa.Column("thread_id", sa.Text(), nullable=False),
         sa.Column("checkpoint_ns", sa.Text(), nullable=False),
@@ -73,6 +83,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("lg_writes")
+    op.drop_table("lg_list_items")
     op.drop_table("lg_blobs")
     op.drop_index("ix_lg_checkpoints_run", table_name="lg_checkpoints")
     op.drop_index("ix_lg_checkpoints_order", table_name="lg_checkpoints")

@@ -85,6 +85,18 @@ lg_blobs = Table(
     PrimaryKeyConstraint("thread_id", "checkpoint_ns", "channel", "key"),
 )
 
+lg_list_items = Table(  # list values stored element by element, shared by their versions
+    "lg_list_items",
+    metadata,
+    Column("thread_id", Text, nullable=False),
+    Column("checkpoint_ns", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("list_id", Text, nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("thread_id", "checkpoint_ns", "channel", "list_id", "idx"),
+)
+
 lg_writes = Table(
     "lg_writes",
     metadata,

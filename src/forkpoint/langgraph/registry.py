@@ -128,6 +128,16 @@ class _Fail(Exception):
         return "".join(parts)
 
 
+def _text(tree: Any) -> str:
+    text = json.dumps(tree, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: SQLite stores UTF-8, so escape them
+            text = json.dumps(tree, allow_nan=False, separators=(",", ":"))
+    return text
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -230,14 +240,24 @@ class TypeRegistry:
 
     def dumps(self, value: Any, *, channel: str | None = None) -> str:
         """``value`` as stored JSON text, or :class:`UnregisteredType` (nothing is written)."""
-        tree = self.to_json(value, channel=channel)
-        text = json.dumps(tree, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        if not text.isascii():
+        return _text(self.to_json(value, channel=channel))
+
+    def dumps_items(self, items: list[Any], *, channel: str | None = None) -> list[str]:
+        """Each element of a list as stored JSON text.
+
+        ``"[" + ",".join(result) + "]"`` is exactly ``dumps(items)``, so a list can
+        be stored element by element and read back as one text.
+        """
+        out: list[str] = []
+        for index, item in enumerate(items):
             try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:  # lone surrogates: SQLite stores UTF-8, so escape them
-                text = json.dumps(tree, allow_nan=False, separators=(",", ":"))
-        return text
+                tree = self._enc(item, 1)
+            except _Fail as fail:
+                fail.keys.append(index)
+                kind = UnregisteredType if fail.unregistered else ValueCodecError
+                raise kind(fail.message, channel=channel, where=fail.where()) from None
+            out.append(_text(tree))
+        return out
 
     def to_json(self, value: Any, *, channel: str | None = None) -> Any:
         """``value`` as a JSON-compatible tree in the stored format."""

@@ -35,6 +35,8 @@ import random
 import shutil
 import sys
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import UTC, datetime
@@ -72,6 +74,7 @@ __all__ = ["ForkpointSaver"]
 Durability = Literal["full", "normal"]
 T = TypeVar("T")
 _PAGE = 100  # checkpoints read per query while listing; no lock is held between pages
+_LIST_MIN = 8  # a list value this long or longer is stored element by element (appends share)
 
 
 class ForkpointSaver(BaseCheckpointSaver[str]):
@@ -109,6 +112,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
             self.registry.register(cls)
         for schema in schemas:
             self.registry.register_schema(schema)
+        self._lists = _ListCache()
         target = fspath(path)
         self._scratch: str | None = None
         if target == ":memory:":  # a private file that disappears on close
@@ -250,7 +254,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         request = self._put_request(config, checkpoint, metadata, new_versions)
-        await self._write(store.put_checkpoint, request)
+        self._lists.stored(request, await self._write(store.put_checkpoint, request))
         return _config(request.thread_id, request.checkpoint_ns, request.checkpoint_id)
 
     async def aput_writes(
@@ -305,7 +309,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     ) -> RunnableConfig:
         _not_on_event_loop("put")
         request = self._put_request(config, checkpoint, metadata, new_versions)
-        self._write_sync("put", store.put_checkpoint, request)
+        self._lists.stored(request, self._write_sync("put", store.put_checkpoint, request))
         return _config(request.thread_id, request.checkpoint_ns, request.checkpoint_id)
 
     def put_writes(
@@ -356,7 +360,11 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
                 blobs.append(store.BlobIn(channel, None, dumps(value, channel=channel)))
                 continue
             key = json.dumps(version)
-            if channel in new_versions:
+            if channel in new_versions and type(value) is list and len(value) >= _LIST_MIN:
+                items = self.registry.dumps_items(value, channel=channel)
+                base = self._lists.base((thread_id, checkpoint_ns, channel), items)
+                blobs.append(store.BlobIn(channel, key, "", items, base))
+            elif channel in new_versions:
                 blobs.append(store.BlobIn(channel, key, dumps(value, channel=channel)))
             else:
                 blobs.append(store.BlobIn(channel, key, partial(dumps, value, channel=channel)))
@@ -428,6 +436,41 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
             parent,
             writes,
         )
+
+
+class _ListCache:
+    """The last list value stored per ``(thread, namespace, channel)``, to store the next as an append.
+
+    Holds element *texts*, compared in full: an element changed in place is
+    seen as changed. The job still checks that the list ends where this cache
+    says (another process, a prune), else it stores a new list. Bounded (LRU).
+    """
+
+    SIZE = 64
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lists: OrderedDict[tuple[str, str, str], tuple[str, list[str]]] = OrderedDict()
+
+    def base(self, where: tuple[str, str, str], items: list[str]) -> tuple[str, int] | None:
+        with self._lock:
+            known = self._lists.get(where)
+        if known is None:
+            return None
+        list_id, old = known
+        if len(old) <= len(items) and items[: len(old)] == old:
+            return list_id, len(old)
+        return None
+
+    def stored(self, request: store.PutRequest, lists: dict[str, tuple[str, int]]) -> None:
+        by_channel = {blob.channel: blob.items for blob in request.blobs if blob.items is not None}
+        with self._lock:
+            for channel, (list_id, _) in lists.items():
+                where = (request.thread_id, request.checkpoint_ns, channel)
+                self._lists[where] = (list_id, by_channel[channel] or [])
+                self._lists.move_to_end(where)
+            while len(self._lists) > self.SIZE:
+                self._lists.popitem(last=False)
 
 
 class _ListQuery:

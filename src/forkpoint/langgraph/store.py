@@ -55,17 +55,28 @@ __all__ = [
 ]
 
 
+VALUE = 0
+"""``lg_blobs.encoding``: ``value`` is the stored value."""
+LIST = 1
+"""``lg_blobs.encoding``: ``value`` is ``{"list": id, "len": n}``, the first n ``lg_list_items``."""
+
+
 class BlobIn(NamedTuple):
     """One channel value of a checkpoint being stored.
 
     ``version`` is the channel's version as JSON text (``None``: the channel has
     no version). ``value`` is the encoded text, or a function that encodes it,
-    called only if no stored value for that version can be reused.
+    called only if no stored value for that version can be reused. ``items``
+    (a list value's element texts) asks for list storage, appending to
+    ``base`` — ``(list_id, length)`` of a list this value extends — when that
+    list still ends there.
     """
 
     channel: str
     version: str | None
     value: str | Callable[[], str]
+    items: list[str] | None = None
+    base: tuple[str, int] | None = None
 
 
 class PutRequest(NamedTuple):
@@ -97,11 +108,12 @@ class StoredCheckpoint(NamedTuple):
 # --- writing -------------------------------------------------------------------------------
 
 
-def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> None:
+def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> dict[str, tuple[str, int]]:
     """Store (or replace, keeping its place in the order) one checkpoint and its new values.
 
     Every read and every encoding happens before the first write, so a value
-    that cannot be encoded refuses the job with nothing written.
+    that cannot be encoded refuses the job with nothing written. Returns
+    ``{channel: (list_id, length)}`` for the values stored as lists.
     """
     parent_keys: dict[str, str] = {}
     if req.parent_checkpoint_id is not None:
@@ -113,18 +125,40 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> None:
         if row is not None:
             parent_keys = json.loads(row[0])
     keys: dict[str, str] = {}
-    inserts: list[tuple[str, str, str, bool]] = []  # channel, key, text, replace
+    inserts: list[tuple[str, str, str, bool, int]] = []  # channel, key, text, replace, encoding
+    appends: list[tuple[str, str, int, list[str]]] = []  # channel, list_id, start, items
+    lists: dict[str, tuple[str, int]] = {}
     for blob in req.blobs:
-        key, text, replace = _plan_blob(conn, req, blob, parent_keys.get(blob.channel))
+        if blob.items is not None and blob.version is not None:
+            key, list_id, start = _plan_list(conn, req, blob.channel, blob.version, blob)
+            ref = json.dumps({"list": list_id, "len": len(blob.items)}, separators=(",", ":"))
+            inserts.append((blob.channel, key, ref, True, LIST))
+            appends.append((blob.channel, list_id, start, blob.items[start:]))
+            lists[blob.channel] = (list_id, len(blob.items))
+        else:
+            key, text, replace = _plan_blob(conn, req, blob, parent_keys.get(blob.channel))
+            if text is not None:
+                inserts.append((blob.channel, key, text, replace, VALUE))
         keys[blob.channel] = key
-        if text is not None:
-            inserts.append((blob.channel, key, text, replace))
-    for channel, key, text, replace in inserts:
+    for channel, list_id, start, items in appends:
+        where = (req.thread_id, req.checkpoint_ns, channel, list_id)
+        if start == 0:  # a new list: nothing of an older list by that id may survive
+            conn.execute(
+                "DELETE FROM lg_list_items WHERE thread_id = ? AND checkpoint_ns = ? "
+                "AND channel = ? AND list_id = ?",
+                where,
+            )
+        conn.executemany(
+            "INSERT INTO lg_list_items (thread_id, checkpoint_ns, channel, list_id, idx, value) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(*where, start + offset, item) for offset, item in enumerate(items)],
+        )
+    for channel, key, text, replace, encoding in inserts:
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         conn.execute(
-            f"{verb} INTO lg_blobs (thread_id, checkpoint_ns, channel, key, value) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (req.thread_id, req.checkpoint_ns, channel, key, text),
+            f"{verb} INTO lg_blobs (thread_id, checkpoint_ns, channel, key, encoding, value) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (req.thread_id, req.checkpoint_ns, channel, key, encoding, text),
         )
     conn.execute(
         "INSERT INTO lg_checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
@@ -146,6 +180,27 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> None:
             req.checkpoint,
         ),
     )
+    return lists
+
+
+def _plan_list(
+    conn: sqlite3.Connection, req: PutRequest, channel: str, version: str, blob: BlobIn
+) -> tuple[str, str, int]:
+    """``(blob key, list_id, first index to insert)``: append to ``base`` if it still ends there."""
+    where = (req.thread_id, req.checkpoint_ns, channel)
+    key = version
+    if _blob_text(conn, where, key) is not None:  # this version is taken (a branch reused it)
+        key = f"{version}@{req.checkpoint_id}"
+    if blob.base is not None and blob.items is not None:
+        list_id, length = blob.base
+        count, top = conn.execute(
+            "SELECT count(*), max(idx) FROM lg_list_items WHERE thread_id = ? "
+            "AND checkpoint_ns = ? AND channel = ? AND list_id = ?",
+            (*where, list_id),
+        ).fetchone()
+        if 0 < length <= len(blob.items) and count == length and top == length - 1:
+            return key, list_id, length
+    return key, key, 0
 
 
 def _plan_blob(
@@ -211,7 +266,7 @@ def put_writes(
 
 def delete_thread(conn: sqlite3.Connection, thread_id: str) -> None:
     """Remove every checkpoint, value and write of a thread (all namespaces)."""
-    for table in ("lg_checkpoints", "lg_blobs", "lg_writes"):
+    for table in ("lg_checkpoints", "lg_blobs", "lg_list_items", "lg_writes"):
         conn.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,))  # noqa: S608 - fixed table names
 
 
@@ -267,6 +322,12 @@ def copy_thread(conn: sqlite3.Connection, source: str, target: str) -> None:
         (target, source),
     )
     conn.execute(
+        "INSERT INTO lg_list_items (thread_id, checkpoint_ns, channel, list_id, idx, value) "
+        "SELECT ?, checkpoint_ns, channel, list_id, idx, value FROM lg_list_items "
+        "WHERE thread_id = ?",
+        (target, source),
+    )
+    conn.execute(
         "INSERT INTO lg_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, "
         "task_path, channel, value) SELECT ?, checkpoint_ns, checkpoint_id, task_id, idx, "
         "task_path, channel, value FROM lg_writes WHERE thread_id = ?",
@@ -312,6 +373,19 @@ def _collect_blobs(conn: sqlite3.Connection, thread_ids: Sequence[str]) -> None:
         "SELECT c.thread_id, c.checkpoint_ns, j.key, j.value "
         "FROM lg_checkpoints c, json_each(c.channels) j "
         "WHERE c.thread_id IN (SELECT value FROM json_each(?1)))",
+        (threads,),
+    )
+    # list items past the longest remaining version of their list (all of them if none is left)
+    conn.execute(
+        "WITH keep (thread_id, checkpoint_ns, channel, list_id, n) AS ("
+        "SELECT thread_id, checkpoint_ns, channel, json_extract(value, '$.list'), "
+        "max(json_extract(value, '$.len')) FROM lg_blobs "
+        "WHERE encoding = 1 AND thread_id IN (SELECT value FROM json_each(?1)) "
+        "GROUP BY 1, 2, 3, 4) "
+        "DELETE FROM lg_list_items WHERE thread_id IN (SELECT value FROM json_each(?1)) "
+        "AND idx >= coalesce((SELECT k.n FROM keep k WHERE k.thread_id = lg_list_items.thread_id "
+        "AND k.checkpoint_ns = lg_list_items.checkpoint_ns AND k.channel = lg_list_items.channel "
+        "AND k.list_id = lg_list_items.list_id), 0)",
         (threads,),
     )
 
@@ -412,13 +486,21 @@ def _load(conn: sqlite3.Connection, seqs: list[int]) -> list[StoredCheckpoint]:
         )
     }
     values: dict[int, dict[str, str | None]] = {seq: {} for seq in rows}
-    for seq, channel, text in conn.execute(
-        "SELECT c.seq, j.key, b.value FROM lg_checkpoints c, json_each(c.channels) j "
+    wanted_lists: list[tuple[int, str, str, str, str, int]] = []
+    for seq, tid, ns, channel, text, encoding in conn.execute(
+        "SELECT c.seq, c.thread_id, c.checkpoint_ns, j.key, b.value, b.encoding "
+        "FROM lg_checkpoints c, json_each(c.channels) j "
         "LEFT JOIN lg_blobs b ON b.thread_id = c.thread_id AND b.checkpoint_ns = c.checkpoint_ns "
         "AND b.channel = j.key AND b.key = j.value "
         "WHERE c.seq IN (SELECT value FROM json_each(?))",
         (wanted,),
     ):
+        if encoding == LIST:
+            ref = json.loads(text)
+            wanted_lists.append((seq, tid, ns, channel, str(ref["list"]), int(ref["len"])))
+        else:
+            values[seq][channel] = text
+    for seq, channel, text in _assemble_lists(conn, wanted_lists):
         values[seq][channel] = text
     writes: dict[tuple[str, str, str], list[tuple[str, str, str, str, int]]] = {}
     for tid, ns, cid, task_id, channel, text, task_path, idx in conn.execute(
@@ -449,4 +531,33 @@ def _load(conn: sqlite3.Connection, seqs: list[int]) -> list[StoredCheckpoint]:
                 writes.get((tid, ns, cid), []),
             )
         )
+    return out
+
+
+def _assemble_lists(
+    conn: sqlite3.Connection, wanted: list[tuple[int, str, str, str, str, int]]
+) -> list[tuple[int, str, str | None]]:
+    """``(seq, channel, full JSON text)`` for list-stored values: one query per list.
+
+    A list shorter than a version needs is reported as missing (``None``).
+    """
+    longest: dict[tuple[str, str, str, str], int] = {}
+    for _, tid, ns, channel, list_id, n in wanted:
+        key = (tid, ns, channel, list_id)
+        longest[key] = max(n, longest.get(key, 0))
+    items: dict[tuple[str, str, str, str], list[str]] = {}
+    for key, n in longest.items():
+        items[key] = [
+            row[0]
+            for row in conn.execute(
+                "SELECT value FROM lg_list_items WHERE thread_id = ? AND checkpoint_ns = ? "
+                "AND channel = ? AND list_id = ? AND idx < ? ORDER BY idx",
+                (*key, n),
+            )
+        ]
+    out: list[tuple[int, str, str | None]] = []
+    for seq, tid, ns, channel, list_id, n in wanted:
+        stored = items[(tid, ns, channel, list_id)]
+        text = "[" + ",".join(stored[:n]) + "]" if len(stored) >= n else None
+        out.append((seq, channel, text))
     return out
