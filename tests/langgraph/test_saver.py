@@ -420,3 +420,14 @@ def test_memory_is_a_private_file_that_goes_away_on_close() -> None:
     other.close()
     saver.close()
     assert not folder.exists()
+
+
+async def test_a_missing_stored_value_is_a_typed_error(saver: ForkpointSaver, db: str) -> None:
+    stored = await saver.aput(config("t"), checkpoint({"n": 1}, {"n": 1}), meta(), {"n": 1})
+    conn = sqlite3.connect(db)
+    conn.execute("DELETE FROM lg_blobs")
+    conn.commit()
+    conn.close()
+    with pytest.raises(UndecodableValue, match="missing") as caught:
+        await saver.aget_tuple(stored)
+    assert caught.value.channel == "n"

@@ -1,7 +1,7 @@
 """The LangGraph saver's rows: named jobs ``(sqlite3.Connection, ...) -> result``.
 
-Why its own tables (``lg_checkpoints``, ``lg_blobs``, ``lg_writes``, revision
-0004) instead of forkpoint's ``(thread_id, step)`` rows: in a LangGraph thread
+Why its own tables (``lg_checkpoints``, ``lg_blobs``, ``lg_list_items``,
+``lg_writes``, revision 0004) instead of forkpoint's ``(thread_id, step)`` rows: in a LangGraph thread
 ``metadata.step`` repeats (an ``update`` and a ``loop`` checkpoint share a step),
 branches made with ``update_state`` on an old checkpoint share a parent, every
 subgraph call opens a new checkpoint namespace, checkpoints are addressed by id
@@ -18,7 +18,15 @@ not be committed yet. None of that is a linear list of steps.
   key)``; the key is the channel's version, so a checkpoint whose channel did not
   change refers to the stored value instead of storing it again. If the same
   version arrives with a different value (a branch that reused a version), the
-  new value gets the key ``<version>@<checkpoint id>``.
+  new value gets the key ``<version>@<checkpoint id>``. ``encoding`` 0: ``value``
+  is the value's JSON; 1: ``value`` is ``{"list": id, "len": n}``, a list value
+  made of the first ``n`` items of ``lg_list_items`` list ``id``.
+* ``lg_list_items`` — list values (a conversation's messages) element by
+  element, each element's JSON in its own row. A version that extends the last
+  stored list appends only its new elements, so a conversation stores each
+  message once however many checkpoints hold it; a version that does not (a
+  branch, an edit, a list that was trimmed meanwhile) starts a list of its own.
+  Reading one is one ordered range query, no chain to follow.
 * ``lg_writes`` — pending writes by ``(…, checkpoint_id, task_id, idx)``, with no
   foreign key: a write may arrive before its checkpoint. A negative ``idx``
   (errors, interrupts, resume values) replaces; others are kept if present.
@@ -27,7 +35,8 @@ Every job runs on forkpoint's SQLite engine (``forkpoint.sqlite._engine``): a
 write job inside the engine's ``BEGIN IMMEDIATE … COMMIT`` (shared with other
 writes by group commit; a job refuses only before it writes), a read job on the
 reader connection. Copy and prune are one ``INSERT … SELECT`` / ``DELETE`` per
-table in that one transaction. All SQL binds its values; nothing from the
+table in that one transaction; deletions then drop the values and list items no
+remaining checkpoint uses. All SQL binds its values; nothing from the
 caller is ever spliced into SQL text.
 """
 
