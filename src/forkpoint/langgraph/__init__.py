@@ -14,6 +14,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from .builtin_types import default_registry
 from .errors import SyncCallOnEventLoop, UndecodableValue, UnregisteredType, ValueCodecError
+from .importer import ImportReport, import_langgraph
 from .registry import MAX_DEPTH, TAG, Entry, TypeRegistry
 from .saver import ForkpointSaver
 
@@ -22,10 +23,12 @@ __all__ = [
     "TAG",
     "Entry",
     "ForkpointSaver",
+    "ImportReport",
     "SyncCallOnEventLoop",
     "TypeRegistry",
     "UndecodableValue",
     "UnregisteredType",
     "ValueCodecError",
     "default_registry",
+    "import_langgraph",
 ]

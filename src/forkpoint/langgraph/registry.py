@@ -236,6 +236,10 @@ class TypeRegistry:
         """The entry that stores exactly ``cls``, if any."""
         return self._by_type.get(cls)
 
+    def entries(self) -> list[Entry]:
+        """Every registered entry, by name."""
+        return [self._by_name[name] for name in sorted(self._by_name)]
+
     # --- encoding ------------------------------------------------------------------------
 
     def dumps(self, value: Any, *, channel: str | None = None) -> str:
