@@ -61,3 +61,32 @@ def test_sigkill_mid_superstep_then_resume_in_a_new_process(tmp_path: Path) -> N
     assert ran.count("fast") == 1  # its pending write was committed before the kill
     assert ran.count("slow") == 2  # killed once, run again
     assert ran.count("finish") == 1
+
+
+def test_several_processes_write_one_file_without_locking_errors(tmp_path: Path) -> None:
+    """LangGraph's SQLite saver reports "database is locked" here; the engine waits its turn."""
+    db = tmp_path / "shared.db"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.langgraph.writer_child", str(db), f"p{n}", "15"],
+            cwd=ROOT,
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+        assert out.strip() == "done"
+    from forkpoint.langgraph import ForkpointSaver
+
+    with ForkpointSaver.from_conn_string(db) as saver:
+        latest = {t.config["configurable"]["thread_id"] for t in saver.list(None)}
+        finals = [saver.get_tuple({"configurable": {"thread_id": t}}) for t in sorted(latest)]
+    assert latest == {f"p{n}-{i}" for n in range(4) for i in range(15)}
+    assert all(
+        f is not None and f.checkpoint["channel_values"]["log"] == ["a", "b", "c"] for f in finals
+    )
