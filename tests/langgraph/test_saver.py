@@ -431,3 +431,26 @@ async def test_a_missing_stored_value_is_a_typed_error(saver: ForkpointSaver, db
     with pytest.raises(UndecodableValue, match="missing") as caught:
         await saver.aget_tuple(stored)
     assert caught.value.channel == "n"
+
+
+async def test_delete_inactive_removes_threads_idle_for_longer_than_the_ttl(
+    saver: ForkpointSaver, db: str
+) -> None:
+    from datetime import timedelta
+
+    for thread in ("old", "fresh"):
+        stored = await saver.aput(config(thread), checkpoint({"n": 1}, {"n": 1}), meta(), {"n": 1})
+        await saver.aput_writes(stored, [("n", 2)], "task")
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "UPDATE lg_checkpoints SET created_at = '2020-01-01T00:00:00.000000Z' WHERE thread_id = 'old'"
+    )
+    conn.commit()
+    conn.close()
+    assert await saver.adelete_inactive(timedelta(days=1)) == ["old"]
+    assert await saver.aget_tuple(config("old")) is None
+    assert await saver.aget_tuple(config("fresh")) is not None
+    assert table_count(db, "lg_writes") == 1
+    assert await asyncio.to_thread(saver.delete_inactive, timedelta(0)) == ["fresh"]
+    with pytest.raises(InvalidInput):
+        await saver.adelete_inactive(3)  # type: ignore[arg-type]

@@ -28,6 +28,7 @@ saver keeps on an event loop of its own (``_loop.py``).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import json
 import os
@@ -39,7 +40,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from os import PathLike, fspath
 from types import TracebackType
@@ -278,6 +279,13 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         await self._write(store.prune, _thread_list(thread_ids), strategy)
 
+    async def adelete_inactive(self, older_than: timedelta) -> builtins.list[str]:
+        """Delete every thread with no checkpoint written in the last ``older_than``; their ids.
+
+        A time-to-live over threads: run it on a schedule to bound the file.
+        """
+        return await self._write(store.delete_inactive, _cutoff(older_than))
+
     # --- sync API (same requests; refuses the event loop's thread) ------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -335,6 +343,10 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         self._write_sync("prune", store.prune, _thread_list(thread_ids), strategy)
+
+    def delete_inactive(self, older_than: timedelta) -> builtins.list[str]:
+        """Sync :meth:`adelete_inactive`."""
+        return self._write_sync("delete_inactive", store.delete_inactive, _cutoff(older_than))
 
     # --- encoding and decoding -------------------------------------------------------------
 
@@ -534,6 +546,12 @@ def _matches(registry: TypeRegistry, wanted: dict[str, Any], metadata_text: str)
 
 
 # --- small helpers ---------------------------------------------------------------------------
+
+
+def _cutoff(older_than: timedelta) -> str:
+    if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+        raise InvalidInput(f"older_than must be a timedelta >= 0, not {older_than!r}")
+    return format_time(datetime.now(UTC) - older_than)
 
 
 def _not_on_event_loop(method: str) -> None:

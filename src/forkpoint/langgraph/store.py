@@ -55,6 +55,7 @@ __all__ = [
     "StoredCheckpoint",
     "copy_thread",
     "delete_for_runs",
+    "delete_inactive",
     "delete_thread",
     "get_checkpoint",
     "list_checkpoints",
@@ -277,6 +278,21 @@ def delete_thread(conn: sqlite3.Connection, thread_id: str) -> None:
     """Remove every checkpoint, value and write of a thread (all namespaces)."""
     for table in ("lg_checkpoints", "lg_blobs", "lg_list_items", "lg_writes"):
         conn.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,))  # noqa: S608 - fixed table names
+
+
+def delete_inactive(conn: sqlite3.Connection, cutoff: str) -> list[str]:
+    """Remove the threads whose newest checkpoint was written before ``cutoff``; their ids."""
+    stale = [
+        row[0]
+        for row in conn.execute(
+            "SELECT thread_id FROM lg_checkpoints GROUP BY thread_id "
+            "HAVING max(created_at) < ? ORDER BY thread_id",
+            (cutoff,),
+        )
+    ]
+    for thread_id in stale:
+        delete_thread(conn, thread_id)
+    return stale
 
 
 def delete_for_runs(conn: sqlite3.Connection, run_ids: Sequence[str]) -> None:
