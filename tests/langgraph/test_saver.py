@@ -454,3 +454,22 @@ async def test_delete_inactive_removes_threads_idle_for_longer_than_the_ttl(
     assert await asyncio.to_thread(saver.delete_inactive, timedelta(0)) == ["fresh"]
     with pytest.raises(InvalidInput):
         await saver.adelete_inactive(3)  # type: ignore[arg-type]
+
+
+async def test_vacuum_gives_deleted_space_back(saver: ForkpointSaver, db: str) -> None:
+    import os
+
+    big = "x" * 200_000
+    parent = None
+    for step in range(20):
+        parent = await saver.aput(
+            parent or config("t"),
+            checkpoint({"blob": f"{step}{big}"}, {"blob": step + 1}),
+            meta(step),
+            {"blob": step + 1},
+        )
+    await saver.adelete_thread("t")
+    before = os.path.getsize(db)
+    shrank = await saver.avacuum()
+    assert shrank > 1_000_000
+    assert os.path.getsize(db) < before

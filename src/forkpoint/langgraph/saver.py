@@ -279,6 +279,10 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         await self._write(store.prune, _thread_list(thread_ids), strategy)
 
+    async def avacuum(self) -> int:
+        """Give the pages freed by deletions back to the file system; the bytes the file shrank by."""
+        return await self._loop.arun(self._checkpointer.vacuum)
+
     async def adelete_inactive(self, older_than: timedelta) -> builtins.list[str]:
         """Delete every thread with no checkpoint written in the last ``older_than``; their ids.
 
@@ -343,6 +347,11 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         self._write_sync("prune", store.prune, _thread_list(thread_ids), strategy)
+
+    def vacuum(self) -> int:
+        """Sync :meth:`avacuum`."""
+        _not_on_event_loop("vacuum")
+        return self._loop.run(self._checkpointer.vacuum)
 
     def delete_inactive(self, older_than: timedelta) -> builtins.list[str]:
         """Sync :meth:`adelete_inactive`."""
