@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -436,8 +438,6 @@ async def test_a_missing_stored_value_is_a_typed_error(saver: ForkpointSaver, db
 async def test_delete_inactive_removes_threads_idle_for_longer_than_the_ttl(
     saver: ForkpointSaver, db: str
 ) -> None:
-    from datetime import timedelta
-
     for thread in ("old", "fresh"):
         stored = await saver.aput(config(thread), checkpoint({"n": 1}, {"n": 1}), meta(), {"n": 1})
         await saver.aput_writes(stored, [("n", 2)], "task")
@@ -457,8 +457,6 @@ async def test_delete_inactive_removes_threads_idle_for_longer_than_the_ttl(
 
 
 async def test_vacuum_gives_deleted_space_back(saver: ForkpointSaver, db: str) -> None:
-    import os
-
     big = "x" * 200_000
     parent = None
     for step in range(20):
