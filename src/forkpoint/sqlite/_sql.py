@@ -127,7 +127,9 @@ class SQL:
         "UPDATE threads SET checkpoint_count = checkpoint_count - ?, "
         "delta_run = min(delta_run, checkpoint_count - ? - 1) WHERE thread_id = ?"
     )
-    TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    # Anything in the schema (tables, views, triggers, indexes) but SQLite's own sqlite_% objects:
+    # a file holding any of it is not an empty one to create a database in.
+    SCHEMA_OBJECTS = "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite!_%' ESCAPE '!'"
 
 
 def filter_sql(flt: Mapping[str, Any], source: str, depth: int = 0) -> tuple[str, list[Any]]:
