@@ -23,6 +23,7 @@ from .errors import (
     SchemaVersionError,
     SerializationError,
     StateTooLarge,
+    StateVersionError,
     StepConflict,
     StorageError,
     StorageFull,
@@ -61,6 +62,8 @@ from .runner import (
     ThreadFinished,
 )
 from .sqlite import Durability, SqliteCheckpointer, StorageStats
+from .state_check import StateCheckReport, StateProblem, StateUpgradeReport, ThreadStateCheck
+from .versioning import UpgradeStep, upgrade_from
 
 __version__ = "0.1.0"
 
@@ -107,8 +110,12 @@ __all__ = [
     "SchemaVersionError",
     "SerializationError",
     "SqliteCheckpointer",
+    "StateCheckReport",
+    "StateProblem",
     "StateSchema",
     "StateTooLarge",
+    "StateUpgradeReport",
+    "StateVersionError",
     "StepConflict",
     "StorageError",
     "StorageFull",
@@ -117,6 +124,9 @@ __all__ = [
     "ThreadExists",
     "ThreadFinished",
     "ThreadInfo",
+    "ThreadStateCheck",
     "ThreadStatus",
+    "UpgradeStep",
     "__version__",
+    "upgrade_from",
 ]

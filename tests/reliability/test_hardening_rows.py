@@ -431,3 +431,24 @@ def test_every_pydantic_internal_is_held_in_one_module() -> None:
     ]
     assert offenders == []
     assert os.path.exists(src / "_pydantic.py")
+
+
+# --- a thread id that is not UTF-8 ------------------------------------------------------------
+
+
+async def test_a_thread_id_that_is_not_utf8_fails_only_what_names_it(tmp_path: Path) -> None:
+    """list_threads() is a typed error; an all-threads prune still prunes every other thread."""
+    path = tmp_path / "utf8.db"
+    async with SqliteCheckpointer.open(path, Counter) as cp:
+        for step in range(3):
+            await cp.save(make_cp("good", step))
+            await cp.save(make_cp("bad", step))
+    for table in ("threads", "checkpoints"):
+        # S608: the table name comes from the tuple above.
+        _edit(path, f"UPDATE {table} SET thread_id = CAST(X'ff62' AS TEXT) WHERE thread_id = 'bad'")  # noqa: S608
+    async with SqliteCheckpointer.open(path, Counter) as cp:
+        listed = await _outcome(cp.list_threads())
+        assert isinstance(listed, CheckpointError), repr(listed)
+        report = await cp.prune(keep_last=1)
+        assert report.checkpoints_removed == 2
+        assert [m.step for m in await cp.list_checkpoints("good")] == [2]

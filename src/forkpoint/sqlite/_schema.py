@@ -165,6 +165,38 @@ SCHEMAS: dict[str, Schema] = {
             "index sqlite_autoindex_threads_1 UNIQUE (thread_id COLLATE BINARY) by pk",
         ],
     },
+    "0003": {
+        "alembic_version": [
+            "column version_num VARCHAR(32) NOT NULL PRIMARY KEY 1",
+            "index sqlite_autoindex_alembic_version_1 UNIQUE (version_num COLLATE BINARY) by pk",
+        ],
+        "checkpoints": [
+            "column thread_id TEXT NOT NULL PRIMARY KEY 1",
+            "column step INTEGER NOT NULL PRIMARY KEY 2",
+            "column created_at TEXT NOT NULL",
+            "column node TEXT NOT NULL",
+            "column metadata TEXT NOT NULL DEFAULT '{}'",
+            "column queue TEXT NOT NULL",
+            "column state TEXT NOT NULL",
+            "column encoding INTEGER NOT NULL DEFAULT 0",
+            "column state_version INTEGER NOT NULL DEFAULT 1",
+            "index sqlite_autoindex_checkpoints_1 UNIQUE (thread_id COLLATE BINARY, step COLLATE BINARY) by pk",
+        ],
+        "threads": [
+            "column thread_id TEXT NOT NULL PRIMARY KEY 1",
+            "column created_at TEXT NOT NULL",
+            "column updated_at TEXT NOT NULL",
+            "column latest_step INTEGER NOT NULL",
+            "column checkpoint_count INTEGER NOT NULL",
+            "column parent_thread_id TEXT",
+            "column parent_step INTEGER",
+            "column metadata TEXT NOT NULL DEFAULT '{}'",
+            "column delta_run INTEGER NOT NULL DEFAULT 0",
+            "index ix_threads_parent (parent_thread_id COLLATE BINARY) by c",
+            "index ix_threads_updated_at (updated_at COLLATE BINARY) by c",
+            "index sqlite_autoindex_threads_1 UNIQUE (thread_id COLLATE BINARY) by pk",
+        ],
+    },
     "0004": {
         "alembic_version": [
             "column version_num VARCHAR(32) NOT NULL PRIMARY KEY 1",
@@ -179,7 +211,11 @@ SCHEMAS: dict[str, Schema] = {
             "column queue TEXT NOT NULL",
             "column state TEXT NOT NULL",
             "column encoding INTEGER NOT NULL DEFAULT 0",
-            "index sqlite_autoindex_checkpoints_1 UNIQUE (thread_id COLLATE BINARY, step COLLATE BINARY) by pk",
+            "column state_version INTEGER NOT NULL DEFAULT 1",
+            (
+                "index sqlite_autoindex_checkpoints_1 UNIQUE (thread_id COLLATE BINARY, "
+                "step COLLATE BINARY) by pk"
+            ),
         ],
         "lg_blobs": [
             "column thread_id TEXT NOT NULL PRIMARY KEY 1",
@@ -238,8 +274,8 @@ SCHEMAS: dict[str, Schema] = {
             "column value TEXT NOT NULL",
             (
                 "index sqlite_autoindex_lg_writes_1 UNIQUE (thread_id COLLATE BINARY, "
-                "checkpoint_ns COLLATE BINARY, checkpoint_id COLLATE BINARY, task_id COLLATE BINARY, "
-                "idx COLLATE BINARY) by pk"
+                "checkpoint_ns COLLATE BINARY, checkpoint_id COLLATE BINARY, "
+                "task_id COLLATE BINARY, idx COLLATE BINARY) by pk"
             ),
         ],
         "threads": [
