@@ -23,6 +23,11 @@ blocking that loop. The database work is the named row jobs of ``store.py``,
 run on forkpoint's SQLite engine (group commit, ``BEGIN IMMEDIATE`` with a busy
 timeout, a reader that never waits for the writer, typed errors), which the
 saver keeps on an event loop of its own (``_loop.py``).
+
+This module runs past 600 lines because LangGraph's contract is one class with
+a sync and an async face for each of its eleven operations; both faces share
+one request builder and one decoder here, and splitting the class would only
+scatter that pairing.
 """
 
 from __future__ import annotations
