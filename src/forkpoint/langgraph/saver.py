@@ -25,7 +25,7 @@ timeout, a reader that never waits for the writer, typed errors), which the
 saver keeps on an event loop of its own (``_loop.py``).
 
 This module runs past 600 lines because LangGraph's contract is one class with
-a sync and an async face for each of its eleven operations; both faces share
+a sync and an async face for each of its ten operations; both faces share
 one request builder and one decoder here, and splitting the class would only
 scatter that pairing.
 """
