@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from forkpoint import Checkpoint, GraphState, JsonState, SqliteCheckpointer, ThreadInfo
-from forkpoint.cli import diff_values, parse_duration
+from forkpoint.cli._args import parse_duration
 from forkpoint.codec import format_time
+from forkpoint.jsondiff import diff_values
 from forkpoint.runner import Runner
 from tests.cli.conftest import Invoke, Note, assert_user_error, note_cp, parse_jsonl
 
@@ -270,7 +271,7 @@ def test_fork_then_tree_and_delete_of_the_parent(cli: Invoke) -> None:
     history = as_json(cli("history", "again", "--json"))
     assert [r["step"] for r in history] == [0, 1]
 
-    assert ok(cli("delete", "main")).startswith("deleted thread main (5 checkpoints)")
+    assert ok(cli("delete", "main", "--yes")).startswith("deleted thread main (5 checkpoints)")
     assert_user_error(cli("show", "main"), "no thread 'main'")
     forest = as_json(cli("tree", "--json"))
     # The forks outlive their parent and become roots; lineage stays readable.
@@ -284,7 +285,10 @@ def test_fork_then_tree_and_delete_of_the_parent(cli: Invoke) -> None:
 
 
 def test_delete_json(cli: Invoke) -> None:
-    assert as_json(cli("delete", "solo", "--json")) == {"deleted": "solo", "checkpoints": 1}
+    assert as_json(cli("delete", "solo", "--yes", "--json")) == {
+        "deleted": "solo",
+        "checkpoints": 1,
+    }
     assert [t["thread_id"] for t in as_json(cli("threads", "--json"))] == ["alt", "main"]
 
 
@@ -435,7 +439,7 @@ def test_forkpoint_progress_always_shows_progress_on_stderr(
     args = {
         "import": ("import", str(dump), "--db", str(tmp_path / "copy.db")),
         "check": ("check",),
-        "prune": ("prune", "--keep-last", "1"),
+        "prune": ("prune", "--keep-last", "1", "--yes"),
         "vacuum": ("vacuum",),
     }[command]
     quiet = cli(*args, "--json", env={"FORKPOINT_PROGRESS": "never"})
@@ -488,7 +492,7 @@ def test_check_finds_a_row_that_does_not_decode(cli: Invoke, db: Path) -> None:
     assert all(p.startswith("alt @ ") for p in problems), problems
     text = cli("check")
     assert text.exit_code == 1
-    assert f"{len(problems)} problems" in text.stdout
+    assert (f"{len(problems)} problems" if len(problems) > 1 else "1 problem\n") in text.stdout
 
 
 def test_check_counts_thread_record_mismatches_apart_from_decoding(cli: Invoke, db: Path) -> None:
@@ -505,7 +509,7 @@ def test_check_counts_thread_record_mismatches_apart_from_decoding(cli: Invoke, 
     assert result.exit_code == 1
     assert "10 of 10 in 3 threads" in result.stdout  # every checkpoint still decodes
     assert "2 of 3" in result.stdout  # one thread record disagrees
-    assert "1 problems" in result.stdout
+    assert "1 problem\n" in result.stdout
 
 
 def test_stats(cli: Invoke, db: Path) -> None:
@@ -530,10 +534,12 @@ def test_prune_dry_run_then_prune_then_vacuum(cli: Invoke) -> None:
         cli("prune", "--keep-last", "1", "--dry-run")
     )
     assert len(as_json(cli("history", "main", "--json"))) == 5  # dry run removed nothing
-    one = as_json(cli("prune", "main", "--keep-last", "2", "--json"))
+    one = as_json(cli("prune", "main", "--keep-last", "2", "--yes", "--json"))
     assert one["checkpoints_removed"] == 3
     assert [r["step"] for r in as_json(cli("history", "main", "--json"))] == [3, 4]
-    aged = as_json(cli("prune", "--older-than", "1d", "--json"))  # the fixture is from January
+    aged = as_json(
+        cli("prune", "--older-than", "1d", "--yes", "--json")
+    )  # the fixture is from January
     assert aged["checkpoints_removed"] == 4  # alt's 0-2 and main's 3; never a latest
     assert ok(cli("prune", "--keep-last", "1")).startswith("removed 0 checkpoints")
     vac = as_json(cli("vacuum", "--json"))
@@ -546,7 +552,9 @@ def test_parse_duration() -> None:
     assert parse_duration("90s").total_seconds() == 90
     assert parse_duration("15m").total_seconds() == 900
     assert parse_duration("2w").days == 14
-    assert parse_duration("30").total_seconds() == 30
+    assert parse_duration("1week").days == 7
+    assert parse_duration("3 days").days == 3
+    assert parse_duration("1.5h").total_seconds() == 5400
 
 
 # --- which database, and what is not one --------------------------------------------------------
