@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, ParamSpec
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
 from ..errors import CheckpointError
@@ -46,8 +47,29 @@ DEFAULT_DB = "forkpoint.db"
 EXIT_PIPE = 128 + 13  # the status of a process stopped by SIGPIPE
 _STEP_ARGS = {"ignore_unknown_options": True}  # so `show t -1` reaches our one-line error
 
+class _Command(TyperCommand):
+    """A command whose ``--help`` flag is listed without a value type (it takes no value)."""
+
+    def get_help_option(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class _Group(TyperGroup):
+    """The root command, with the same ``--help`` listing as every command."""
+
+    def get_help_option(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
 app = typer.Typer(
     name="forkpoint",
+    cls=_Group,
     help="Inspect and manage forkpoint checkpoint databases (threads, history, forks).",
     no_args_is_help=True,
     add_completion=False,
@@ -148,7 +170,7 @@ def command(
             _run(work)
 
         settings = _STEP_ARGS if takes_steps else None
-        app.command(name, context_settings=settings)(run_command)
+        app.command(name, cls=_Command, context_settings=settings)(run_command)
         return run_command
 
     return register
