@@ -47,6 +47,7 @@ DEFAULT_DB = "forkpoint.db"
 EXIT_PIPE = 128 + 13  # the status of a process stopped by SIGPIPE
 _STEP_ARGS = {"ignore_unknown_options": True}  # so `show t -1` reaches our one-line error
 
+
 class _Command(TyperCommand):
     """A command whose ``--help`` flag is listed without a value type (it takes no value)."""
 
