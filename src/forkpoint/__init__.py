@@ -59,6 +59,7 @@ from .runner import (
     ThreadFinished,
 )
 from .sqlite import Durability, SqliteCheckpointer, StorageStats
+from .transfer import ExportReport, ImportReport, export_threads, import_threads
 
 __version__ = "0.1.0"
 
@@ -79,10 +80,12 @@ __all__ = [
     "DatabaseLocked",
     "DiskIOError",
     "Durability",
+    "ExportReport",
     "ForkNotSupported",
     "ForkedProcess",
     "GraphState",
     "HistoryCheckpointer",
+    "ImportReport",
     "InMemoryCheckpointer",
     "InvalidGraph",
     "InvalidInput",
@@ -115,4 +118,6 @@ __all__ = [
     "ThreadFinished",
     "ThreadInfo",
     "__version__",
+    "export_threads",
+    "import_threads",
 ]
