@@ -512,8 +512,18 @@ def test_check_counts_thread_record_mismatches_apart_from_decoding(cli: Invoke, 
     assert "1 problem\n" in result.stdout
 
 
-def test_stats(cli: Invoke, db: Path) -> None:
+def test_stats_reads_thread_records_only(cli: Invoke, db: Path) -> None:
     report = as_json(cli("stats", "--json", "--top", "2"))
+    assert (report["threads"], report["forks"], report["checkpoints"]) == (3, 1, 10)
+    assert report["file_bytes"] == db.stat().st_size
+    assert [t["thread_id"] for t in report["largest_threads"]] == ["main", "alt"]  # by checkpoints
+    assert report["stored_state_bytes"] is None
+    assert report["largest_threads"][0]["stored_bytes"] is None
+    assert "stats --bytes" in ok(cli("stats"))
+
+
+def test_stats_bytes(cli: Invoke, db: Path) -> None:
+    report = as_json(cli("stats", "--bytes", "--json", "--top", "2"))
     assert (report["threads"], report["forks"], report["checkpoints"]) == (3, 1, 10)
     assert report["file_bytes"] == db.stat().st_size
     assert [t["thread_id"] for t in report["largest_threads"]] == ["main", "alt"]
@@ -521,7 +531,8 @@ def test_stats(cli: Invoke, db: Path) -> None:
     assert main["stored_bytes"] >= alt["stored_bytes"] > 0
     assert 0 < main["latest_state_bytes"] <= main["stored_bytes"]
     assert report["stored_state_bytes"] >= main["stored_bytes"] + alt["stored_bytes"]
-    assert "largest threads" in ok(cli("stats"))
+    assert report["free_bytes"] >= 0
+    assert "largest threads" in ok(cli("stats", "--bytes"))
 
 
 # --- prune, vacuum ------------------------------------------------------------------------------

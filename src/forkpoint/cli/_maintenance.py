@@ -120,32 +120,54 @@ async def stats(
     ctx: typer.Context,
     db: DbOption = None,
     top: Annotated[int, typer.Option("--top", min=0, help="How many largest threads to list.")] = 5,
+    with_bytes: Annotated[
+        bool,
+        typer.Option(
+            "--bytes",
+            help="Also measure stored state bytes per thread and free pages "
+            "(reads every checkpoint row; the rest reads only thread records).",
+            metavar="",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Threads, checkpoints, bytes on disk and reclaimable, and the largest threads."""
+    """Threads, forks, checkpoints, file and WAL size, and the largest threads.
+
+    Reads the thread records only, so it costs what listing the threads costs;
+    ``--bytes`` adds the stored bytes per thread and the free pages, which
+    takes one pass over every checkpoint row.
+    """
     path = db_path(ctx, db)
     async with open_db(path) as cp:
         infos = await all_threads(cp)
-        storage = await cp.storage_stats()
-    stored, latest_bytes = storage.stored_bytes, storage.latest_bytes
-    largest = sorted(infos, key=lambda i: (-stored.get(i.thread_id, 0), i.thread_id))[:top]
+        storage = await cp.storage_stats() if with_bytes else None
+    stored = storage.stored_bytes if storage else {}
+    latest = storage.latest_bytes if storage else {}
+    if storage:
+        largest = sorted(infos, key=lambda i: (-stored.get(i.thread_id, 0), i.thread_id))[:top]
+    else:
+        largest = sorted(infos, key=lambda i: (-i.checkpoint_count, i.thread_id))[:top]
+
+    def measured(value: int) -> int | None:
+        return value if storage else None
+
     report: dict[str, Any] = {
         "path": str(path),
         "threads": len(infos),
         "forks": sum(1 for i in infos if i.parent_thread_id is not None),
         "checkpoints": sum(i.checkpoint_count for i in infos),
-        "stored_state_bytes": sum(stored.values()),
         "file_bytes": _file_size(path),
         "wal_bytes": _file_size(_wal(path)),
-        "database_bytes": storage.page_size * storage.page_count,
-        "free_bytes": storage.page_size * storage.freelist_count,
+        "stored_state_bytes": measured(sum(stored.values())),
+        "database_bytes": storage.page_size * storage.page_count if storage else None,
+        "free_bytes": storage.page_size * storage.freelist_count if storage else None,
         "largest_threads": [
             {
                 "thread_id": i.thread_id,
                 "checkpoints": i.checkpoint_count,
                 "latest_step": i.latest_step,
-                "stored_bytes": stored.get(i.thread_id, 0),
-                "latest_state_bytes": latest_bytes.get(i.thread_id, 0),
+                "stored_bytes": measured(stored.get(i.thread_id, 0)),
+                "latest_state_bytes": measured(latest.get(i.thread_id, 0)),
             }
             for i in largest
         ],
@@ -158,21 +180,22 @@ async def stats(
     summary.show_header = False
     summary.add_row("threads", f"{report['threads']} ({plural(report['forks'], 'fork')})")
     summary.add_row("checkpoints", str(report["checkpoints"]))
-    summary.add_row("stored states (full or delta)", size(report["stored_state_bytes"]))
     summary.add_row("file", f"{size(report['file_bytes'])} (+ WAL {size(report['wal_bytes'])})")
-    summary.add_row("free (vacuum reclaims)", size(report["free_bytes"]))
+    if storage:
+        summary.add_row("stored states (full or delta)", size(report["stored_state_bytes"]))
+        summary.add_row("free (vacuum reclaims)", size(report["free_bytes"]))
     console.print(summary)
     if largest:
-        rows = table("largest threads", "checkpoints", "latest step", "stored", "latest state")
+        columns = ["largest threads", "checkpoints", "latest step"]
+        rows = table(*columns, *(["stored", "latest state"] if storage else []))
         for item in report["largest_threads"]:
-            rows.add_row(
-                item["thread_id"],
-                str(item["checkpoints"]),
-                str(item["latest_step"]),
-                size(item["stored_bytes"]),
-                size(item["latest_state_bytes"]),
-            )
+            cells = [item["thread_id"], str(item["checkpoints"]), str(item["latest_step"])]
+            if storage:
+                cells += [size(item["stored_bytes"]), size(item["latest_state_bytes"])]
+            rows.add_row(*cells)
         console.print(rows)
+    if not storage:
+        echo("stored bytes per thread and free pages: forkpoint stats --bytes")
 
 
 @command()
