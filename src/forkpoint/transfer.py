@@ -324,9 +324,9 @@ async def import_threads(
     elif isinstance(source, str | os.PathLike):
         path = os.fspath(source)
         with open(path, encoding="utf-8") as f:  # noqa: ASYNC230 - read whole before any await
-            contents = read_export(f, _state_type(cp), name=name or path)
+            contents = read_export(f, cp.state_type, name=name or path)
     else:
-        contents = read_export(source, _state_type(cp), name=name or "export")
+        contents = read_export(source, cp.state_type, name=name or "export")
     taken = [i.thread_id for i in contents.threads if await cp.thread_info(i.thread_id) is not None]
     if taken:
         more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
@@ -339,8 +339,3 @@ async def import_threads(
         if progress is not None:
             progress(len(rows))
     return ImportReport([i.thread_id for i in contents.threads], contents.total)
-
-
-def _state_type(cp: HistoryCheckpointer[S]) -> type[S]:
-    state_type: type[S] = getattr(cp, "state_type")  # noqa: B009 - declared by every backend
-    return state_type
