@@ -309,3 +309,24 @@ def test_export_to_a_file_is_private(cli: Invoke, tmp_path: Path) -> None:
         os.umask(old)
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert target.read_text(encoding="utf-8").startswith('{"format"')
+
+
+# --- what is not a database file ----------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo (POSIX only)")
+def test_a_fifo_at_the_database_path_is_one_line_not_a_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.db"
+    os.mkfifo(fifo)
+    with _module(
+        "threads", "--db", str(fifo), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # a hang fails the test instead of blocking the suite
+            proc.kill()
+            raise
+    assert proc.returncode == 1
+    assert err.decode().startswith("forkpoint: error: ")
+    assert "not a regular file" in err.decode()
+    assert out == b""

@@ -211,6 +211,8 @@ def _check_path(path: Path, *, create: bool) -> bool:
         )
     if exists and path.is_dir():
         raise UserError(f"{str(path)!r} is a directory, not a forkpoint database")
+    if exists and not path.is_file():  # a FIFO or device: opening it could block forever
+        raise UserError(f"{str(path)!r} is not a regular file, not a forkpoint database")
     return exists
 
 
