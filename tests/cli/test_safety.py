@@ -330,3 +330,15 @@ def test_a_fifo_at_the_database_path_is_one_line_not_a_hang(tmp_path: Path) -> N
     assert err.decode().startswith("forkpoint: error: ")
     assert "not a regular file" in err.decode()
     assert out == b""
+
+
+def test_on_a_narrow_terminal_ids_wrap_but_stay_whole(cli: Invoke, db: Path) -> None:
+    forks = asyncio.run(_similar_ids(db))
+    text = ok(cli("threads", env={"FORCE_COLOR": "1", "COLUMNS": "50", "NO_COLOR": "1"}))
+    assert "┃" in text  # a terminal gets a drawn table
+    assert "…" not in text
+    first_column = "".join(
+        line.split("│")[1].strip() for line in text.splitlines() if line.startswith("│")
+    )
+    for thread in [*SIMILAR, *forks]:
+        assert thread in first_column, (thread, first_column)

@@ -8,7 +8,7 @@ import typer
 
 from ..jsondiff import diff_values
 from ._app import DbOption, JsonOption, command, db_path, open_db, require_checkpoint, step_argument
-from ._text import echo, out, print_json, short, table
+from ._text import Grid, echo, print_json, short
 
 __all__ = ["diff"]
 
@@ -47,9 +47,9 @@ async def diff(
     if not changes:
         echo(f"{title}: no change in the state")
         return
-    rows = table("field", "change", "before", "after", title=title)
+    rows = Grid("field", "change", "before", "after", title=title)
     for c in changes:
         before = "" if c["change"] in ("added", "appended") else short(c["before"])
         after = "" if c["change"] == "removed" else short(c["after"])
         rows.add_row(c["field"], c["change"], before, after)
-    out().print(rows)
+    rows.print()

@@ -13,7 +13,7 @@ from ..migrate import HEAD_REVISION, database_revision
 from ._app import DbOption, JsonOption, YesOption, command, db_path, open_db, require_thread
 from ._args import DURATION_HELP, UserError, confirm, parse_duration
 from ._reads import all_threads, checkpoints
-from ._text import echo, one_line, out, plural, print_json, progress, size, spinner, table
+from ._text import Grid, echo, one_line, plural, print_json, progress, size, spinner
 
 __all__ = ["check", "migrate", "prune", "stats", "vacuum"]
 
@@ -92,7 +92,7 @@ async def check(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = F
     if as_json:
         print_json(report)
     else:
-        rows = table("check", "result")
+        rows = Grid("check", "result")
         rows.add_row("SQLite integrity", ", ".join(integrity))
         rows.add_row("schema revision", f"{HEAD_REVISION} (head)")
         rows.add_row(
@@ -100,7 +100,7 @@ async def check(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = F
             f"{checked - undecodable} of {checked} in {plural(len(infos), 'thread')}",
         )
         rows.add_row("thread records match", f"{len(infos) - mismatched} of {len(infos)}")
-        out().print(rows)
+        rows.print()
         for p in problems:
             echo(f"problem: {p}")
         echo("ok" if not problems else plural(len(problems), "problem"))
@@ -175,25 +175,23 @@ async def stats(
     if as_json:
         print_json(report)
         return
-    console = out()
-    summary = table("", "", title=str(path))
-    summary.show_header = False
+    summary = Grid("", "", title=str(path), show_header=False)
     summary.add_row("threads", f"{report['threads']} ({plural(report['forks'], 'fork')})")
     summary.add_row("checkpoints", str(report["checkpoints"]))
     summary.add_row("file", f"{size(report['file_bytes'])} (+ WAL {size(report['wal_bytes'])})")
     if storage:
         summary.add_row("stored states (full or delta)", size(report["stored_state_bytes"]))
         summary.add_row("free (vacuum reclaims)", size(report["free_bytes"]))
-    console.print(summary)
+    summary.print()
     if largest:
         columns = ["largest threads", "checkpoints", "latest step"]
-        rows = table(*columns, *(["stored", "latest state"] if storage else []))
+        rows = Grid(*columns, *(["stored", "latest state"] if storage else []))
         for item in report["largest_threads"]:
             cells = [item["thread_id"], str(item["checkpoints"]), str(item["latest_step"])]
             if storage:
                 cells += [size(item["stored_bytes"]), size(item["latest_state_bytes"])]
             rows.add_row(*cells)
-        console.print(rows)
+        rows.print()
     if not storage:
         echo("stored bytes per thread and free pages: forkpoint stats --bytes")
 

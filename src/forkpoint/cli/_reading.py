@@ -20,7 +20,7 @@ from ._app import (
 )
 from ._reads import all_threads, latest_nodes
 from ._reads import history as read_history
-from ._text import clock, dumps, echo, meta_text, out, print_json, queue_text, stamp, table
+from ._text import Grid, clock, dumps, echo, meta_text, out, print_json, queue_text, stamp
 
 __all__ = ["history", "show", "threads"]
 
@@ -50,7 +50,7 @@ async def threads(ctx: typer.Context, db: DbOption = None, as_json: JsonOption =
     if not infos:
         echo("no threads")
         return
-    rows = table("thread", "checkpoints", "latest", "node", "forked from", "forks", "updated")
+    rows = Grid("thread", "checkpoints", "latest", "node", "forked from", "forks", "updated")
     for i in infos:
         parent = f"{i.parent_thread_id} @ {i.parent_step}" if i.parent_thread_id else "-"
         rows.add_row(
@@ -62,7 +62,7 @@ async def threads(ctx: typer.Context, db: DbOption = None, as_json: JsonOption =
             str(forks.get(i.thread_id, 0)),
             stamp(i.updated_at),
         )
-    out().print(rows)
+    rows.print()
 
 
 @command()
@@ -94,14 +94,14 @@ async def history(
         )
         return
     day = stamp(rows[0][0].created_at)[:10] if rows else ""
-    listing = table(
+    listing = Grid(
         "step", "time", "node", "queue (node/path)", "metadata", title=f"{thread} · {day} UTC"
     )
     for m, q in rows:
         listing.add_row(
             str(m.seq), clock(m.created_at), m.node, queue_text(q), meta_text(m.metadata)
         )
-    out().print(listing)
+    listing.print()
 
 
 @command(takes_steps=True)

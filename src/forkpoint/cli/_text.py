@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 __all__ = [
+    "Grid",
     "clock",
     "dumps",
     "echo",
@@ -35,7 +36,6 @@ __all__ = [
     "size",
     "spinner",
     "stamp",
-    "table",
 ]
 
 PROGRESS_MIN = 500  # rows before a progress bar is worth showing
@@ -59,12 +59,42 @@ def echo(text: str) -> None:
     sys.stdout.write(text + "\n")
 
 
-def table(*headers: str, title: str | None = None) -> Table:
-    """A table whose cells fold onto more lines when too wide: a value is never cut short."""
-    result = Table(title=title)
-    for header in headers:
-        result.add_column(header, overflow="fold")
-    return result
+class Grid:
+    """Rows to print: a table on a terminal, aligned plain text in a pipe or a file.
+
+    On a terminal a rich table folds a value too wide for its column onto
+    more lines; elsewhere each row is one line, columns padded with spaces
+    (quick to write for any number of rows, and easy to ``grep`` or ``cut``).
+    Either way no value is ever cut short.
+    """
+
+    def __init__(self, *headers: str, title: str | None = None, show_header: bool = True) -> None:
+        self.headers = headers
+        self.title = title
+        self.show_header = show_header
+        self.rows: list[tuple[str, ...]] = []
+
+    def add_row(self, *cells: str) -> None:
+        self.rows.append(cells)
+
+    def print(self) -> None:
+        console = Console(highlight=False)
+        if console.is_terminal:
+            table = Table(title=self.title, show_header=self.show_header)
+            for header in self.headers:
+                table.add_column(header, overflow="fold")
+            for row in self.rows:
+                table.add_row(*row)
+            console.print(table)
+            return
+        lines = [*([self.headers] if self.show_header else []), *self.rows]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(self.headers))]
+        text = [self.title] if self.title else []
+        text += [
+            "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+            for line in lines
+        ]
+        sys.stdout.write("\n".join(text) + "\n")
 
 
 def one_line(exc: BaseException) -> str:
