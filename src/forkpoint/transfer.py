@@ -54,7 +54,6 @@ __all__ = [
 
 EXPORT_FORMAT = "forkpoint-export"
 EXPORT_VERSION = 1
-_PAGE = 1000  # listing rows per call: memory stays bounded on any database
 
 Progress = Callable[[int], None]
 """Called with the number of checkpoints just written or imported (for a progress bar)."""
@@ -118,29 +117,19 @@ def checkpoint_record(cp: Checkpoint[Any]) -> dict[str, Any]:
     }
 
 
-async def _all_threads(cp: HistoryCheckpointer[S]) -> AsyncIterator[ThreadInfo]:
-    after: str | None = None
-    while True:
-        page = await cp.list_threads(limit=_PAGE, after=after)
-        for info in page:
-            yield info
-        if len(page) < _PAGE:
-            return
-        after = page[-1].thread_id
+async def _thread_lines(cp: HistoryCheckpointer[S], thread_id: str) -> list[str]:
+    """The thread's checkpoint records, oldest first, each state rebuilt once.
 
-
-async def _checkpoints(cp: HistoryCheckpointer[S], thread_id: str) -> AsyncIterator[Checkpoint[S]]:
-    """Every checkpoint of the thread, oldest first; rows pruned while we read are skipped."""
-    after: int | None = None
-    while True:
-        page = await cp.list_checkpoints(thread_id, after=after, limit=_PAGE)
-        for meta in page:
-            found = await cp.get(thread_id, meta.seq)
-            if found is not None:
-                yield found
-        if len(page) < _PAGE:
-            return
-        after = page[-1].seq
+    ``iter_states`` reads newest to oldest (that is how reverse deltas
+    apply), so one thread's lines are gathered and written reversed: memory
+    holds one thread's export text, never two threads'.
+    """
+    lines = [
+        _line({"kind": "checkpoint", **checkpoint_record(found)})
+        async for found in cp.iter_states(thread_id)
+    ]
+    lines.reverse()
+    return lines
 
 
 async def export_threads(
@@ -192,14 +181,14 @@ async def _export(
 ) -> ExportReport:
     out.write(_line({"format": EXPORT_FORMAT, "version": EXPORT_VERSION}))
     threads = checkpoints = 0
-    async for info in _all_threads(cp) if chosen is None else _listed(chosen):
+    async for info in cp.iter_threads() if chosen is None else _listed(chosen):
+        lines = await _thread_lines(cp, info.thread_id)
         out.write(_line({"kind": "thread", **thread_record(info)}))
+        out.write("".join(lines))
         threads += 1
-        async for found in _checkpoints(cp, info.thread_id):
-            out.write(_line({"kind": "checkpoint", **checkpoint_record(found)}))
-            checkpoints += 1
-            if progress is not None:
-                progress(1)
+        checkpoints += len(lines)
+        if progress is not None:
+            progress(len(lines))
     return ExportReport(threads=threads, checkpoints=checkpoints)
 
 

@@ -226,8 +226,9 @@ def test_tree(cli: Invoke) -> None:
     main = forest[0]
     assert main["status"] == "done"
     assert [(c["thread_id"], c["parent_step"], c["status"]) for c in main["children"]] == [
-        ("alt", 2, "pending: d")
+        ("alt", 2, "running")
     ]
+    assert main["children"][0]["latest_node"] == "c"
     text = ok(cli("tree"))
     assert "forked at step 2" in text
     assert "└── alt" in text
@@ -257,10 +258,11 @@ async def _run_until_paused(path: Path) -> None:
 def test_tree_shows_a_thread_paused_by_an_interrupt(cli: Invoke, db: Path) -> None:
     asyncio.run(_run_until_paused(db))
     forest = {t["thread_id"]: t for t in as_json(cli("tree", "--json"))}
-    assert forest["paused"]["status"] == "paused before b"
+    assert (forest["paused"]["status"], forest["paused"]["latest_node"]) == ("interrupted", "a")
     text = ok(cli("tree", "paused"))
-    assert "paused before b" in text
+    assert "paused after a" in text
     assert "pending" not in text
+    assert "pending after c" in ok(cli("tree", "alt"))
 
 
 def test_fork_then_tree_and_delete_of_the_parent(cli: Invoke) -> None:
@@ -301,8 +303,8 @@ async def _snapshot(path: Path) -> dict[str, Any]:
     async with SqliteCheckpointer.open(path, JsonState, read_only=True) as cp:
         for info in await cp.list_threads():
             metas = await cp.list_checkpoints(info.thread_id)
-            full = [await cp.get(info.thread_id, m.seq) for m in metas]
-            raw = [await cp.get_raw(info.thread_id, m.seq) for m in metas]
+            full = [await cp.get(info.thread_id, m.step) for m in metas]
+            raw = [await cp.get_raw(info.thread_id, m.step) for m in metas]
             out[info.thread_id] = (
                 info,
                 metas,

@@ -41,7 +41,7 @@ async def _everything(cp: HistoryCheckpointer[Note]) -> dict[str, Any]:
     out = {}
     for info in await cp.list_threads():
         rows = [
-            await cp.get(info.thread_id, m.seq) for m in await cp.list_checkpoints(info.thread_id)
+            await cp.get(info.thread_id, m.step) for m in await cp.list_checkpoints(info.thread_id)
         ]
         out[info.thread_id] = (info, rows)
     return out

@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import typer
 
+from ..errors import SerializationError
 from ..migrate import HEAD_REVISION, database_revision
 from ._app import DbOption, JsonOption, YesOption, command, db_path, open_db, require_thread
 from ._args import DURATION_HELP, UserError, confirm, parse_duration
@@ -62,24 +63,22 @@ async def check(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = F
         checked = undecodable = mismatched = 0
         with progress("checking", sum(i.checkpoint_count for i in infos)) as advance:
             for info in infos:
-                steps: list[int] = []
+                steps: list[int] = []  # newest first
                 async for step, found in checkpoints(cp, info.thread_id):
-                    steps.append(step)
-                    checked += 1
                     advance(1)
-                    if found is None:
-                        problems.append(f"{info.thread_id} @ {step}: row vanished")
-                    elif isinstance(found, Exception):
-                        problems.append(f"{info.thread_id} @ {step}: {one_line(found)}")
-                    else:
-                        continue
-                    undecodable += 1
-                if len(steps) != info.checkpoint_count or (steps and steps[-1] != info.latest_step):
+                    checked += 1
+                    if step is not None:
+                        steps.append(step)
+                    if isinstance(found, SerializationError):
+                        undecodable += 1
+                        where = info.thread_id if step is None else f"{info.thread_id} @ {step}"
+                        problems.append(f"{where}: {one_line(found)}")
+                if len(steps) != info.checkpoint_count or (steps and steps[0] != info.latest_step):
                     mismatched += 1
                     problems.append(
                         f"{info.thread_id}: thread record says "
-                        f"{plural(info.checkpoint_count, 'checkpoint')} up to step {info.latest_step}, "
-                        f"found {len(steps)} up to {steps[-1] if steps else '-'}"
+                        f"{plural(info.checkpoint_count, 'checkpoint')} up to step "
+                        f"{info.latest_step}, found {len(steps)} up to {steps[0] if steps else '-'}"
                     )
     report: dict[str, Any] = {
         "ok": not problems,

@@ -18,7 +18,7 @@ from ._app import (
     require_thread,
     step_argument,
 )
-from ._reads import all_threads, latest_nodes
+from ._reads import all_threads
 from ._reads import history as read_history
 from ._text import Grid, clock, dumps, echo, meta_text, out, print_json, queue_text, stamp
 
@@ -30,7 +30,6 @@ async def threads(ctx: typer.Context, db: DbOption = None, as_json: JsonOption =
     """List threads with their lineage (parent, forks) and checkpoint counts."""
     async with open_db(db_path(ctx, db)) as cp:
         infos = await all_threads(cp)
-        nodes = await latest_nodes(cp, infos)
     forks: dict[str, int] = {}
     for info in infos:
         if info.parent_thread_id is not None:
@@ -40,7 +39,8 @@ async def threads(ctx: typer.Context, db: DbOption = None, as_json: JsonOption =
             [
                 {
                     **thread_record(i),
-                    "latest_node": nodes[i.thread_id],
+                    "latest_node": i.latest_node,
+                    "status": i.status,
                     "forks": forks.get(i.thread_id, 0),
                 }
                 for i in infos
@@ -57,7 +57,7 @@ async def threads(ctx: typer.Context, db: DbOption = None, as_json: JsonOption =
             i.thread_id,
             str(i.checkpoint_count),
             str(i.latest_step),
-            nodes[i.thread_id],
+            i.latest_node,
             parent,
             str(forks.get(i.thread_id, 0)),
             stamp(i.updated_at),
@@ -83,23 +83,23 @@ async def history(
         print_json(
             [
                 {
-                    "step": m.seq,
+                    "step": m.step,
                     "created_at": format_time(m.created_at),
                     "node": m.node,
-                    "queue": [[n, p] for n, p in q],
+                    "queue": [[n, p] for n, p in m.queue],
                     "metadata": m.metadata,
                 }
-                for m, q in rows
+                for m in rows
             ]
         )
         return
-    day = stamp(rows[0][0].created_at)[:10] if rows else ""
+    day = stamp(rows[0].created_at)[:10] if rows else ""
     listing = Grid(
         "step", "time", "node", "queue (node/path)", "metadata", title=f"{thread} · {day} UTC"
     )
-    for m, q in rows:
+    for m in rows:
         listing.add_row(
-            str(m.seq), clock(m.created_at), m.node, queue_text(q), meta_text(m.metadata)
+            str(m.step), clock(m.created_at), m.node, queue_text(m.queue), meta_text(m.metadata)
         )
     listing.print()
 

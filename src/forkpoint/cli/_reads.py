@@ -1,7 +1,9 @@
-"""The library reads the commands share: whole listings, page by page, and per-thread summaries.
+"""The library reads the commands share, each one pass over what the command prints.
 
-Every command reads the database through these, so what a listing costs is
-decided in one place.
+Thread listings stream ``iter_threads()`` (latest node and status come with
+each record), histories stream ``iter_checkpoints()`` (the queue comes with
+each row), and whole states come from ``iter_states()``, which applies each
+stored reverse delta once.
 """
 
 from __future__ import annotations
@@ -12,92 +14,51 @@ from ..errors import SerializationError
 from ..models import Checkpoint, CheckpointMetadata, JsonState, ThreadInfo
 from ..sqlite import SqliteCheckpointer
 
-__all__ = ["all_threads", "checkpoints", "history", "latest_nodes", "statuses"]
+__all__ = ["all_threads", "checkpoints", "history", "status_text"]
 
-PAGE = 1000  # rows per listing call: memory stays bounded on any database
 Db = SqliteCheckpointer[JsonState]
+Read = Checkpoint[JsonState] | SerializationError
 
 
 async def all_threads(cp: Db) -> list[ThreadInfo]:
     """Every thread record, in id order."""
-    out: list[ThreadInfo] = []
-    after: str | None = None
-    while True:
-        page = await cp.list_threads(limit=PAGE, after=after)
-        out += page
-        if len(page) < PAGE:
-            return out
-        after = page[-1].thread_id
+    return [info async for info in cp.iter_threads()]
 
 
-async def history(
-    cp: Db, thread_id: str, last: int | None = None
-) -> list[tuple[CheckpointMetadata, list[tuple[str, int]]]]:
-    """The thread's listing rows oldest first (only the newest ``last``), each with its queue."""
+async def history(cp: Db, thread_id: str, last: int | None = None) -> list[CheckpointMetadata]:
+    """The thread's listing rows, oldest first (only the newest ``last``)."""
     if last is not None:
-        metas = list(reversed(await cp.list_checkpoints(thread_id, newest_first=True, limit=last)))
-    else:
-        metas = []
-        after: int | None = None
-        while True:
-            page = await cp.list_checkpoints(thread_id, after=after, limit=PAGE)
-            metas += page
-            if len(page) < PAGE:
-                break
-            after = page[-1].seq
-    rows = []
-    for meta in metas:
-        full = await cp.get(thread_id, meta.seq)
-        rows.append((meta, [] if full is None else list(full.queue)))
-    return rows
+        return list(reversed(await cp.list_checkpoints(thread_id, newest_first=True, limit=last)))
+    return [meta async for meta in cp.iter_checkpoints(thread_id)]
 
 
-Read = Checkpoint[JsonState] | SerializationError | None
+async def checkpoints(cp: Db, thread_id: str) -> AsyncIterator[tuple[int | None, Read]]:
+    """(step, checkpoint) for every stored step, newest first, each state rebuilt once.
 
-
-async def checkpoints(cp: Db, thread_id: str) -> AsyncIterator[tuple[int, Read]]:
-    """(step, checkpoint) for every listed step, oldest first.
-
-    A row that does not decode gives its ``SerializationError``; a row gone
-    since the listing (pruned meanwhile) gives None.
+    A row that does not decode gives its ``SerializationError`` in its place,
+    and reading goes on below it (rows stored relative to it then fail in
+    turn). An error that names no step ends the thread's reading, as ``(None, error)``.
     """
-    after: int | None = None
+    before: int | None = None
     while True:
-        page = await cp.list_checkpoints(thread_id, after=after, limit=PAGE)
-        for meta in page:
-            try:
-                yield meta.seq, await cp.get(thread_id, meta.seq)
-            except SerializationError as exc:
-                yield meta.seq, exc
-        if len(page) < PAGE:
+        try:
+            async for found in cp.iter_states(thread_id, before=before):
+                yield found.step, found
             return
-        after = page[-1].seq
+        except SerializationError as exc:
+            if exc.step is None or (before is not None and exc.step >= before):
+                yield None, exc
+                return
+            yield exc.step, exc
+            if exc.step == 0:
+                return
+            before = exc.step
 
 
-async def latest_nodes(cp: Db, infos: list[ThreadInfo]) -> dict[str, str]:
-    """The node that wrote each thread's latest checkpoint."""
-    out = {}
-    for info in infos:
-        last = await cp.list_checkpoints(info.thread_id, newest_first=True, limit=1)
-        out[info.thread_id] = last[0].node if last else ""
-    return out
-
-
-def _status(cp: Checkpoint[JsonState]) -> str:
-    if not cp.queue:
+def status_text(info: ThreadInfo) -> str:
+    """``done``, ``paused after NODE`` (an interrupt) or ``pending after NODE`` (work queued)."""
+    if info.status == "done":
         return "done"
-    mark = cp.metadata.get("interrupt")
-    if mark == "before":
-        return f"paused before {cp.queue[0][0]}"
-    if mark == "after":
-        return f"paused after {cp.node}"
-    return f"pending: {cp.queue[0][0]}"
-
-
-async def statuses(cp: Db, infos: list[ThreadInfo]) -> dict[str, str]:
-    """Whether each thread is done, paused at an interrupt, or has work pending."""
-    out = {}
-    for info in infos:
-        latest = await cp.load(info.thread_id)
-        out[info.thread_id] = "gone" if latest is None else _status(latest)
-    return out
+    if info.status == "interrupted":
+        return f"paused after {info.latest_node}"
+    return f"pending after {info.latest_node}"

@@ -18,7 +18,7 @@ import typer
 from ..models import ThreadInfo
 from ._app import DbOption, JsonOption, command, db_path, open_db
 from ._args import UserError
-from ._reads import all_threads, statuses
+from ._reads import all_threads, status_text
 from ._text import echo, plural, print_json
 
 __all__ = ["tree"]
@@ -75,7 +75,7 @@ def forest(infos: list[ThreadInfo], only: str | None = None) -> list[dict[str, A
     return out
 
 
-def _json(node: dict[str, Any], status: dict[str, str]) -> dict[str, Any]:
+def _json(node: dict[str, Any]) -> dict[str, Any]:
     info: ThreadInfo = node["info"]
     return {
         "thread_id": info.thread_id,
@@ -83,12 +83,13 @@ def _json(node: dict[str, Any], status: dict[str, str]) -> dict[str, Any]:
         "parent_step": info.parent_step,
         "checkpoints": info.checkpoint_count,
         "latest_step": info.latest_step,
-        "status": status[info.thread_id],
-        "children": [_json(k, status) for k in node["children"]],
+        "latest_node": info.latest_node,
+        "status": info.status,
+        "children": [_json(k) for k in node["children"]],
     }
 
 
-def _label(info: ThreadInfo, status: str, *, root: bool, by_id: dict[str, ThreadInfo]) -> str:
+def _label(info: ThreadInfo, *, root: bool, by_id: dict[str, ThreadInfo]) -> str:
     text = info.thread_id
     if info.parent_thread_id is not None:
         where = f"{info.parent_thread_id} @ {info.parent_step}"
@@ -98,25 +99,21 @@ def _label(info: ThreadInfo, status: str, *, root: bool, by_id: dict[str, Thread
             text += f"  (forked from deleted {where})"
         else:
             text += f"  (forked from an earlier, deleted {where})"
-    return f"{text}  · {plural(info.checkpoint_count, 'checkpoint')} · {status}"
+    return f"{text}  · {plural(info.checkpoint_count, 'checkpoint')} · {status_text(info)}"
 
 
-def render(
-    trees: list[dict[str, Any]], status: dict[str, str], by_id: dict[str, ThreadInfo]
-) -> list[str]:
+def render(trees: list[dict[str, Any]], by_id: dict[str, ThreadInfo]) -> list[str]:
     """The tree as text lines (``├──``/``└──``); lines are never cut, whatever their length."""
     lines: list[str] = []
     for top in trees:
-        lines.append(_label(top["info"], status[top["info"].thread_id], root=True, by_id=by_id))
+        lines.append(_label(top["info"], root=True, by_id=by_id))
         stack = [(kid, "", i == len(top["children"]) - 1) for i, kid in enumerate(top["children"])]
         stack.reverse()
         while stack:
             node, prefix, last = stack.pop()
             info = node["info"]
             lines.append(
-                prefix
-                + ("└── " if last else "├── ")
-                + _label(info, status[info.thread_id], root=False, by_id=by_id)
+                prefix + ("└── " if last else "├── ") + _label(info, root=False, by_id=by_id)
             )
             inner = prefix + ("    " if last else "│   ")
             kids = node["children"]
@@ -139,12 +136,11 @@ async def tree(
         by_id = {i.thread_id: i for i in infos}
         if thread is not None and thread not in by_id:
             raise UserError(f"no thread {thread!r} in {cp.path}")
-        status = await statuses(cp, infos)
     trees = forest(infos, thread)
     if as_json:
-        print_json([_json(t, status) for t in trees])
+        print_json([_json(t) for t in trees])
         return
     if not trees:
         echo("no threads")
         return
-    echo("\n".join(render(trees, status, by_id)))
+    echo("\n".join(render(trees, by_id)))
