@@ -497,6 +497,33 @@ def test_check_finds_a_row_that_does_not_decode(cli: Invoke, db: Path) -> None:
     assert (f"{len(problems)} problems" if len(problems) > 1 else "1 problem\n") in text.stdout
 
 
+def test_check_reads_every_row_of_a_delta_thread_around_a_damaged_one(
+    cli: Invoke, db: Path
+) -> None:
+    asyncio.run(_save_big_thread(db, _big_states(10)))
+    with sqlite3.connect(db) as conn:
+        kinds = [
+            r[0]
+            for r in conn.execute(
+                "SELECT encoding FROM checkpoints WHERE thread_id = 'big' ORDER BY step"
+            )
+        ]
+        assert kinds[3:9] == [1] * 6, kinds  # steps 3-8 are reverse deltas
+        conn.execute(
+            "UPDATE checkpoints SET state = '{broken' WHERE thread_id = 'big' AND step = 6"
+        )
+    conn.close()
+    result = cli("check", "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["checkpoints"] == 20  # every row was looked at, above and below the damage
+    # step 6, and the older rows stored relative to it, cannot be rebuilt; 7-9 and 0-2 can
+    assert sorted(int(p.split(" @ ")[1].split(":")[0]) for p in report["problems"]) == [
+        *range(kinds.index(1), 7)
+    ]
+    assert not any("thread record says" in p for p in report["problems"])
+
+
 def test_check_counts_thread_record_mismatches_apart_from_decoding(cli: Invoke, db: Path) -> None:
     conn = sqlite3.connect(db)
     with conn:

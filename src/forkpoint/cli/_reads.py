@@ -37,22 +37,37 @@ async def checkpoints(cp: Db, thread_id: str) -> AsyncIterator[tuple[int | None,
 
     A row that does not decode gives its ``SerializationError`` in its place,
     and reading goes on below it (rows stored relative to it then fail in
-    turn). An error that names no step ends the thread's reading, as ``(None, error)``.
+    turn). Rows above it that the stream had not handed out yet are read one
+    by one (only a damaged thread pays for that). An error that names no step
+    ends the thread's reading, as ``(None, error)``.
     """
     before: int | None = None
     while True:
+        lowest = before  # the oldest step this round handed out
         try:
             async for found in cp.iter_states(thread_id, before=before):
                 yield found.step, found
+                lowest = found.step
             return
         except SerializationError as exc:
-            if exc.step is None or (before is not None and exc.step >= before):
+            broken = exc.step
+            if broken is None or (lowest is not None and broken >= lowest):
                 yield None, exc
                 return
-            yield exc.step, exc
-            if exc.step == 0:
+            for meta in await cp.list_checkpoints(
+                thread_id, after=broken, before=lowest, newest_first=True
+            ):
+                try:
+                    one = await cp.get(thread_id, meta.step)
+                except SerializationError as inner:
+                    yield meta.step, inner
+                else:
+                    if one is not None:
+                        yield meta.step, one
+            yield broken, exc
+            if broken == 0:
                 return
-            before = exc.step
+            before = broken
 
 
 def status_text(info: ThreadInfo) -> str:
