@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, ParamSpec
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from .. import __version__
 from ..errors import CheckpointError
@@ -48,24 +48,25 @@ EXIT_PIPE = 128 + 13  # the status of a process stopped by SIGPIPE
 _STEP_ARGS = {"ignore_unknown_options": True}  # so `show t -1` reaches our one-line error
 
 
-class _Command(TyperCommand):
-    """A command whose ``--help`` flag is listed without a value type (it takes no value)."""
+def _flag_help(option: TyperOption | None) -> TyperOption | None:
+    """``--help`` listed without a value type: it is a flag and takes none (Typer says ``<bool>``)."""
+    if option is not None:
+        option.metavar = ""
+    return option
 
-    def get_help_option(self, ctx: typer.Context) -> Any:  # type: ignore[override]
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
+
+class _Command(TyperCommand):
+    """Every forkpoint command."""
+
+    def get_help_option(self, ctx: typer.Context) -> TyperOption | None:  # type: ignore[override]
+        return _flag_help(super().get_help_option(ctx))
 
 
 class _Group(TyperGroup):
-    """The root command, with the same ``--help`` listing as every command."""
+    """The root command."""
 
-    def get_help_option(self, ctx: typer.Context) -> Any:  # type: ignore[override]
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
+    def get_help_option(self, ctx: typer.Context) -> TyperOption | None:  # type: ignore[override]
+        return _flag_help(super().get_help_option(ctx))
 
 
 app = typer.Typer(
