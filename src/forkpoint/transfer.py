@@ -117,19 +117,56 @@ def checkpoint_record(cp: Checkpoint[Any]) -> dict[str, Any]:
     }
 
 
-async def _thread_lines(cp: HistoryCheckpointer[S], thread_id: str) -> list[str]:
-    """The thread's checkpoint records, oldest first, each state rebuilt once.
+async def _thread_lines(cp: HistoryCheckpointer[S], thread_id: str) -> tuple[list[str], int | None]:
+    """The thread's checkpoint records, oldest first, each state rebuilt once; and its newest step.
 
     ``iter_states`` reads newest to oldest (that is how reverse deltas
     apply), so one thread's lines are gathered and written reversed: memory
     holds one thread's export text, never two threads'.
     """
-    lines = [
-        _line({"kind": "checkpoint", **checkpoint_record(found)})
-        async for found in cp.iter_states(thread_id)
-    ]
+    lines: list[str] = []
+    newest: int | None = None
+    async for found in cp.iter_states(thread_id):
+        if newest is None:
+            newest = found.step
+        lines.append(_line({"kind": "checkpoint", **checkpoint_record(found)}))
     lines.reverse()
-    return lines
+    return lines, newest
+
+
+_ATTEMPTS = 5  # reads of a thread that keeps changing before the export gives up
+
+
+async def _consistent(
+    cp: HistoryCheckpointer[S], info: ThreadInfo
+) -> tuple[ThreadInfo, list[str]] | None:
+    """A thread record and the rows it describes, as stored at one moment; None if deleted.
+
+    A thread written or pruned between reading its record and its rows is
+    read again (the file must import: its record has to match its rows). A
+    damaged record whose count disagrees with its rows while nothing changes
+    is exported with the count and latest step of the rows, so what is left
+    can be moved and imported (``forkpoint check`` reports such a record).
+    """
+    for _ in range(_ATTEMPTS):
+        lines, newest = await _thread_lines(cp, info.thread_id)
+        if len(lines) == info.checkpoint_count and newest == info.latest_step:
+            return info, lines
+        fresh = await cp.thread_info(info.thread_id)
+        if fresh is None:
+            return None
+        if fresh == info:  # a record that disagrees with its rows and is not changing: damage
+            if newest is None:
+                return None  # no rows left to export
+            # The rows are what there is; the record's count and latest step describe them.
+            return info.model_copy(
+                update={"checkpoint_count": len(lines), "latest_step": newest}
+            ), lines
+        info = fresh
+    raise CheckpointError(
+        f"the thread changed on each of {_ATTEMPTS} reads while it was exported; try again",
+        thread_id=info.thread_id,
+    )
 
 
 async def export_threads(
@@ -147,9 +184,10 @@ async def export_threads(
     so a failed export leaves no partial file and never exposes one.
 
     An unknown id in ``thread_ids`` raises ``CheckpointNotFound`` before
-    anything is written. Checkpoints pruned while the export runs are left
-    out; the thread record then still counts them and import refuses the
-    file, so a racing prune is seen, never silently half-exported.
+    anything is written. The database may be in use: each thread's record
+    and rows are read as they stood at one moment (a thread written or
+    pruned meanwhile is read again; one deleted meanwhile is left out), so
+    the file always imports.
     """
     chosen = None if thread_ids is None else await _lookup(cp, thread_ids)
     if isinstance(out, str | os.PathLike):
@@ -181,8 +219,11 @@ async def _export(
 ) -> ExportReport:
     out.write(_line({"format": EXPORT_FORMAT, "version": EXPORT_VERSION}))
     threads = checkpoints = 0
-    async for info in cp.iter_threads() if chosen is None else _listed(chosen):
-        lines = await _thread_lines(cp, info.thread_id)
+    async for listed in cp.iter_threads() if chosen is None else _listed(chosen):
+        read = await _consistent(cp, listed)
+        if read is None:  # deleted since it was listed: export what exists
+            continue
+        info, lines = read
         out.write(_line({"kind": "thread", **thread_record(info)}))
         out.write("".join(lines))
         threads += 1

@@ -178,3 +178,51 @@ async def test_a_file_that_is_not_utf8_is_invalid_input(tmp_path: Path) -> None:
     bad.write_bytes(b'{"format": "forkpoint-export", "version": 1}\n\xff\xfe\n')
     with pytest.raises(InvalidInput, match="not UTF-8"):
         await import_threads(InMemoryCheckpointer(Note), bad)
+
+
+class _Racing(InMemoryCheckpointer[Note]):
+    """Another writer saves a step of ``main`` just as the export starts reading its rows."""
+
+    raced = False
+
+    def iter_states(self, thread_id: str, *, before: int | None = None) -> Any:
+        async def racing() -> Any:
+            if thread_id == "main" and not self.raced:
+                self.raced = True
+                await self.save(note_cp("main", 3, "c", [], title="late"))
+            async for found in InMemoryCheckpointer.iter_states(self, thread_id, before=before):
+                yield found
+
+        return racing()
+
+
+async def test_a_thread_written_during_the_export_is_read_again_and_imports() -> None:
+    source = _Racing(Note)
+    await _fill(source)
+    buffer = io.StringIO()
+    report = await export_threads(source, buffer)
+    assert source.raced
+    assert report.checkpoints == 7  # main's late step 3 is in, with a record that counts it
+    target = InMemoryCheckpointer(Note)
+    await import_threads(target, buffer.getvalue().splitlines())
+    assert await _everything(target) == await _everything(source)
+
+
+async def test_a_damaged_thread_record_is_exported_as_its_rows_say(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "damaged.db"
+    async with SqliteCheckpointer.open(path, Note) as cp:
+        await _fill(cp)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE threads SET checkpoint_count = 99 WHERE thread_id = 'main'")
+    conn.close()
+    buffer = io.StringIO()
+    async with SqliteCheckpointer.open(path, Note, read_only=True) as cp:
+        await export_threads(cp, buffer)
+    records = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    main = next(r for r in records if r.get("kind") == "thread" and r["thread_id"] == "main")
+    assert (main["checkpoint_count"], main["latest_step"]) == (3, 2)  # what the rows say
+    target = InMemoryCheckpointer(Note)
+    await import_threads(target, buffer.getvalue().splitlines())
+    assert await _everything(target) != {}
