@@ -23,6 +23,7 @@ from .errors import (
     SchemaVersionError,
     SerializationError,
     StateTooLarge,
+    StateVersionError,
     StepConflict,
     StorageError,
     StorageFull,
@@ -61,7 +62,9 @@ from .runner import (
     ThreadFinished,
 )
 from .sqlite import Durability, SqliteCheckpointer, StorageStats
+from .state_check import StateCheckReport, StateProblem, StateUpgradeReport, ThreadStateCheck
 from .transfer import ExportReport, ImportReport, export_threads, import_threads
+from .versioning import UpgradeStep, upgrade_from
 
 __version__ = "0.1.0"
 
@@ -110,8 +113,12 @@ __all__ = [
     "SchemaVersionError",
     "SerializationError",
     "SqliteCheckpointer",
+    "StateCheckReport",
+    "StateProblem",
     "StateSchema",
     "StateTooLarge",
+    "StateUpgradeReport",
+    "StateVersionError",
     "StepConflict",
     "StorageError",
     "StorageFull",
@@ -120,8 +127,11 @@ __all__ = [
     "ThreadExists",
     "ThreadFinished",
     "ThreadInfo",
+    "ThreadStateCheck",
     "ThreadStatus",
+    "UpgradeStep",
     "__version__",
     "export_threads",
     "import_threads",
+    "upgrade_from",
 ]

@@ -13,6 +13,7 @@ they are chained as ``__cause__`` of one of these.
     ├── StepConflict                 step not after the thread's latest (and not an identical retry)
     ├── ThreadExists                 fork into a caller-chosen id that is taken by another thread
     ├── SerializationError           a state that cannot be stored, or a stored row that no longer decodes
+    │   └── StateVersionError        a stored state its class cannot read: newer, unknown keys, failed step
     ├── SchemaVersionError           database schema newer than this forkpoint, or not migrated
     ├── StorageError                 the database file or the disk failed us
     │   ├── NotAForkpointDatabase    not SQLite, or another application's SQLite file
@@ -43,6 +44,7 @@ __all__ = [
     "SchemaVersionError",
     "SerializationError",
     "StateTooLarge",
+    "StateVersionError",
     "StepConflict",
     "StorageError",
     "StorageFull",
@@ -113,6 +115,38 @@ class ThreadExists(CheckpointError):
 
 class SerializationError(CheckpointError):
     """A state cannot be stored as JSON, or a stored row no longer decodes."""
+
+
+class StateVersionError(SerializationError):
+    """A stored state that the state class, as it is now, cannot read without losing or inventing data.
+
+    Raised when the row was written by a newer version of the class, when an
+    upgrade step fails, or when the (upgraded) state does not validate, in
+    particular when it holds keys the class does not know (``unknown_keys``).
+    ``state_type`` is the class name; ``stored_version`` the version that
+    wrote the row, ``current_version`` the class's; ``failed_step`` the
+    version whose upgrade step failed, if one did.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        state_type: str,
+        stored_version: int,
+        current_version: int,
+        unknown_keys: tuple[str, ...] = (),
+        failed_step: int | None = None,
+        thread_id: str | None = None,
+        step: int | None = None,
+        path: str | None = None,
+    ) -> None:
+        self.state_type = state_type
+        self.stored_version = stored_version
+        self.current_version = current_version
+        self.unknown_keys = unknown_keys
+        self.failed_step = failed_step
+        super().__init__(message, thread_id=thread_id, step=step, path=path)
 
 
 class SchemaVersionError(CheckpointError):

@@ -20,12 +20,14 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    PrivateAttr,
     ValidationError,
     field_validator,
 )
 
 from ._checks import MAX_STEP, MAX_THREAD_ID_LENGTH, check_step, check_thread_id
 from .errors import InvalidInput
+from .versioning import UpgradeStep, declare_version
 
 __all__ = [
     "INTERRUPT_KEY",
@@ -90,14 +92,38 @@ class StateSchema(BaseModel):
 
     Subclass it with the fields of your state. :meth:`apply` is the reducer
     that folds a node's update into the current state.
+
+    **Versions.** ``class Ticket(StateSchema, version=3)`` declares the
+    version (default 1) that every checkpoint saved with the class records;
+    ``@upgrade_from(N)`` functions in the class body upgrade a stored state of
+    version N to N + 1, and the chain must be complete when the class is
+    defined (see :mod:`forkpoint.versioning`).
+
+    **No unknown keys.** A state class forbids keys it does not declare
+    (``extra="forbid"``): constructing it with one is a ``ValidationError``,
+    and a stored state holding one is a ``StateVersionError`` naming the keys,
+    never a silent drop. A class that sets ``extra="ignore"`` opts in to
+    dropping them; ``extra="allow"`` keeps them (as :class:`JsonState` does).
     """
 
-    model_config = ConfigDict(ser_json_inf_nan="constants", validate_assignment=False)
+    model_config = ConfigDict(
+        ser_json_inf_nan="constants", validate_assignment=False, extra="forbid"
+    )
+
+    state_version: ClassVar[int] = 1
+    """The version this class stores; set with ``class X(StateSchema, version=N)``."""
 
     _reducers: ClassVar[dict[str, Reducer]] = {}
+    _upgrade_steps: ClassVar[dict[int, UpgradeStep]] = {}
+
+    def __init_subclass__(cls, *, version: int | None = None, **kwargs: Any) -> None:
+        # Checked as the class statement runs: a broken chain never defines a class.
+        cls.state_version, cls._upgrade_steps = declare_version(cls, version)
+        super().__init_subclass__(**kwargs)
 
     @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+    def __pydantic_init_subclass__(cls, *, version: int | None = None, **kwargs: Any) -> None:
+        # ``version`` was handled by __init_subclass__; pydantic passes class keywords to both.
         super().__pydantic_init_subclass__(**kwargs)
         reducers: dict[str, Reducer] = {}
         for name, field in cls.model_fields.items():
@@ -151,9 +177,39 @@ class JsonState(StateSchema):
 
     The command-line interface opens databases with it: every field stored is
     kept (``extra="allow"``) and written back unchanged.
+
+    The rows it reads may have been written by any version of the user's
+    class; it runs no upgrade step, shows each state as stored and remembers
+    the version (:attr:`stored_version`), so writing the state back (a copy to
+    another database, an import) records the version that wrote the data.
+    Equality compares the data only.
     """
 
     model_config = ConfigDict(extra="allow")
+
+    _reads_any_version: ClassVar[bool] = True
+    _stored_version: int = PrivateAttr(default=1)
+
+    @property
+    def stored_version(self) -> int:
+        """The version of the user's class that wrote this state (1 for one made in code)."""
+        return self._stored_version
+
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any], version: int) -> Self:
+        """A state holding ``data`` as written by ``version`` of its class (for importers)."""
+        if type(version) is not int or version < 1:
+            raise InvalidInput(f"a state version is an int ≥ 1, not {version!r}")
+        state = cls.model_validate(dict(data))
+        state._stored_version = version
+        return state
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, JsonState):
+            return NotImplemented
+        return type(self) is type(other) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as every pydantic model
 
 
 S = TypeVar("S", bound=StateSchema)
