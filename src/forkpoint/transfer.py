@@ -1,9 +1,9 @@
 """Export threads to a portable JSON-lines file and import them into any checkpointer.
 
-The file format, version 1 (UTF-8, one JSON object per line; blank lines are
+The file format, version 2 (UTF-8, one JSON object per line; blank lines are
 ignored):
 
-1. a header ``{"format": "forkpoint-export", "version": 1}``;
+1. a header ``{"format": "forkpoint-export", "version": 2}``;
 2. for each thread, a thread record, then every checkpoint of that thread in
    increasing step order::
 
@@ -11,12 +11,17 @@ ignored):
       "latest_step": 7, "checkpoint_count": 8, "parent_thread_id": null,
       "parent_step": null, "metadata": {…}}
      {"kind": "checkpoint", "thread_id": "…", "step": 0, "node": "…",
-      "queue": [["node", 0]], "created_at": "…", "metadata": {…}, "state": {…}}
+      "queue": [["node", 0]], "created_at": "…", "metadata": {…},
+      "state_version": 1, "state": {…}}
 
 Times are RFC 3339 in UTC with microseconds (``2026-01-02T03:04:05.678901Z``);
 ``state`` is the full state as JSON (never a stored delta), so a file is
-readable and editable without forkpoint. Readers ignore object keys they do
-not know; a file whose version is not 1 is refused.
+readable and editable without forkpoint; ``state_version`` is the version
+of the user's state class that wrote it (see ``StateSchema``'s ``version``),
+so an imported state is upgraded as the original would have been. Readers
+ignore object keys they do not know. Version 1 files (no ``state_version``:
+every state is version 1) are read too; any other version is refused, so an
+older forkpoint never imports a newer state as version 1.
 
 :func:`import_threads` validates the whole file (every record, and every
 thread as :meth:`~forkpoint.HistoryCheckpointer.restore_thread` would) and
@@ -39,7 +44,7 @@ from pydantic import ValidationError
 from .base import HistoryCheckpointer, check_restore
 from .codec import format_time
 from .errors import CheckpointError, CheckpointNotFound, InvalidInput, ThreadExists
-from .models import Checkpoint, S, ThreadInfo, check_thread_id
+from .models import Checkpoint, JsonState, S, StateSchema, ThreadInfo, check_thread_id
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -53,7 +58,9 @@ __all__ = [
 ]
 
 EXPORT_FORMAT = "forkpoint-export"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
+READS_VERSIONS = (1, 2)
+"""Export versions :func:`read_export` reads (a version 1 file's states are all state version 1)."""
 
 Progress = Callable[[int], None]
 """Called with the number of checkpoints just written or imported (for a progress bar)."""
@@ -113,8 +120,31 @@ def checkpoint_record(cp: Checkpoint[Any]) -> dict[str, Any]:
         "queue": [[n, p] for n, p in cp.queue],
         "created_at": format_time(cp.created_at),
         "metadata": cp.metadata,
+        "state_version": _state_version(cp.state.data),
         "state": cp.state.data.model_dump(mode="json"),
     }
+
+
+def _state_version(state: StateSchema) -> int:
+    """The version of the user's class the state is written by (kept as stored by JsonState)."""
+    return state.stored_version if isinstance(state, JsonState) else type(state).state_version
+
+
+def _state(state_type: type[S], data: object, version: object, where: str) -> S:
+    """A checkpoint's state from an export record, remembering the version that wrote it."""
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{where}: invalid checkpoint record: the state is not a JSON object")
+    if type(version) is not int or version < 1:
+        raise InvalidInput(f"{where}: invalid checkpoint record: state_version {version!r}")
+    if issubclass(state_type, JsonState):
+        return state_type.from_stored(data, version)
+    if version != state_type.state_version:
+        raise InvalidInput(
+            f"{where}: the state was written by version {version} of its class and "
+            f"{state_type.__name__} is version {state_type.state_version}; import it with "
+            "JsonState (as `forkpoint import` does), then `forkpoint upgrade`"
+        )
+    return state_type.model_validate(data)
 
 
 async def _thread_lines(cp: HistoryCheckpointer[S], thread_id: str) -> tuple[list[str], int | None]:
@@ -287,10 +317,10 @@ def read_export(
             if not header_seen:
                 if record.get("format") != EXPORT_FORMAT:
                     raise InvalidInput(f"{name} is not a forkpoint export (no header line)")
-                if record.get("version") != EXPORT_VERSION:
+                if record.get("version") not in READS_VERSIONS:
                     raise InvalidInput(
                         f"{name}: export version {record.get('version')!r} is not supported "
-                        f"(this forkpoint reads version {EXPORT_VERSION})"
+                        f"(this forkpoint reads versions {', '.join(map(str, READS_VERSIONS))})"
                     )
                 header_seen = True
                 continue
@@ -304,7 +334,10 @@ def read_export(
                     infos.append(info)
                     rows[info.thread_id] = []
                 elif kind == "checkpoint":
-                    found = model.model_validate({**record, "state": {"data": record.get("state")}})
+                    state = _state(
+                        state_type, record.get("state"), record.pop("state_version", 1), where
+                    )
+                    found = model.model_validate({**record, "state": {"data": state}})
                     if not infos or found.thread_id != infos[-1].thread_id:
                         raise InvalidInput(
                             f"{where}: checkpoint of {found.thread_id!r} does not follow its thread record"

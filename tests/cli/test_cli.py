@@ -317,7 +317,7 @@ async def _snapshot(path: Path) -> dict[str, Any]:
 def test_export_import_round_trip_is_exact(cli: Invoke, db: Path, tmp_path: Path) -> None:
     dump = ok(cli("export"))
     records = parse_jsonl(dump)
-    assert records[0] == {"format": "forkpoint-export", "version": 1}
+    assert records[0] == {"format": "forkpoint-export", "version": 2}
     assert [r["kind"] for r in records[1:]].count("checkpoint") == 10
     target = tmp_path / "copy.db"
     export_file = tmp_path / "all.jsonl"

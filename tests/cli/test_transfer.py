@@ -122,7 +122,7 @@ async def test_import_refuses_a_taken_id_and_writes_nothing(tmp_path: Path) -> N
     [
         ([], "empty"),
         (['{"format": "other"}'], "not a forkpoint export"),
-        ([f'{{"format": "{EXPORT_FORMAT}", "version": 2}}'], "version 2"),
+        ([f'{{"format": "{EXPORT_FORMAT}", "version": 3}}'], "version 3"),
         ([f'{{"format": "{EXPORT_FORMAT}", "version": 1}}', "{nope"], "export:2: not JSON"),
         (
             [f'{{"format": "{EXPORT_FORMAT}", "version": 1}}', '{"kind": "x"}'],

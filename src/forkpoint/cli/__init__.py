@@ -6,7 +6,8 @@ keeps whatever JSON the state holds. Reading commands (``threads``,
 ``history``, ``show``, ``diff``, ``tree``, ``export``, ``check``, ``stats``)
 open the file read-only and never create one; ``import``, ``fork`` and
 ``migrate`` create a missing database; ``delete``, ``prune`` and ``vacuum``
-change an existing one (``delete`` and ``prune`` ask first, or take ``--yes``).
+change an existing one (``delete`` and ``prune`` ask first, or take ``--yes``);
+``upgrade`` rewrites old states with your state class (``--state MODULE:QUALNAME``).
 
 The database is ``--db PATH``, else ``$FORKPOINT_DB``, else ``./forkpoint.db``.
 Listings print tables, or JSON with ``--json``. A user mistake (missing
@@ -20,12 +21,20 @@ One module per job: ``_app`` (the Typer app, options, running a command),
 
 from __future__ import annotations
 
-from . import _diff, _editing, _maintenance, _reading, _transfer, _tree
+from . import _diff, _editing, _maintenance, _reading, _states, _transfer, _tree
 from ._app import app
 
 __all__ = ["app", "main"]
 
-_COMMANDS = (_reading, _diff, _tree, _editing, _transfer, _maintenance)  # registered on import
+_COMMANDS = (
+    _reading,
+    _diff,
+    _tree,
+    _editing,
+    _transfer,
+    _maintenance,
+    _states,
+)  # registered on import
 
 
 def main() -> None:

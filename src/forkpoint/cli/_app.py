@@ -23,15 +23,16 @@ from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from .. import __version__
 from ..errors import CheckpointError
-from ..models import Checkpoint, JsonState, ThreadInfo
+from ..models import Checkpoint, JsonState, StateSchema, ThreadInfo
 from ..sqlite import SqliteCheckpointer
-from ._args import UserError
+from ._args import UsageError, UserError
 from ._text import err, one_line
 
 __all__ = [
     "EXIT_PIPE",
     "DbOption",
     "JsonOption",
+    "UsageError",
     "YesOption",
     "app",
     "command",
@@ -190,7 +191,7 @@ def _run(work: Callable[[], Coroutine[Any, Any, int | None]]) -> None:
         if isinstance(exc, OSError) and exc.filename:
             message = f"{exc.strerror or exc}: {exc.filename}"
         err().print(f"forkpoint: error: {message}", markup=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
     if code:
         raise typer.Exit(code)
 
@@ -219,13 +220,21 @@ def _check_path(path: Path, *, create: bool) -> bool:
 
 @contextlib.asynccontextmanager
 async def open_db(
-    path: Path, *, write: bool = False, create: bool = False, migrate: bool = False
-) -> AsyncIterator[SqliteCheckpointer[JsonState]]:
-    """Open ``path`` with JsonState: read-only unless ``write``; a missing file only if ``create``."""
+    path: Path,
+    *,
+    write: bool = False,
+    create: bool = False,
+    migrate: bool = False,
+    state_type: type[StateSchema] = JsonState,
+) -> AsyncIterator[SqliteCheckpointer[Any]]:
+    """Open ``path`` with ``state_type`` (JsonState: any stored JSON), read-only unless ``write``.
+
+    A missing file is created only if ``create``.
+    """
     exists = _check_path(path, create=create)
-    cp = await SqliteCheckpointer.open(
+    cp: SqliteCheckpointer[Any] = await SqliteCheckpointer.open(
         path,
-        JsonState,
+        state_type,
         read_only=not (write or create or migrate),
         migrate=migrate or not exists,
     )

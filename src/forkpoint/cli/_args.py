@@ -10,11 +10,22 @@ import typer
 
 from ._text import err
 
-__all__ = ["UserError", "confirm", "parse_duration", "parse_step", "stdin_is_terminal"]
+__all__ = [
+    "UsageError",
+    "UserError",
+    "confirm",
+    "parse_duration",
+    "parse_step",
+    "stdin_is_terminal",
+]
 
 
 class UserError(Exception):
     """A mistake the user can fix; printed as one line, exit status 1."""
+
+
+class UsageError(UserError):
+    """A command line that cannot run as given (a bad option value); one line, exit status 2."""
 
 
 _SECONDS = {

@@ -11,9 +11,11 @@ import typer
 
 from ..errors import SerializationError
 from ..migrate import HEAD_REVISION, database_revision
+from ..state_check import StateCheckReport
 from ._app import DbOption, JsonOption, YesOption, command, db_path, open_db, require_thread
-from ._args import DURATION_HELP, UserError, confirm, parse_duration
+from ._args import DURATION_HELP, UsageError, UserError, confirm, parse_duration
 from ._reads import all_threads, checkpoints
+from ._states import StateOption, check_summary, load_state_class, problem_lines, state_progress
 from ._text import Grid, echo, one_line, plural, print_json, progress, size, spinner
 
 __all__ = ["check", "migrate", "prune", "stats", "vacuum"]
@@ -52,8 +54,29 @@ async def migrate(ctx: typer.Context, db: DbOption = None, as_json: JsonOption =
 
 
 @command()
-async def check(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False) -> int:
-    """Check SQLite integrity, the schema revision, and that every checkpoint decodes as JSON."""
+async def check(
+    ctx: typer.Context,
+    state: StateOption = None,
+    all_steps: Annotated[
+        bool,
+        typer.Option(
+            "--all-steps",
+            help="With --state: read every checkpoint with the class, not only each latest.",
+            metavar="",
+        ),
+    ] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> int:
+    """Check SQLite integrity, the schema revision, and that every checkpoint decodes as JSON.
+
+    With ``--state MODULE:QUALNAME`` also whether your state class (as you
+    are about to deploy it) reads the stored states, upgrade steps included.
+    """
+    if all_steps and state is None:
+        raise UsageError("--all-steps needs --state MODULE:QUALNAME")
+    state_type = None if state is None else load_state_class(state)
+    states: StateCheckReport | None = None
     problems: list[str] = []
     async with open_db(db_path(ctx, db)) as cp:
         integrity = await cp.integrity_check()
@@ -80,6 +103,11 @@ async def check(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = F
                         f"{plural(info.checkpoint_count, 'checkpoint')} up to step "
                         f"{info.latest_step}, found {len(steps)} up to {steps[0] if steps else '-'}"
                     )
+        if state_type is not None:
+            with state_progress("checking states") as report_progress:
+                states = await cp.check_states(
+                    state_type, all_steps=all_steps, progress=report_progress
+                )
     report: dict[str, Any] = {
         "ok": not problems,
         "integrity": integrity,
@@ -88,6 +116,9 @@ async def check(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = F
         "checkpoints": checked,
         "problems": problems,
     }
+    if states is not None:
+        report["ok"] = report["ok"] and states.ok
+        report["states"] = {"ok": states.ok, **states.model_dump(mode="json")}
     if as_json:
         print_json(report)
     else:
@@ -102,8 +133,12 @@ async def check(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = F
         rows.print()
         for p in problems:
             echo(f"problem: {p}")
-        echo("ok" if not problems else plural(len(problems), "problem"))
-    return 0 if not problems else 1
+        if states is not None:
+            problem_lines(states.threads, states.current_version).print()
+            for line in check_summary(states):
+                echo(line)
+        echo("ok" if report["ok"] else plural(len(problems), "problem") if problems else "not ok")
+    return 0 if report["ok"] else 1
 
 
 def _file_size(path: Path) -> int:

@@ -78,6 +78,8 @@ class Grid:
         self.rows.append(cells)
 
     def print(self) -> None:
+        if not self.rows and not self.show_header:
+            return
         console = Console(highlight=False)
         if console.is_terminal:
             table = Table(title=self.title, show_header=self.show_header)
@@ -88,6 +90,8 @@ class Grid:
             console.print(table)
             return
         lines = [*([self.headers] if self.show_header else []), *self.rows]
+        if not lines:
+            return
         widths = [max(len(line[i]) for line in lines) for i in range(len(self.headers))]
         text = [self.title] if self.title else []
         text += [
