@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lint typecheck test soak demo bench bench-quick bench-cli clean
+.PHONY: help install lint typecheck test soak demo bench bench-quick bench-runner bench-cli clean
 
 help:
 	@echo "make demo        set up and run the demonstration (kill, resume, interrupt, fork)"
@@ -12,6 +12,7 @@ help:
 	@echo "make soak        the long fault tests (10x iterations)"
 	@echo "make bench       the benchmark suite, writes bench/RESULTS.md"
 	@echo "make bench-quick a smoke run of the benchmark harness"
+	@echo "make bench-runner only the runner's row (parallel branches vs sequential)"
 	@echo "make bench-cli   the CLI's cost against the library calls it makes (bench/cli.py)"
 
 $(STAMP): pyproject.toml
@@ -45,6 +46,9 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m bench.run --quick
+
+bench-runner: $(STAMP)
+	$(PY) -m bench.runner
 
 bench-cli: $(STAMP)
 	$(PY) -m bench.cli

@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from . import lg
+from . import runner as runner_bench
 from .workloads import (
     FP,
     FP_KEEP,
@@ -345,6 +346,7 @@ def render(
         "",
         *_retention(samples, keep_last),
         "",
+        *runner_bench.section(samples, runner_bench.seconds(quick)),
         "## Notes",
         "",
         *[f"- {note}" for note in samples.notes],

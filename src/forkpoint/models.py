@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from ._checks import MAX_STEP, MAX_THREAD_ID_LENGTH, check_step, check_thread_id
-from .errors import InvalidInput
+from .errors import InvalidInput, InvalidUpdate
 from .versioning import UpgradeStep, declare_version
 
 __all__ = [
@@ -60,7 +60,10 @@ def _utcnow() -> datetime:
 class Reducer:
     """Per-field reducer for :meth:`StateSchema.apply`, declared with ``Annotated``.
 
-    ``fn(current_value, update_value)`` returns the field's new value.
+    ``fn(current_value, update_value)`` returns the field's new value. A
+    reducer refuses a value it cannot combine by raising ``TypeError`` or
+    ``ValueError``; :meth:`StateSchema.apply` turns that into
+    :class:`~forkpoint.InvalidUpdate` naming the field.
     """
 
     fn: Callable[[Any, Any], Any]
@@ -69,11 +72,28 @@ class Reducer:
         return self.fn(current, update)
 
 
+def _kind(value: object) -> str:
+    return type(value).__name__
+
+
 def _append(current: Any, update: Any) -> Any:
+    # Only real sequences of items: a str (or bytes) is iterable but is one value, and a
+    # set or dict has no order to append in.
+    if not isinstance(update, list | tuple):
+        raise TypeError(
+            f"Append needs a list of items to append, not {_kind(update)}"
+            + (" (wrap a single string in a list)" if isinstance(update, str | bytes) else "")
+        )
+    if not isinstance(current, list | tuple):
+        raise TypeError(f"Append needs a list field, but the current value is {_kind(current)}")
     return [*current, *update]
 
 
 def _merge(current: Any, update: Any) -> Any:
+    if not isinstance(update, Mapping):
+        raise TypeError(f"Merge needs a mapping of keys to merge in, not {_kind(update)}")
+    if not isinstance(current, Mapping):
+        raise TypeError(f"Merge needs a dict field, but the current value is {_kind(current)}")
     return {**current, **update}
 
 
@@ -81,10 +101,14 @@ Overwrite = Reducer(lambda _current, update: update)
 """The update replaces the field (the default for fields without a reducer)."""
 
 Append = Reducer(_append)
-"""List field: the update's items are appended, e.g. ``Annotated[list[str], Append]``."""
+"""List field: the update (a list or tuple) is appended, e.g. ``Annotated[list[str], Append]``.
+
+Any other value, a ``str`` included, raises :class:`~forkpoint.InvalidUpdate`.
+"""
 
 Merge = Reducer(_merge)
-"""Dict field: the update's keys are merged in."""
+"""Dict field: the update's keys (a mapping) are merged in; anything else raises
+:class:`~forkpoint.InvalidUpdate`."""
 
 
 class StateSchema(BaseModel):
@@ -140,7 +164,9 @@ class StateSchema(BaseModel):
         explicitly set fields are used (a partial update). Fields declared with
         a :class:`Reducer` (``Annotated[list[str], Append]``) combine old and
         new value; the others are overwritten. ``current`` is not changed.
-        Unknown fields or values that fail validation raise ``InvalidInput``.
+        Unknown fields or values that fail validation raise ``InvalidInput``;
+        a value a reducer refuses (a ``str`` for an ``Append`` field) raises
+        :class:`~forkpoint.InvalidUpdate`, whose ``field`` names the field.
         """
         if not isinstance(current, cls):
             raise InvalidInput(
@@ -162,7 +188,13 @@ class StateSchema(BaseModel):
         merged = {name: getattr(current, name) for name in cls.model_fields}
         for name, value in changes.items():
             reducer = cls._reducers.get(name)
-            merged[name] = reducer(merged[name], value) if reducer else value
+            if reducer is None:
+                merged[name] = value
+                continue
+            try:
+                merged[name] = reducer(merged[name], value)
+            except (TypeError, ValueError) as exc:
+                raise InvalidUpdate(f"field {name!r} of {cls.__name__}: {exc}", field=name) from exc
         try:
             # Round-trip through python mode so the result shares nothing with `current`.
             return cls.model_validate(
