@@ -36,7 +36,8 @@ _SECONDS = {
     **dict.fromkeys(("w", "wk", "wks", "week", "weeks"), 604800),
 }
 _DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([A-Za-z]*)\s*")
-DURATION_HELP = "a number and a unit: 90s, 15m, 12h, 7d, 2w (or 1week, 3 days)"
+_EXAMPLES = "90s, 15m, 12h, 7d, 2w (or 1week, 3 days)"
+DURATION_HELP = f"a number and a unit: {_EXAMPLES}"
 
 
 def parse_duration(text: str) -> timedelta:
@@ -49,7 +50,7 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.fullmatch(text)
     if match is None or match[2].lower() not in _SECONDS:
         if match is not None and not match[2]:
-            raise UserError(f"duration {text.strip()!r} needs a unit: {DURATION_HELP}")
+            raise UserError(f"duration {text.strip()!r} needs a unit, as in {_EXAMPLES}")
         raise UserError(f"duration must be {DURATION_HELP}, not {text!r}")
     try:
         value = timedelta(seconds=float(match[1]) * _SECONDS[match[2].lower()])

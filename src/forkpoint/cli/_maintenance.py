@@ -16,7 +16,7 @@ from ._app import DbOption, JsonOption, YesOption, command, db_path, open_db, re
 from ._args import DURATION_HELP, UsageError, UserError, confirm, parse_duration
 from ._reads import all_threads, checkpoints
 from ._states import StateOption, check_summary, load_state_class, problem_lines, state_progress
-from ._text import Grid, echo, one_line, plural, print_json, progress, size, spinner
+from ._text import Grid, echo, err, one_line, plural, print_json, progress, size, spinner
 
 __all__ = ["check", "migrate", "prune", "stats", "vacuum"]
 
@@ -226,8 +226,8 @@ async def stats(
                 cells += [size(item["stored_bytes"]), size(item["latest_state_bytes"])]
             rows.add_row(*cells)
         rows.print()
-    if not storage:
-        echo("stored bytes per thread and free pages: forkpoint stats --bytes")
+    if not storage:  # a hint, not data: stderr, so a pipe gets the listing alone
+        err().print("stored bytes per thread and free pages: forkpoint stats --bytes", markup=False)
 
 
 @command()
