@@ -75,6 +75,7 @@ from .runner import (
 )
 from .sqlite import Durability, SqliteCheckpointer, StorageStats
 from .state_check import StateCheckReport, StateProblem, StateUpgradeReport, ThreadStateCheck
+from .transfer import ExportReport, ImportReport, export_threads, import_threads
 from .versioning import UpgradeStep, upgrade_from
 
 __version__ = "0.1.0"
@@ -100,10 +101,12 @@ __all__ = [
     "DatabaseLocked",
     "DiskIOError",
     "Durability",
+    "ExportReport",
     "ForkNotSupported",
     "ForkedProcess",
     "GraphState",
     "HistoryCheckpointer",
+    "ImportReport",
     "InMemoryCheckpointer",
     "Interrupt",
     "InvalidGraph",
@@ -152,5 +155,7 @@ __all__ = [
     "UnknownNodes",
     "UpgradeStep",
     "__version__",
+    "export_threads",
+    "import_threads",
     "upgrade_from",
 ]
