@@ -8,6 +8,7 @@ forked into a new, independent thread (time travel).
 from __future__ import annotations
 
 from .base import Checkpointer, HistoryCheckpointer, MetadataFilter, PruneReport
+from .copying import copy_threads
 from .errors import (
     CheckpointerClosed,
     CheckpointError,
@@ -77,7 +78,7 @@ from .runner import (
 )
 from .sqlite import Durability, SqliteCheckpointer, StorageStats
 from .state_check import StateCheckReport, StateProblem, StateUpgradeReport, ThreadStateCheck
-from .transfer import copy_threads
+from .transfer import ExportReport, ImportReport, export_threads, import_threads
 from .versioning import UpgradeStep, upgrade_from
 
 __version__ = "0.1.0"
@@ -104,10 +105,12 @@ __all__ = [
     "DatabaseUnavailable",
     "DiskIOError",
     "Durability",
+    "ExportReport",
     "ForkNotSupported",
     "ForkedProcess",
     "GraphState",
     "HistoryCheckpointer",
+    "ImportReport",
     "InMemoryCheckpointer",
     "Interrupt",
     "InvalidGraph",
@@ -157,6 +160,8 @@ __all__ = [
     "UpgradeStep",
     "__version__",
     "copy_threads",
+    "export_threads",
+    "import_threads",
     "open_checkpointer",
     "upgrade_from",
 ]

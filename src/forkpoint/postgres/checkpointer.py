@@ -509,8 +509,8 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         exists and is not empty.
         """
         self._usable()
+        from ..copying import copy_threads
         from ..sqlite import SqliteCheckpointer
-        from ..transfer import copy_threads
 
         target = os.path.abspath(os.fspath(dest))  # noqa: ASYNC240 - string work, no I/O wait
         if os.path.exists(target) and os.path.getsize(target) > 0:  # noqa: ASYNC240 - one stat
