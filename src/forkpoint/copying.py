@@ -1,7 +1,7 @@
 """Moving threads between databases: :func:`copy_threads`, any backend to any backend (live).
 
 The way a user moves from one machine's SQLite file to a shared PostgreSQL
-server (``forkpoint copy SOURCE DEST``): every thread arrives exactly as it
+server, or back: every thread arrives exactly as it
 was — its checkpoints (state, node, queue, times, metadata), its record's
 times and metadata, and its fork lineage — through the public API only
 (``list_threads`` / ``iter_states`` on the source,
