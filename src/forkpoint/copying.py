@@ -1,4 +1,4 @@
-"""Moving threads between databases: :func:`copy_threads`, any backend to any backend (live).
+"""Moving threads between databases: :func:`copy_threads`, any backend to any backend.
 
 The way a user moves from one machine's SQLite file to a shared PostgreSQL
 server, or back: every thread arrives exactly as it
