@@ -21,7 +21,7 @@ One module per job: ``_app`` (the Typer app, options, running a command),
 
 from __future__ import annotations
 
-from . import _diff, _editing, _maintenance, _reading, _states, _transfer, _tree
+from . import _diff, _editing, _langgraph, _maintenance, _reading, _states, _transfer, _tree
 from ._app import app
 
 __all__ = ["app", "main"]
@@ -34,6 +34,7 @@ _COMMANDS = (
     _transfer,
     _maintenance,
     _states,
+    _langgraph,
 )  # registered on import
 
 
