@@ -14,6 +14,10 @@ Listings print tables, or JSON with ``--json``. A user mistake (missing
 database, unknown thread, bad step, not a forkpoint database, newer schema)
 prints one line on stderr and exits 1, without a traceback.
 
+``forkpoint lg ...`` reads and trims the threads of forkpoint's LangGraph saver
+and ``import-langgraph`` copies a LangGraph SQLite database (both need the
+``langgraph`` extra; nothing else does).
+
 One module per job: ``_app`` (the Typer app, options, running a command),
 ``_args`` (durations, steps, confirmation), ``_text`` (printing), ``_reads``
 (the library reads commands share), and one module per group of commands.

@@ -6,6 +6,7 @@ Swap ``SqliteSaver``/``AsyncSqliteSaver`` for it and keep the graph::
         graph = builder.compile(checkpointer=saver)
     async with ForkpointSaver.from_conn_string("agent.db") as saver:    # async
         ...
+    saver = ForkpointSaver.from_checkpointer(cp)   # on an open SqliteCheckpointer's engine
 
 What it changes for the graph's data: channel values, writes and metadata are
 stored as JSON through a :class:`~forkpoint.langgraph.registry.TypeRegistry`
