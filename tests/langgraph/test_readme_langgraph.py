@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,26 @@ def test_the_langgraph_section_runs_and_prints_what_it_promises(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     assert done.stdout == promised
     assert (tmp_path / "agent.db").exists()
+
+    (commands,) = blocks["shell"]
+    for line in commands.splitlines():
+        args = shlex.split(line, comments=True)
+        assert args[0] == "forkpoint"
+        ran = subprocess.run(
+            [sys.executable, "-m", "forkpoint.cli", *args[1:]],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert ran.returncode == 0, (line, ran.stderr)
+        assert ran.stdout.strip(), line
+    listed = subprocess.run(
+        [sys.executable, "-m", "forkpoint.cli", "--db", "agent.db", "lg", "history", "chat-1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert len(listed.stdout.splitlines()) == 2  # the header and the one checkpoint prune kept

@@ -14,6 +14,10 @@ Listings print tables, or JSON with ``--json``. A user mistake (missing
 database, unknown thread, bad step, not a forkpoint database, newer schema)
 prints one line on stderr and exits 1, without a traceback.
 
+``forkpoint lg ...`` reads and trims the threads of forkpoint's LangGraph saver
+and ``import-langgraph`` copies a LangGraph SQLite database (both need the
+``langgraph`` extra; nothing else does).
+
 One module per job: ``_app`` (the Typer app, options, running a command),
 ``_args`` (durations, steps, confirmation), ``_text`` (printing), ``_reads``
 (the library reads commands share), and one module per group of commands.
@@ -21,7 +25,7 @@ One module per job: ``_app`` (the Typer app, options, running a command),
 
 from __future__ import annotations
 
-from . import _diff, _editing, _maintenance, _reading, _states, _transfer, _tree
+from . import _diff, _editing, _langgraph, _maintenance, _reading, _states, _transfer, _tree
 from ._app import app
 
 __all__ = ["app", "main"]
@@ -34,6 +38,7 @@ _COMMANDS = (
     _transfer,
     _maintenance,
     _states,
+    _langgraph,
 )  # registered on import
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "require_checkpoint",
     "require_thread",
     "step_argument",
+    "sub_app",
 ]
 
 DEFAULT_DB = "forkpoint.db"
@@ -68,6 +69,13 @@ class _Group(TyperGroup):
 
     def get_help_option(self, ctx: typer.Context) -> TyperOption | None:  # type: ignore[override]
         return _flag_help(super().get_help_option(ctx))
+
+
+def sub_app(name: str, help: str) -> typer.Typer:
+    """A group of commands under the root (``forkpoint NAME ...``), with forkpoint's help style."""
+    group = typer.Typer(name=name, cls=_Group, help=help, no_args_is_help=True)
+    app.add_typer(group, name=name)
+    return group
 
 
 app = typer.Typer(
@@ -157,9 +165,12 @@ P = ParamSpec("P")
 
 
 def command(
-    name: str | None = None, *, takes_steps: bool = False
+    name: str | None = None, *, takes_steps: bool = False, on: typer.Typer | None = None
 ) -> Callable[[Callable[P, Awaitable[int | None]]], Callable[P, None]]:
-    """Register an ``async def`` as a command; its result (if an int) is the exit status."""
+    """Register an ``async def`` as a command of ``on`` (default: the root app).
+
+    Its result (if an int) is the exit status.
+    """
 
     def register(fn: Callable[P, Awaitable[int | None]]) -> Callable[P, None]:
         @functools.wraps(fn)
@@ -173,7 +184,7 @@ def command(
             _run(work)
 
         settings = _STEP_ARGS if takes_steps else None
-        app.command(name, cls=_Command, context_settings=settings)(run_command)
+        (on or app).command(name, cls=_Command, context_settings=settings)(run_command)
         return run_command
 
     return register

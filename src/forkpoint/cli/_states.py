@@ -23,7 +23,7 @@ from ._app import DbOption, JsonOption, UsageError, YesOption, command, db_path,
 from ._args import confirm
 from ._text import Grid, echo, plural, print_json, progress
 
-__all__ = ["StateOption", "load_state_class", "problem_lines", "upgrade"]
+__all__ = ["StateOption", "import_named", "load_state_class", "problem_lines", "upgrade"]
 
 StateOption = Annotated[
     str | None,
@@ -36,11 +36,15 @@ StateOption = Annotated[
 ]
 
 
-def load_state_class(spec: str) -> type[StateSchema]:
-    """The StateSchema subclass ``spec`` (``MODULE:QUALNAME``) names; UsageError otherwise."""
+def import_named(spec: str, option: str) -> Any:
+    """What ``spec`` (``MODULE:QUALNAME``, as the user typed for ``option``) names; UsageError else.
+
+    The current directory is searched first, as ``python -m`` would. Only a
+    name typed on the command line is imported, never one read from a database.
+    """
     module_name, sep, qualname = spec.partition(":")
     if not sep or not module_name or not qualname:
-        raise UsageError(f"--state must look like MODULE:QUALNAME, not {spec!r}")
+        raise UsageError(f"{option} must look like MODULE:QUALNAME, not {spec!r}")
     cwd = os.getcwd()
     if sys.path[:1] != [cwd]:
         sys.path.insert(0, cwd)
@@ -48,15 +52,23 @@ def load_state_class(spec: str) -> type[StateSchema]:
         found: Any = importlib.import_module(module_name)
     except Exception as exc:
         raise UsageError(
-            f"--state {spec}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+            f"{option} {spec}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
         ) from exc
     for part in qualname.split("."):
         try:
             found = getattr(found, part)
         except AttributeError:
-            raise UsageError(f"--state {spec}: {module_name!r} has no {qualname!r}") from None
+            raise UsageError(f"{option} {spec}: {module_name!r} has no {qualname!r}") from None
+    return found
+
+
+def load_state_class(spec: str) -> type[StateSchema]:
+    """The StateSchema subclass ``spec`` (``MODULE:QUALNAME``) names; UsageError otherwise."""
+    found = import_named(spec, "--state")
     if not (isinstance(found, type) and issubclass(found, StateSchema)):
-        raise UsageError(f"--state {spec}: {qualname!r} is not a StateSchema subclass")
+        raise UsageError(
+            f"--state {spec}: {spec.partition(':')[2]!r} is not a StateSchema subclass"
+        )
     return found
 
 

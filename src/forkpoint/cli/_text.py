@@ -31,6 +31,7 @@ __all__ = [
     "plural",
     "print_json",
     "progress",
+    "progress_of",
     "queue_text",
     "short",
     "size",
@@ -51,7 +52,7 @@ def out() -> Console:
 
 
 def err() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, emoji=False)  # ":x:" in a user's text stays text
 
 
 def echo(text: str) -> None:
@@ -204,3 +205,19 @@ def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
     ) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+@contextlib.contextmanager
+def progress_of(description: str) -> Iterator[Callable[[int, int], None]]:
+    """``progress`` for a job that reports ``(done, total)`` itself and learns the total late."""
+    with contextlib.ExitStack() as stack:
+        advance: list[Callable[[int], None]] = []
+        shown = [0]
+
+        def report(done: int, total: int) -> None:
+            if not advance:
+                advance.append(stack.enter_context(progress(description, total)))
+            advance[0](done - shown[0])
+            shown[0] = done
+
+        yield report

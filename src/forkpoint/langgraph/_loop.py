@@ -27,7 +27,7 @@ from ..errors import CheckpointerClosed, ForkedProcess
 
 T = TypeVar("T")
 
-__all__ = ["LoopThread"]
+__all__ = ["LoopThread", "SharedLoop"]
 
 
 class LoopThread:
@@ -80,3 +80,42 @@ class LoopThread:
 
 async def _call(make: Callable[[], Awaitable[T]]) -> T:
     return await make()
+
+
+class SharedLoop:
+    """The event loop of a checkpointer the application opened: a saver borrows it, never stops it.
+
+    Same face as :class:`LoopThread`. An engine belongs to the loop that opened
+    it, so every call is run there: awaited directly from that loop, sent to it
+    from any other thread or loop. ``stop`` only refuses later calls.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, path: str) -> None:
+        self.path = path
+        self._loop = loop
+        self._stopped = False
+
+    def _check(self) -> None:
+        if self._stopped:
+            raise CheckpointerClosed("the saver is closed", path=self.path)
+        if not self._loop.is_running():  # waiting for a loop that has ended would hang forever
+            raise CheckpointerClosed(
+                "the event loop this saver shares with its checkpointer is no longer running",
+                path=self.path,
+            )
+
+    def run(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Run ``make()`` on the shared loop from another thread; block this thread for it."""
+        self._check()
+        return asyncio.run_coroutine_threadsafe(_call(make), self._loop).result()
+
+    async def arun(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Await ``make()`` here if this is the shared loop, else on it."""
+        self._check()
+        if asyncio.get_running_loop() is self._loop:
+            return await make()
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_call(make), self._loop))
+
+    def stop(self) -> None:
+        """Refuse later calls; the loop and the checkpointer stay the application's."""
+        self._stopped = True

@@ -6,6 +6,7 @@ Swap ``SqliteSaver``/``AsyncSqliteSaver`` for it and keep the graph::
         graph = builder.compile(checkpointer=saver)
     async with ForkpointSaver.from_conn_string("agent.db") as saver:    # async
         ...
+    saver = ForkpointSaver.from_checkpointer(cp)   # on an open SqliteCheckpointer's engine
 
 What it changes for the graph's data: channel values, writes and metadata are
 stored as JSON through a :class:`~forkpoint.langgraph.registry.TypeRegistry`
@@ -70,7 +71,7 @@ from ..errors import CheckpointerClosed, InvalidInput
 from ..models import JsonState
 from ..sqlite import SqliteCheckpointer
 from . import store
-from ._loop import LoopThread
+from ._loop import LoopThread, SharedLoop
 from .builtin_types import default_registry
 from .errors import SyncCallOnEventLoop, UndecodableValue
 from .registry import TypeRegistry
@@ -113,18 +114,14 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
             raise InvalidInput(
                 f"busy_timeout must be a number of seconds >= 0, not {busy_timeout!r}"
             )
-        self.registry = registry if registry is not None else default_registry()
-        for cls in types:
-            self.registry.register(cls)
-        for schema in schemas:
-            self.registry.register_schema(schema)
-        self._lists = _ListCache()
+        self._configure(registry, types, schemas)
+        self._owns_checkpointer = True
         target = fspath(path)
         self._scratch: str | None = None
         if target == ":memory:":  # a private file that disappears on close
             self._scratch = tempfile.mkdtemp(prefix="forkpoint-langgraph-")
             target = os.path.join(self._scratch, "memory.db")
-        self._loop = LoopThread("forkpoint-langgraph", path=target)
+        self._loop: LoopThread | SharedLoop = LoopThread("forkpoint-langgraph", path=target)
         try:
             self._checkpointer = self._loop.run(
                 lambda: SqliteCheckpointer.open(
@@ -137,7 +134,58 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
             raise
         self._engine = self._checkpointer.engine
 
+    def _configure(
+        self, registry: TypeRegistry | None, types: Sequence[type], schemas: Sequence[Any]
+    ) -> None:
+        self.registry = registry if registry is not None else default_registry()
+        for cls in types:
+            self.registry.register(cls)
+        for schema in schemas:
+            self.registry.register_schema(schema)
+        self._lists = _ListCache()
+
     # --- opening and closing ---------------------------------------------------------------
+
+    @classmethod
+    def from_checkpointer(
+        cls,
+        checkpointer: SqliteCheckpointer[Any],
+        *,
+        registry: TypeRegistry | None = None,
+        types: Sequence[type] = (),
+        schemas: Sequence[Any] = (),
+    ) -> ForkpointSaver:
+        """A saver on the database of an open ``SqliteCheckpointer``, sharing its engine.
+
+        Call it inside the event loop that opened ``checkpointer``: the saver
+        runs its work on that loop (one engine, one writer, one group commit for
+        both). Async methods work from that loop or any other; sync methods from
+        other threads while that loop runs (``asyncio.to_thread(graph.invoke,
+        ...)``). Closing the saver leaves the checkpointer open; closing the
+        checkpointer ends the saver too (``CheckpointerClosed``).
+        """
+        if not isinstance(checkpointer, SqliteCheckpointer):
+            raise InvalidInput(
+                f"checkpointer must be an open SqliteCheckpointer, not {type(checkpointer).__name__}"
+            )
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise InvalidInput(
+                "ForkpointSaver.from_checkpointer() must be called inside the event loop "
+                "that opened the checkpointer (in an async function)"
+            ) from None
+        engine = checkpointer.engine
+        engine.check_usable()
+        self = cls.__new__(cls)
+        BaseCheckpointSaver.__init__(self)
+        self._configure(registry, types, schemas)
+        self._owns_checkpointer = False
+        self._scratch = None
+        self._loop = SharedLoop(loop, path=engine.path)
+        self._checkpointer = checkpointer
+        self._engine = engine
+        return self
 
     @classmethod
     def from_conn_string(cls, conn_string: str | PathLike[str], **options: Any) -> _Opener:
@@ -145,16 +193,21 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         return _Opener(cls, conn_string, options)
 
     def close(self) -> None:
-        """Close the database (idempotent); later calls raise ``CheckpointerClosed``."""
-        with contextlib.suppress(CheckpointerClosed):
-            self._loop.run(self._checkpointer.close)
+        """Close the database (idempotent); later calls raise ``CheckpointerClosed``.
+
+        A saver made by :meth:`from_checkpointer` leaves that checkpointer open.
+        """
+        if self._owns_checkpointer:
+            with contextlib.suppress(CheckpointerClosed):
+                self._loop.run(self._checkpointer.close)
         self._loop.stop()
         self._remove_scratch()
 
     async def aclose(self) -> None:
         """``close`` without blocking the event loop."""
-        with contextlib.suppress(CheckpointerClosed):
-            await self._loop.arun(self._checkpointer.close)
+        if self._owns_checkpointer:
+            with contextlib.suppress(CheckpointerClosed):
+                await self._loop.arun(self._checkpointer.close)
         await asyncio.to_thread(self._loop.stop)
         self._remove_scratch()
 
