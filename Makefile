@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lint typecheck test soak demo bench bench-quick bench-runner bench-cli clean
+.PHONY: help install lint typecheck test soak demo bench bench-quick bench-runner bench-lgsaver bench-cli clean
 
 help:
 	@echo "make demo        set up and run the demonstration (kill, resume, interrupt, fork)"
@@ -13,6 +13,7 @@ help:
 	@echo "make bench       the benchmark suite, writes bench/RESULTS.md"
 	@echo "make bench-quick a smoke run of the benchmark harness"
 	@echo "make bench-runner only the runner's row (parallel branches vs sequential)"
+	@echo "make bench-lgsaver only the LangGraph graphs (ForkpointSaver vs AsyncSqliteSaver)"
 	@echo "make bench-cli   the CLI's cost against the library calls it makes (bench/cli.py)"
 
 $(STAMP): pyproject.toml
@@ -51,6 +52,10 @@ bench-quick: $(STAMP)
 
 bench-runner: $(STAMP)
 	$(PY) -m bench.runner
+
+bench-lgsaver: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m bench.lgsaver
 
 bench-cli: $(STAMP)
 	$(PY) -m bench.cli

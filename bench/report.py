@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from . import lg
 from . import runner as runner_bench
@@ -33,7 +34,7 @@ from .workloads import (
     Samples,
 )
 
-__all__ = ["render"]
+__all__ = ["keep_foreign_sections", "render"]
 
 _LABEL = {
     FP: "forkpoint (defaults: FULL)",
@@ -289,6 +290,38 @@ def ratio_pair(samples: Samples, workload: str, metric_a: str, metric_b: str) ->
     return statistics.median(per_rep) if per_rep else None
 
 
+def _lgsaver_section(samples: Samples, sizes: Any) -> list[str]:
+    from . import lgsaver  # imports LangGraph itself: only when it ran
+
+    return lgsaver.section(samples, sizes)
+
+
+def _sections(text: str) -> list[tuple[str, str]]:
+    """``(heading, text)`` of each ``## `` section; the text before the first has heading ''."""
+    parts: list[tuple[str, str]] = []
+    heading, lines = "", list[str]()
+    for line in text.splitlines(keepends=True):
+        if line.startswith("## "):
+            parts.append((heading, "".join(lines)))
+            heading, lines = line.strip(), []
+        lines.append(line)
+    parts.append((heading, "".join(lines)))
+    return parts
+
+
+def keep_foreign_sections(old: str, new: str) -> str:
+    """``new``, followed by the ``## `` sections of ``old`` that ``new`` does not have.
+
+    Other tools (``bench.cli``) append their own sections to RESULTS.md; a new
+    run replaces only the sections it writes.
+    """
+    ours = {heading for heading, _ in _sections(new)}
+    kept = [body for heading, body in _sections(old) if heading and heading not in ours]
+    if not kept:
+        return new
+    return new.rstrip("\n") + "\n\n" + "".join(kept).rstrip("\n") + "\n"
+
+
 def _version(dist: str) -> str:
     try:
         return metadata.version(dist)
@@ -329,6 +362,7 @@ def render(
     quick: bool,
     elapsed: float,
     started: datetime,
+    lg_sizes: Any = None,
 ) -> str:
     lines = [
         "# forkpoint benchmark results"
@@ -342,11 +376,12 @@ def render(
         "",
         *_table(samples),
         "",
-        "## Retention and storage (issue 6)",
+        "## Retention and storage",
         "",
         *_retention(samples, keep_last),
         "",
         *runner_bench.section(samples, runner_bench.seconds(quick)),
+        *(_lgsaver_section(samples, lg_sizes) if lg_sizes is not None else []),
         "## Notes",
         "",
         *[f"- {note}" for note in samples.notes],

@@ -15,10 +15,11 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from . import lg
 from . import runner as runner_bench
-from .report import render
+from .report import keep_foreign_sections, render
 from .state import Sizes
 from .workloads import Bench
 
@@ -29,7 +30,7 @@ def _log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-async def _run(bench: Bench) -> None:
+async def _run(bench: Bench, lg_sizes: Any) -> None:
     reps = bench.sizes.reps
     _log("building the read workloads' databases")
     await bench.build_read_fixtures()
@@ -54,6 +55,11 @@ async def _run(bench: Bench) -> None:
     await runner_bench.run_branches(
         bench.samples, bench.dir, min(3, reps), runner_bench.seconds(quick)
     )
+    if lg_sizes is not None:
+        from . import lgsaver  # imports LangGraph itself: only when it is installed
+
+        _log("G1-G3 (LangGraph graphs on ForkpointSaver and AsyncSqliteSaver)")
+        await lgsaver.run(bench.samples, bench.dir, lg_sizes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     use_lg = have_lg and not args.no_langgraph
     started = datetime.now(UTC)
     t0 = time.perf_counter()
+    lg_sizes = _lg_sizes(args.quick, sizes.reps) if use_lg else None
     with tempfile.TemporaryDirectory(prefix="forkpoint-bench-", dir=args.workdir) as tmp:
         bench = Bench(Path(tmp), sizes, langgraph=use_lg)
         if not use_lg:
@@ -94,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                 "`acopy_thread` (it inherits the base class's NotImplementedError): LangGraph "
                 "cannot fork a thread, so W6 has no LangGraph figure."
             )
-        asyncio.run(_run(bench))
+        asyncio.run(_run(bench, lg_sizes))
         text = render(
             bench.samples,
             command=command,
@@ -103,12 +110,21 @@ def main(argv: list[str] | None = None) -> int:
             quick=args.quick,
             elapsed=time.perf_counter() - t0,
             started=started,
+            lg_sizes=lg_sizes,
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    old = out.read_text(encoding="utf-8") if out.exists() else ""
+    out.write_text(keep_foreign_sections(old, text), encoding="utf-8")
     _log(f"wrote {out}")
     print(text)
     return 0
+
+
+def _lg_sizes(quick: bool, reps: int) -> Any:
+    """The LangGraph-graph workloads' sizes: at most 3 repetitions (one takes about a minute)."""
+    from . import lgsaver
+
+    return lgsaver.Sizes.quick() if quick else lgsaver.Sizes.full(min(3, reps))
 
 
 def _lg_copies() -> bool:

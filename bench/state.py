@@ -75,7 +75,7 @@ def json_size(state: BenchState) -> int:
 
 @dataclass(frozen=True)
 class Sizes:
-    """Workload sizes: the issue's for a full run, tiny ones for ``--quick``."""
+    """Workload sizes: the specified ones for a full run, tiny ones for ``--quick``."""
 
     reps: int
     w1_saves: int

@@ -65,6 +65,9 @@ def test_quick_benchmark_writes_every_row(tmp_path: Path) -> None:
     if importlib.util.find_spec("langgraph") is not None:
         for workload in ("W1", "W2", "W3", "W4", "W5", "W7", "W8"):
             assert (workload, "LangGraph AsyncSqliteSaver") in rows, workload
+        assert "## LangGraph graphs on ForkpointSaver" in report
+        for workload in ("G1", "G2", "G3"):
+            assert f"| {workload} |" in report, workload
     else:
         assert "LangGraph contender skipped" in report
 
@@ -75,3 +78,17 @@ def test_quick_benchmark_without_langgraph(tmp_path: Path) -> None:
     rows = _check_common(report)
     assert "LangGraph contender skipped" in report
     assert not any(contender.startswith("LangGraph") for _, contender in rows)
+    assert "## LangGraph graphs" not in report
+
+
+def test_a_new_run_keeps_the_sections_it_does_not_write() -> None:
+    from bench.report import keep_foreign_sections
+
+    old = (
+        "# results\n\nold table\n\n## Notes\n\nold notes\n\n## CLI\n\ncli text\n\n### after\n\nx\n"
+    )
+    new = "# results\n\nnew table\n\n## Notes\n\nnew notes\n"
+    merged = keep_foreign_sections(old, new)
+    assert merged == new + "\n## CLI\n\ncli text\n\n### after\n\nx\n"
+    assert keep_foreign_sections("", new) == new
+    assert keep_foreign_sections(new, new) == new
