@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .base import Checkpointer, HistoryCheckpointer, MetadataFilter, PruneReport
 from .errors import (
+    CalledFromEventLoop,
     CheckpointerClosed,
     CheckpointError,
     CheckpointNotFound,
@@ -69,6 +70,7 @@ __all__ = [
     "MAX_THREAD_ID_LENGTH",
     "UPDATE_NODE",
     "Append",
+    "CalledFromEventLoop",
     "Checkpoint",
     "CheckpointError",
     "CheckpointMetadata",

@@ -23,12 +23,14 @@ they are chained as ``__cause__`` of one of these.
     │   ├── DiskIOError              the operating system reported an I/O error (EIO, EFBIG, …)
     │   ├── CheckpointerClosed       used after close()
     │   └── ForkedProcess            used in a child after os.fork(); open a new one there
-    └── ForkNotSupported             backend without history fork (the seed's default)
+    ├── ForkNotSupported             backend without history fork (the seed's default)
+    └── CalledFromEventLoop (RuntimeError)  a forkpoint.sync call in a thread running an event loop
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CalledFromEventLoop",
     "CheckpointError",
     "CheckpointNotFound",
     "CheckpointerClosed",
@@ -151,3 +153,12 @@ class ForkedProcess(StorageError):
 
 class ForkNotSupported(CheckpointError):
     """This backend keeps no history to fork from."""
+
+
+class CalledFromEventLoop(CheckpointError, RuntimeError):
+    """A blocking ``forkpoint.sync`` call was made in a thread that is running an event loop.
+
+    Raised at once, before anything runs: waiting there would block that loop
+    (or, on the sync checkpointer's own loop, never end). Await the async
+    checkpointer in async code.
+    """

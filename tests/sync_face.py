@@ -1,0 +1,108 @@
+"""The async checkpointer interface, every call made through ``forkpoint.sync``'s plain calls.
+
+``tests/conftest.py`` lists this as a backend, so the whole contract suite (and
+every suite that takes ``make_checkpointer``) drives the sync face: each async
+call the tests make runs the matching sync method in a worker thread, which
+submits it to the sync checkpointer's private loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from types import TracebackType
+from typing import Any, Self, cast
+
+from forkpoint import HistoryCheckpointer
+from forkpoint.sync import SyncCheckpointer
+
+__all__ = ["AsyncOverSync", "over_sync"]
+
+
+class AsyncOverSync:
+    """Looks like the async checkpointer it wraps; runs each call on a :class:`SyncCheckpointer`.
+
+    ``kind`` is the async class behind the sync face: its coroutine methods
+    become awaitables here; its other methods (iterators, plain getters) are
+    called at once, and an iterator the sync face returns becomes an async one.
+    """
+
+    def __init__(self, sync: SyncCheckpointer[Any], kind: type[HistoryCheckpointer[Any]]) -> None:
+        self.sync = sync
+        self._kind = kind
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self.sync, name)
+        if not inspect.ismethod(value) and not inspect.isfunction(value):
+            return value  # a property (state_type, path)
+        if inspect.iscoroutinefunction(getattr(self._kind, name, None)):
+
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                return await asyncio.to_thread(value, *args, **kwargs)
+
+            return call
+
+        def direct(*args: Any, **kwargs: Any) -> Any:
+            result = _in_a_thread(lambda: value(*args, **kwargs))
+            return _aiter(result) if isinstance(result, Iterator) else result
+
+        return direct
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.sync.close)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+HistoryCheckpointer.register(AsyncOverSync)  # the runner checks isinstance
+
+
+def _in_a_thread(call: Callable[[], Any]) -> Any:
+    """``call()`` in a thread without an event loop, waited for here (a sync call, blocking)."""
+    box: list[Any] = []
+
+    def run() -> None:
+        try:
+            box.append((True, call()))
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller as it is
+            box.append((False, exc))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value
+
+
+async def _aiter(items: Iterator[Any]) -> AsyncIterator[Any]:
+    done = object()
+    while (item := await asyncio.to_thread(next, items, done)) is not done:
+        yield item
+
+
+async def over_sync(
+    open_async: Callable[[], Awaitable[HistoryCheckpointer[Any]]],
+) -> HistoryCheckpointer[Any]:
+    """A sync checkpointer over what ``open_async()`` opens, wrapped back into the async face."""
+    opened: list[type[HistoryCheckpointer[Any]]] = []
+
+    async def opener() -> HistoryCheckpointer[Any]:
+        cp = await open_async()
+        opened.append(type(cp))
+        return cp
+
+    sync = await asyncio.to_thread(SyncCheckpointer[Any].open, opener)
+    return cast("HistoryCheckpointer[Any]", AsyncOverSync(sync, opened[0]))
