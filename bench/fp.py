@@ -6,7 +6,7 @@ import sqlite3
 from typing import Any
 
 from forkpoint import Checkpoint, GraphState, SqliteCheckpointer
-from forkpoint.sqlite import Durability, _on_worker
+from forkpoint.sqlite import Durability
 
 from .state import BenchState
 
@@ -61,8 +61,8 @@ class ForkpointStore:
         return len(await self.cp.list_checkpoints(thread_id))
 
     async def hop(self) -> None:
-        """One round trip to the reader's aiosqlite thread doing nothing (W4's floor)."""
-        await _on_worker(self.cp._reader, _nothing)
+        """One round trip to the reader's connection thread doing nothing (W4's floor)."""
+        await self.cp.engine.read(_nothing)
 
     async def fork(self, thread_id: str, at_step: int, new_thread_id: str) -> None:
         await self.cp.fork(thread_id, at_step, new_thread_id=new_thread_id)

@@ -23,16 +23,17 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import forkpoint.sqlite as fs
+import forkpoint.sqlite._jobs as fs_jobs
+import forkpoint.sqlite._writer as fs_writer
 from forkpoint import Checkpoint, GraphState
 from forkpoint._delta import apply_deltas, make_delta
 from forkpoint.codec import (
-    EncodedCheckpoint,
     StateCodec,
     _non_finite_path,
     checkpoint_metadata,
     format_time,
 )
+from forkpoint.sqlite._sql import SQL
 
 from .fp import ForkpointStore
 from .raw import RawStore
@@ -66,9 +67,11 @@ async def _thread_db(directory: str, steps: int, approx: int, name: str) -> str:
 
 async def section_hop(directory: str) -> None:
     store = await ForkpointStore.open(f"{directory}/hop.db")
-    reader = store.cp._reader
-    times = await _atime(lambda: fs._on_worker(reader, lambda conn: None))
-    print(f"hop: one aiosqlite round trip (loop → worker → loop), nothing done: {_us(times)}")
+    engine = store.cp.engine
+    times = await _atime(lambda: engine.read(lambda conn: None))
+    print(
+        f"hop: one connection-thread round trip (loop → worker → loop), nothing done: {_us(times)}"
+    )
     await store.close()
 
 
@@ -100,24 +103,23 @@ async def section_load(directory: str) -> None:
     path = await _thread_db(directory, 10_000, 1_000, "load")
     store = await ForkpointStore.open(path)
     cp = store.cp
-    conn = sqlite3.connect(fs._ro_uri(path), uri=True, isolation_level=None)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
     conn.execute("PRAGMA query_only = 1")
     codec = cp._codec
 
     def inline_load() -> Checkpoint[BenchState]:
-        row = fs._latest_row(conn, "long")
+        row = fs_jobs.read_row(conn, "long", None)
         assert row is not None
-        return codec.decode(EncodedCheckpoint("long", *row))
+        return codec.decode(row)
 
     current = await cp.load("long")
     if current is None or current.model_dump() != inline_load().model_dump():
         raise AssertionError("inline load differs")
-    row = fs._latest_row(conn, "long")
-    assert row is not None
-    encoded = EncodedCheckpoint("long", *row)
+    encoded = fs_jobs.read_row(conn, "long", None)
+    assert encoded is not None
     t_load = await _atime(lambda: cp.load("long"))
-    t_hop = await _atime(lambda: fs._on_worker(cp._reader, lambda c: None))
-    t_sql = _time(lambda: fs._latest_row(conn, "long"))
+    t_hop = await _atime(lambda: cp.engine.read(lambda c: None))
+    t_sql = _time(lambda: fs_jobs.read_row(conn, "long", None))
     t_validate = _time(lambda: BenchState.model_validate_json(encoded.state))
     t_decode = _time(lambda: codec.decode(encoded))
     t_inline = _time(inline_load)
@@ -142,9 +144,9 @@ async def section_list(directory: str) -> None:
     cp = store.cp
 
     def fetch(conn: sqlite3.Connection) -> list[Any]:
-        return conn.execute(fs._SQL.HISTORY + " ORDER BY c.step", ("long",)).fetchall()
+        return conn.execute(SQL.HISTORY + " ORDER BY c.step", ("long",)).fetchall()
 
-    rows = await fs._on_worker(cp._reader, fetch)
+    rows = await cp.engine.read(fetch)
     times = await _atime(lambda: cp.list_checkpoints("long"), 9)
     gc.collect()
     tracemalloc.start()
@@ -152,7 +154,7 @@ async def section_list(directory: str) -> None:
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     del result
-    t_fetch = await _atime(lambda: fs._on_worker(cp._reader, fetch), 9)
+    t_fetch = await _atime(lambda: cp.engine.read(fetch), 9)
     t_decode = _time(lambda: [checkpoint_metadata(*r) for r in rows], 9)
     print(
         f"list 10,000: list_checkpoints {statistics.median(times) * 1e3:.1f} ms, peak "
@@ -224,7 +226,7 @@ async def section_delta(directory: str) -> None:
             path = f"{directory}/w2-{rep}-{name}.db"
             gc.collect()
             if name.startswith("forkpoint"):
-                fs.DELTA_MIN_CHARS = 2048 if name == "forkpoint" else 10**12  # type: ignore[attr-defined,unused-ignore]
+                fs_jobs.DELTA_MIN_CHARS = 2048 if name == "forkpoint" else 10**12  # type: ignore[attr-defined,unused-ignore]
                 store = await ForkpointStore.open(path)
                 items = store.prepare("t", states)
                 t0 = time.perf_counter()
@@ -246,7 +248,7 @@ async def section_delta(directory: str) -> None:
             samples.setdefault(name, []).append(len(states) / elapsed)
             if rep == 0:
                 print(f"  W2 {name}: {db_bytes(path) / 1e6:.2f} MB for {len(states)} saves")
-    fs.DELTA_MIN_CHARS = 2048  # type: ignore[attr-defined,unused-ignore]
+    fs_jobs.DELTA_MIN_CHARS = 2048  # type: ignore[attr-defined,unused-ignore]
     for name, values in samples.items():
         ratio = statistics.median(a / b for a, b in zip(values, samples["raw-full"], strict=True))
         print(f"W2 (FULL) {name}: {statistics.median(values):,.0f} ckpt/s, {ratio:.2f}× raw-full")
@@ -276,10 +278,8 @@ async def section_delta(directory: str) -> None:
 
 
 async def _writer_cpu(store: ForkpointStore) -> float:
-    """CPU seconds the writer's aiosqlite thread has used so far."""
-    writer = store.cp._writer
-    assert writer is not None
-    return await fs._on_worker(writer, lambda _conn: time.thread_time())
+    """CPU seconds the writer's connection thread has used so far."""
+    return await store.cp.engine.on_writer(lambda _conn: time.thread_time())
 
 
 async def _saves_cpu(store: ForkpointStore, runs: list[list[Any]]) -> tuple[float, float, float]:
@@ -324,11 +324,11 @@ async def section_threads(directory: str) -> None:
         # The loop thread's own share: the same W3 saves answered by a writer that runs nothing.
         store = await ForkpointStore.open(f"{directory}/t3-noop-{rep}.db")
         runs = [store.prepare(f"t{task}", w3_states) for task in range(100)]
-        real, fs._run_batch = fs._run_batch, _answer_all
+        real, fs_writer._run_batch = fs_writer._run_batch, _answer_all
         try:
             _, noop_loop, _ = await _saves_cpu(store, runs)
         finally:
-            fs._run_batch = real
+            fs_writer._run_batch = real
         await store.close()
         m = 5_000
         print(

@@ -15,9 +15,7 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import aiosqlite
-
-from forkpoint.sqlite import _on_worker
+from forkpoint.sqlite._thread import ConnectionThread
 
 from .state import BenchState
 
@@ -158,28 +156,34 @@ class RawStore:
 
 
 class RawAioStore:
-    """The raw work, one aiosqlite round trip per call: the ceiling for any aiosqlite design.
+    """The raw work, one worker-thread round trip per call: the ceiling for any threaded design.
 
-    Each save (or load) is ``RawStore``'s function run whole on aiosqlite's
-    worker thread, the way forkpoint runs its own, so the only cost added to
+    Each save (or load) is ``RawStore``'s function run whole on a
+    ``ConnectionThread``, the way forkpoint runs its own, so the only cost added to
     raw is the hop itself.
     """
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: ConnectionThread) -> None:
         self.conn = conn
 
     @classmethod
     async def open(cls, path: str, durability: Literal["full", "normal"]) -> RawAioStore:
         RawStore(path, durability).close()  # the file, its tables and WAL mode
-        conn = await aiosqlite.connect(path, isolation_level=None)
-        await conn.executescript(_pragmas(durability))
-        return cls(conn)
+
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(path, isolation_level=None)
+            conn.executescript(_pragmas(durability))
+            return conn
+
+        thread = ConnectionThread(connect, "bench-raw")
+        await thread.start()
+        return cls(thread)
 
     async def save(self, thread_id: str, step: int, state: BenchState) -> None:
-        await _on_worker(self.conn, _save_group, [(thread_id, step, state)])
+        await self.conn.call(_save_group, [(thread_id, step, state)])
 
     async def load(self, thread_id: str) -> BenchState | None:
-        return await _on_worker(self.conn, _load, thread_id)
+        return await self.conn.call(_load, thread_id)
 
     async def close(self) -> None:
-        await self.conn.close()
+        await self.conn.stop()

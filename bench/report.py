@@ -42,9 +42,9 @@ _LABEL = {
     RAW_NORMAL: "raw sqlite3, NORMAL",
     RAW_GROUP_FULL: "raw sqlite3, FULL, one transaction per 100 saves",
     RAW_GROUP_NORMAL: "raw sqlite3, NORMAL, one transaction per 100 saves",
-    RAW_AIO_FULL: "raw sqlite3, FULL, one aiosqlite call per operation",
-    RAW_AIO_NORMAL: "raw sqlite3, NORMAL, one aiosqlite call per operation",
-    HOP: "aiosqlite round trip doing nothing",
+    RAW_AIO_FULL: "raw sqlite3, FULL, one worker-thread call per operation",
+    RAW_AIO_NORMAL: "raw sqlite3, NORMAL, one worker-thread call per operation",
+    HOP: "worker-thread round trip doing nothing",
 }
 
 
@@ -349,11 +349,11 @@ def render(
         "`model_validate_json`) of a 10,000-step ~1 KB thread, each call timed. W5: "
         "`list_checkpoints` (LangGraph: `alist`, raw: `fetchall` of the metadata columns with "
         "time and metadata JSON decoded) of that thread; peak memory by `tracemalloc` in a "
-        "separate pass of repetition 1. *aiosqlite round trip doing nothing* is one call "
-        "to forkpoint's reader thread that runs nothing: the floor of any read through "
-        "aiosqlite. *One aiosqlite call per operation* (W1, W4) runs raw's own save or load "
-        "function whole on an aiosqlite worker thread, as forkpoint runs its own: the ceiling "
-        "for any checkpointer that does its SQLite I/O through aiosqlite.",
+        "separate pass of repetition 1. *worker-thread round trip doing nothing* is one "
+        "call to forkpoint's reader thread that runs nothing: the floor of any read through a "
+        "worker thread. *One worker-thread call per operation* (W1, W4) runs raw's own save or "
+        "load function whole on a worker thread, as forkpoint runs its own: the ceiling for any "
+        "checkpointer that does its SQLite I/O off the event loop.",
         "- W6: `fork` at the last step of a 1,000 × ~10 KB thread; raw: one `INSERT … SELECT` "
         "transaction at FULL. W7: file size after W1 with the WAL checkpointed (TRUNCATE), ÷ saves. "
         "W8: file size ÷ final state JSON after 1,000 saves of a state growing by one ~400-byte "

@@ -300,7 +300,7 @@ class Bench:
                 lat = latencies(functools.partial(self.readers[RAW_FULL].load, "long"), loads)
             else:
                 store = self.readers[FP if name == HOP else name]
-                # HOP: the floor of any read through aiosqlite, one round trip doing nothing.
+                # HOP: the floor of any read through a worker thread, one round trip doing nothing.
                 call: Callable[[], Awaitable[object]] = (
                     store.hop if name == HOP else functools.partial(store.load, "long")
                 )

@@ -42,7 +42,7 @@ def test_constraints_cover_the_library_and_the_cli_extra_only(tmp_path: Path) ->
 
 
 def test_the_real_pins_all_have_floors() -> None:
-    assert {"aiosqlite", "pydantic", "alembic", "sqlalchemy", "typer", "rich"} <= set(floors())
+    assert {"pydantic", "alembic", "sqlalchemy", "typer", "rich"} <= set(floors())
 
 
 def test_check_names_every_distribution_off_its_floor(

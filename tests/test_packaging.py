@@ -95,7 +95,6 @@ def test_wheel_installs_and_migrates_away_from_the_source(tmp_path: Path) -> Non
     assert "cli" in metadata.get_all("Provides-Extra", [])
     requires = [Requirement(r) for r in metadata.get_all("Requires-Dist", [])]
     assert {r.name.lower() for r in requires if r.marker is None} == {
-        "aiosqlite",
         "pydantic",
         "alembic",
         "sqlalchemy",

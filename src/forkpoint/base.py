@@ -1,40 +1,75 @@
-"""The contract: abstract checkpointers whose docstrings are the specification.
+"""The contract: the checkpointer base classes, whose public methods are the specification.
 
-Every backend (in-memory, SQLite, later PostgreSQL) implements
-:class:`HistoryCheckpointer` and must behave exactly like
-:class:`~forkpoint.InMemoryCheckpointer`, the reference; ``tests/contract``
-holds each backend to it.
+Every public method of :class:`Checkpointer` and :class:`HistoryCheckpointer`
+is concrete and lives here, once. It owns, in this order:
+
+1. the closed state (:class:`~forkpoint.errors.CheckpointerClosed`) and the
+   backend's own "usable" state (e.g. SQLite's ``ForkedProcess``), checked
+   before any argument is looked at;
+2. the argument checks (``forkpoint._checks``), in the order each docstring
+   lists the arguments, so every backend raises the same error for the same call;
+3. encoding with the one codec (``StateCodec``) before any storage is touched,
+   and decoding stored rows back into models.
+
+A backend implements only the **storage hooks** below: narrow, async, on
+*encoded* data (an :class:`~forkpoint.codec.EncodedCheckpoint`, JSON text,
+RFC 3339 text), with no argument checks and no encoding. Each hook's
+docstring states its atomicity: "one transaction" means every write it makes
+commits together or not at all, and the reads deciding it (a conflict, an
+existing id) see the same snapshot as the writes — a PostgreSQL backend
+implements such a hook as one transaction whose first statement takes the
+row locks it needs. :class:`~forkpoint.InMemoryCheckpointer` is the reference
+implementation of every hook; ``tests/contract`` holds each backend to it, and
+a new backend joins by adding one factory line to ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
+import asyncio
+import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Generic, Self
+from typing import Any, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from .errors import ForkNotSupported, InvalidInput
-from .models import (
-    MAX_STEP,
-    Checkpoint,
-    CheckpointMetadata,
-    S,
-    ThreadInfo,
+from ._checks import (
+    check_bounds,
+    check_filter,
+    check_inactive_for,
+    check_keep_last,
+    check_limit,
+    check_prune,
     check_step,
     check_thread_id,
+    cutoff_before,
 )
+from ._checks import check_restore as check_restore  # re-exported: the CLI's import checks
+from .codec import EncodedCheckpoint, StateCodec, checkpoint_metadata, format_time, thread_info
+from .errors import (
+    CheckpointerClosed,
+    CheckpointNotFound,
+    ForkNotSupported,
+    SerializationError,
+    ThreadExists,
+)
+from .models import Checkpoint, CheckpointMetadata, S, ThreadInfo
 
 __all__ = ["Checkpointer", "HistoryCheckpointer", "MetadataFilter", "PruneReport"]
 
 MetadataFilter = Mapping[str, Any]
 """``{key: value}`` matched exactly against metadata; a mapping value matches nested keys."""
 
-MAX_FILTER_DEPTH = 8
+CheckpointRow = tuple[int, str, str, str]
+"""A history listing row as stored: ``(step, created_at, node, metadata)``, all encoded."""
+
+ThreadRow = tuple[str, str, str, int, int, str | None, int | None, str]
+"""A thread record as stored: ``(thread_id, created_at, updated_at, latest_step,
+checkpoint_count, parent_thread_id, parent_step, metadata)``."""
+
+R = TypeVar("R")
 
 
 class PruneReport(BaseModel):
@@ -53,9 +88,32 @@ class PruneReport(BaseModel):
 
 
 class Checkpointer(ABC, Generic[S]):
-    """Saves and loads the latest checkpoint of a thread (the seed's ``Checkpointer``)."""
+    """Saves and loads the latest checkpoint of a thread.
 
-    @abstractmethod
+    ``state_type`` is the user's state model; ``max_state_bytes`` refuses
+    larger encoded states (``StateTooLarge``); ``keep_last`` is a retention
+    policy every save enforces on the saved thread (its newest N are kept).
+    """
+
+    def __init__(
+        self,
+        state_type: type[S],
+        *,
+        max_state_bytes: int | None = None,
+        keep_last: int | None = None,
+    ) -> None:
+        self._codec: StateCodec[S] = StateCodec(state_type, max_state_bytes=max_state_bytes)
+        self._keep_last = check_keep_last(keep_last)
+        self._closed = False
+        self._closing: asyncio.Future[None] | None = None
+
+    @property
+    def state_type(self) -> type[S]:
+        """The state model this checkpointer stores and returns."""
+        return self._codec.state_type
+
+    # --- the contract -------------------------------------------------------------------------
+
     async def save(
         self, checkpoint: Checkpoint[S], *, thread_metadata: Mapping[str, Any] | None = None
     ) -> None:
@@ -68,16 +126,16 @@ class Checkpointer(ABC, Generic[S]):
         thread: saving a step at or below the thread's latest raises
         ``StepConflict``, unless the checkpoint is identical to the one stored
         at that step, which is a no-op (a retry after a lost acknowledgement is
-        safe). Of two writers racing for one step exactly one wins. Invalid
-        input (thread id, step, state of the wrong type, values JSON cannot
-        hold) raises ``InvalidInput``/``SerializationError`` before anything is
-        written. A failing save changes nothing.
-
-        This deliberately departs from the seed, whose in-memory ``save``
-        pushed duplicates of a step onto the history.
+        safe). Of two writers racing for one step exactly one wins. Checks, in
+        order: usable, then the checkpoint (thread id, step, node, time, queue,
+        metadata, state: ``InvalidInput``/``SerializationError``), then
+        ``thread_metadata`` — all before anything is written. A failing save
+        changes nothing.
         """
+        self._usable()
+        row, meta, now = self._codec.encode_save(checkpoint, thread_metadata)
+        await self._store(row, meta, now, self._keep_last)
 
-    @abstractmethod
     async def load(self, thread_id: str) -> Checkpoint[S] | None:
         """The thread's checkpoint with the highest step, or None if the thread does not exist.
 
@@ -85,9 +143,24 @@ class Checkpointer(ABC, Generic[S]):
         stored row that no longer validates raises ``SerializationError``
         naming thread and step.
         """
+        self._usable()
+        check_thread_id(thread_id)
+        return self._decode(await self._read_row(thread_id, None))
 
     async def close(self) -> None:
-        """Release resources; later calls raise ``CheckpointerClosed``."""
+        """Release resources; every later call raises ``CheckpointerClosed``.
+
+        Writes already queued finish first. Safe to call more than once and
+        from several tasks at once: every call returns once the checkpointer
+        is closed. A ``close()`` that is cancelled still completes.
+        """
+        self._closed = True
+        closing = self._closing
+        if closing is None or (
+            closing.done() and (closing.cancelled() or closing.exception() is not None)
+        ):
+            closing = self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(closing)
 
     async def __aenter__(self) -> Self:
         return self
@@ -100,15 +173,84 @@ class Checkpointer(ABC, Generic[S]):
     ) -> None:
         await self.close()
 
+    # --- shared machinery ---------------------------------------------------------------------
+
+    def _usable(self) -> None:
+        """Raise if this checkpointer cannot be used: the backend's state, then closed."""
+        self._check_backend()
+        if self._closed:
+            raise CheckpointerClosed("the checkpointer is closed", path=self._error_path)
+
+    @property
+    def _error_path(self) -> str | None:
+        """What errors raised here name as their ``path`` (a database file), if anything."""
+        return None
+
+    def _decode(self, row: EncodedCheckpoint | None) -> Checkpoint[S] | None:
+        return None if row is None else self._codec.decode(row, path=self._error_path)
+
+    # --- storage hooks ------------------------------------------------------------------------
+
+    def _check_backend(self) -> None:
+        """Hook: raise a ``StorageError`` if the backend cannot serve calls (e.g. ForkedProcess).
+
+        Called before every public method, before the closed check. Must not block.
+        """
+
+    @abstractmethod
+    async def _store(
+        self, row: EncodedCheckpoint, thread_metadata: str | None, now: str, keep_last: int | None
+    ) -> None:
+        """Hook, one transaction: store ``row`` as its thread's newest step.
+
+        A missing thread is created (``created_at = updated_at = now``, metadata
+        ``thread_metadata`` or ``"{}"``); an existing one gets ``updated_at =
+        now`` and, when ``thread_metadata`` is not None, that metadata. If
+        ``row.step`` is not after the thread's latest step: a no-op when the
+        stored row at that step equals ``row`` exactly, else raise
+        ``StepConflict`` writing nothing. With ``keep_last``, the thread's rows
+        older than its newest ``keep_last`` go in the same transaction.
+        """
+
+    @abstractmethod
+    async def _read_row(self, thread_id: str, step: int | None) -> EncodedCheckpoint | None:
+        """Hook, one read snapshot: the row at ``step`` (None: the latest) with its full state.
+
+        None if there is no such row. A stored row whose state cannot be
+        rebuilt raises ``SerializationError`` naming thread and step.
+        """
+
+    @abstractmethod
+    async def _close(self) -> None:
+        """Hook: release the backend's resources; called once per successful close."""
+
 
 class HistoryCheckpointer(Checkpointer[S]):
     """A checkpointer that keeps every step: history, fork, threads, retention."""
 
-    @abstractmethod
-    async def get(self, thread_id: str, step: int) -> Checkpoint[S] | None:
-        """The checkpoint at exactly ``step``, or None (unknown thread or step)."""
+    # --- reading ------------------------------------------------------------------------------
 
-    @abstractmethod
+    async def get(self, thread_id: str, step: int) -> Checkpoint[S] | None:
+        """The checkpoint at exactly ``step``, or None (unknown thread or step).
+
+        Checks, in order: usable, ``thread_id``, ``step``.
+        """
+        self._usable()
+        check_thread_id(thread_id)
+        check_step(step)
+        return self._decode(await self._read_row(thread_id, step))
+
+    async def get_raw(self, thread_id: str, step: int) -> str | bytes | None:
+        """The stored state at ``step`` exactly as the store holds it, undecoded (for forensics).
+
+        A backend storing reverse deltas returns the delta text for such a
+        step. None if there is no such checkpoint.
+        """
+        self._usable()
+        check_thread_id(thread_id)
+        check_step(step)
+        return await self._read_raw(thread_id, step)
+
     async def list_checkpoints(
         self,
         thread_id: str,
@@ -124,9 +266,51 @@ class HistoryCheckpointer(Checkpointer[S]):
         ``after``/``before`` are exclusive step bounds; ``limit`` caps the page
         (applied after ordering, so ``newest_first=True, limit=1`` is the
         latest); ``filter`` keeps checkpoints whose metadata matches (see
-        :func:`check_filter`). Never reads or decodes a state: the cost follows
-        the page, not the thread. An unknown thread gives an empty list.
+        ``check_filter``). Never reads or decodes a state: the cost follows the
+        page, not the thread. An unknown thread gives an empty list. Checks,
+        in order: usable, ``thread_id``, ``after``, ``before``, ``limit``,
+        ``filter``.
         """
+        self._usable()
+        check_thread_id(thread_id)
+        lo, hi, n = check_bounds(after, before, limit)
+        flt = None if filter is None else check_filter(filter)
+        rows = await self._page_checkpoints(thread_id, lo, hi, n, bool(newest_first), flt)
+        return self._rows(
+            rows, checkpoint_metadata, "checkpoint metadata", lambda r: (thread_id, r[0])
+        )
+
+    async def list_threads(
+        self,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+        filter: MetadataFilter | None = None,
+    ) -> list[ThreadInfo]:
+        """Threads ordered by id, starting after the id ``after`` (a page cursor).
+
+        Checks, in order: usable, ``limit``, ``after``, ``filter``.
+        """
+        self._usable()
+        n = None if limit is None else check_limit(limit)
+        cursor = None if after is None else check_thread_id(after)
+        flt = None if filter is None else check_filter(filter)
+        return self._thread_infos(await self._page_threads(cursor, n, flt))
+
+    async def thread_info(self, thread_id: str) -> ThreadInfo | None:
+        """Summary and lineage of one thread, or None."""
+        self._usable()
+        check_thread_id(thread_id)
+        found = await self._thread_record(thread_id)
+        return None if found is None else self._thread_infos([found])[0]
+
+    async def list_forks(self, thread_id: str) -> list[ThreadInfo]:
+        """The threads forked directly from ``thread_id``, ordered by id."""
+        self._usable()
+        check_thread_id(thread_id)
+        return self._thread_infos(await self._forks_of(thread_id))
+
+    # --- writing ------------------------------------------------------------------------------
 
     async def fork(self, thread_id: str, at_seq: int, *, new_thread_id: str | None = None) -> str:
         """Copy steps ≤ ``at_seq`` of ``thread_id`` into a new thread and return its id.
@@ -139,38 +323,28 @@ class HistoryCheckpointer(Checkpointer[S]):
         thread raises ``ThreadExists``. An unknown thread or step raises
         ``CheckpointNotFound`` naming both, and nothing is created. The threads
         are independent afterwards; deleting the parent leaves the fork whole.
-
-        The default, as in the seed, raises ``ForkNotSupported``.
+        Checks, in order: usable, ``thread_id``, ``at_seq``, ``new_thread_id``.
         """
-        raise ForkNotSupported(f"fork() is not implemented by {type(self).__name__}")
+        self._usable()
+        check_thread_id(thread_id)
+        check_step(at_seq, "at_seq")
+        target = str(uuid.uuid4()) if new_thread_id is None else check_thread_id(new_thread_id)
+        return await self._copy_prefix(thread_id, at_seq, target, _now())
 
-    @abstractmethod
-    async def list_threads(
-        self,
-        *,
-        limit: int | None = None,
-        after: str | None = None,
-        filter: MetadataFilter | None = None,
-    ) -> list[ThreadInfo]:
-        """Threads ordered by id, starting after the id ``after`` (a page cursor)."""
-
-    @abstractmethod
-    async def thread_info(self, thread_id: str) -> ThreadInfo | None:
-        """Summary and lineage of one thread, or None."""
-
-    @abstractmethod
-    async def list_forks(self, thread_id: str) -> list[ThreadInfo]:
-        """The threads forked directly from ``thread_id``, ordered by id."""
-
-    @abstractmethod
     async def delete_thread(self, thread_id: str) -> bool:
         """Delete a thread and all its checkpoints; whether it existed. Forks stay intact."""
+        self._usable()
+        check_thread_id(thread_id)
+        return await self._delete_thread(thread_id)
 
-    @abstractmethod
     async def set_thread_metadata(self, thread_id: str, metadata: Mapping[str, Any]) -> None:
         """Replace a thread's metadata; ``CheckpointNotFound`` if the thread does not exist."""
+        self._usable()
+        check_thread_id(thread_id)
+        text = self._codec.encode_metadata(metadata, thread_id=thread_id)
+        if not await self._set_thread_metadata(thread_id, text):
+            raise CheckpointNotFound("no such thread", thread_id=thread_id, path=self._error_path)
 
-    @abstractmethod
     async def prune(
         self,
         thread_id: str | None = None,
@@ -183,15 +357,34 @@ class HistoryCheckpointer(Checkpointer[S]):
 
         A checkpoint is removed when every given condition holds: it is not
         among the thread's ``keep_last`` newest, and its ``created_at`` is more
-        than ``older_than`` ago. A thread's latest checkpoint is never removed. ``dry_run`` reports without
-        removing. Forks hold their own copies, so pruning never breaks one.
+        than ``older_than`` ago (any duration: one longer than the calendar
+        removes nothing). A thread's latest checkpoint is never removed, and
+        only a prefix of a thread's history (its oldest steps) is. ``dry_run``
+        reports without removing. Forks hold their own copies, so pruning
+        never breaks one.
         """
+        self._usable()
+        tid, keep, age = check_prune(thread_id, keep_last, older_than, dry_run)
+        cutoff = "~" if age is None else format_time(cutoff_before(_utcnow(), age))
+        touched = removed = freed = 0
+        for count, size in await self._prune(tid, keep if keep is not None else 1, cutoff, dry_run):
+            if count:
+                touched += 1
+                removed += count
+                freed += size
+        return PruneReport(
+            dry_run=dry_run, threads_touched=touched, checkpoints_removed=removed, bytes_freed=freed
+        )
 
-    @abstractmethod
     async def delete_threads(self, *, inactive_for: timedelta) -> list[str]:
-        """Delete every thread not written for ``inactive_for``; the ids deleted, sorted."""
+        """Delete every thread not written for ``inactive_for``; the ids deleted, sorted.
 
-    @abstractmethod
+        Any duration is accepted; one longer than the calendar deletes nothing.
+        """
+        self._usable()
+        age = check_inactive_for(inactive_for)
+        return await self._delete_inactive(format_time(cutoff_before(_utcnow(), age)))
+
     async def restore_thread(self, info: ThreadInfo, checkpoints: Sequence[Checkpoint[S]]) -> None:
         """Recreate a thread exactly as exported, in one transaction (used by import).
 
@@ -201,153 +394,140 @@ class HistoryCheckpointer(Checkpointer[S]):
         is taken; ``InvalidInput`` if the pieces disagree. Nothing is written
         on any error.
         """
-
-
-# --- argument checks shared by every backend ----------------------------------------------
-
-
-def check_bounds(
-    after: object, before: object, limit: object
-) -> tuple[int | None, int | None, int | None]:
-    """Validate list_checkpoints' bounds; InvalidInput if any is not acceptable."""
-    a = None if after is None else check_step(after, "after")
-    b = None if before is None else check_step(before, "before")
-    n = None if limit is None else check_limit(limit)
-    return a, b, n
-
-
-def check_restore(info: object, checkpoints: Sequence[object]) -> str:
-    """Validate restore_thread's arguments; the thread id."""
-    if not isinstance(info, ThreadInfo):
-        raise InvalidInput(f"info must be a ThreadInfo, not {type(info).__name__}")
-    thread_id = check_thread_id(info.thread_id)
-    if not checkpoints:
-        raise InvalidInput("a thread needs at least one checkpoint", thread_id=thread_id)
-    steps = [getattr(cp, "step", None) for cp in checkpoints]
-    if any(getattr(cp, "thread_id", None) != thread_id for cp in checkpoints):
-        raise InvalidInput(
-            "every checkpoint must belong to the restored thread", thread_id=thread_id
+        self._usable()
+        thread_id = check_restore(info, checkpoints)
+        rows = [self._codec.encode(cp) for cp in checkpoints]
+        meta = self._codec.encode_metadata(info.metadata, thread_id=thread_id)
+        record: ThreadRow = (
+            thread_id,
+            format_time(info.created_at),
+            format_time(info.updated_at),
+            info.latest_step,
+            len(rows),
+            info.parent_thread_id,
+            info.parent_step,
+            meta,
         )
-    if any(
-        type(a) is not int or type(b) is not int or a >= b for a, b in itertools.pairwise(steps)
-    ):
-        raise InvalidInput("checkpoint steps must strictly increase", thread_id=thread_id)
-    if steps[-1] != info.latest_step:
-        raise InvalidInput("the last checkpoint is not at info.latest_step", thread_id=thread_id)
-    if (info.parent_thread_id is None) != (info.parent_step is None):
-        raise InvalidInput(
-            "parent_thread_id and parent_step are set together or not at all", thread_id=thread_id
-        )
-    if info.parent_thread_id is not None:
-        check_thread_id(info.parent_thread_id)
-        check_step(info.parent_step, "parent_step")
-    return thread_id
-
-
-def check_limit(limit: object) -> int:
-    """A page size: an int ≥ 0 (any size past ``MAX_STEP`` means "all", and is capped there)."""
-    if type(limit) is not int or limit < 0:
-        raise InvalidInput(f"limit must be an int ≥ 0, not {limit!r}")
-    return min(limit, MAX_STEP)
-
-
-def check_filter(flt: object, depth: int = 0) -> dict[str, Any]:
-    """Validate a metadata filter and return it as a plain dict.
-
-    Keys are any strings (they are bound as SQL parameters, never pasted into
-    SQL). Values are JSON scalars (``None``, bool, int, finite float, str),
-    matched by type and value (``True`` does not match ``1``), or mappings,
-    which match nested keys of an object.
-    """
-    if not isinstance(flt, Mapping):
-        raise InvalidInput(f"filter must be a mapping, not {type(flt).__name__}")
-    if depth >= MAX_FILTER_DEPTH:
-        raise InvalidInput(f"filter nests deeper than {MAX_FILTER_DEPTH} levels")
-    out: dict[str, Any] = {}
-    for key, value in flt.items():
-        if not isinstance(key, str):
-            raise InvalidInput(f"filter key {key!r} is not a str")
-        if "\x00" in key or (isinstance(value, str) and "\x00" in value):
-            # Stored metadata never holds U+0000 (see codec._plain_json).
-            raise InvalidInput(f"filter entry {key!r} holds U+0000 (NUL), which metadata cannot")
-        if isinstance(value, Mapping):
-            out[key] = check_filter(value, depth + 1)
-        elif (
-            value is None
-            or isinstance(value, bool | str)
-            or (isinstance(value, int) and -MAX_STEP - 1 <= value <= MAX_STEP)
-            or (isinstance(value, float) and math.isfinite(value))
-        ):
-            out[key] = value
-        else:
-            raise InvalidInput(
-                f"filter value for {key!r} must be a JSON scalar (an integer within 64 bits) "
-                "or a mapping"
+        if not await self._restore(record, rows):
+            raise ThreadExists(
+                "cannot restore: the thread exists", thread_id=thread_id, path=self._error_path
             )
-    return out
+
+    # --- decoding listing rows ----------------------------------------------------------------
+
+    def _thread_infos(self, rows: Sequence[ThreadRow]) -> list[ThreadInfo]:
+        return self._rows(rows, thread_info, "thread record", lambda r: (r[0], None))
+
+    def _rows(
+        self,
+        rows: Sequence[Any],
+        decode: Callable[..., R],
+        what: str,
+        locate: Callable[[Any], tuple[str, int | None]],
+    ) -> list[R]:
+        """``decode(*row)`` for each stored row; a row that does not decode is a SerializationError."""
+        out = []
+        for row in rows:
+            try:
+                out.append(decode(*row))
+            except (ValueError, TypeError) as exc:
+                thread_id, step = locate(row)
+                raise SerializationError(
+                    f"stored {what} does not decode: {exc}",
+                    thread_id=thread_id,
+                    step=step,
+                    path=self._error_path,
+                ) from exc
+        return out
+
+    # --- storage hooks ------------------------------------------------------------------------
+
+    @abstractmethod
+    async def _read_raw(self, thread_id: str, step: int) -> str | bytes | None:
+        """Hook, one read: the state exactly as stored at ``step`` (a delta stays a delta)."""
+
+    @abstractmethod
+    async def _page_checkpoints(
+        self,
+        thread_id: str,
+        after: int | None,
+        before: int | None,
+        limit: int | None,
+        newest_first: bool,
+        filter: dict[str, Any] | None,
+    ) -> Sequence[CheckpointRow]:
+        """Hook, one read snapshot: a page of the thread's listing rows, never reading a state.
+
+        Rows with ``after < step < before`` (None: unbounded) whose metadata
+        matches ``filter`` (exact JSON equality per key, type-strict: ``True``
+        is not ``1``; a mapping matches nested keys; see the reference in
+        ``memory.py``), ordered by step (descending with ``newest_first``),
+        at most ``limit`` of them.
+        """
+
+    @abstractmethod
+    async def _page_threads(
+        self, after: str | None, limit: int | None, filter: dict[str, Any] | None
+    ) -> Sequence[ThreadRow]:
+        """Hook, one read snapshot: thread records with id > ``after``, by id, filtered, limited."""
+
+    @abstractmethod
+    async def _thread_record(self, thread_id: str) -> ThreadRow | None:
+        """Hook, one read: one thread's record, or None."""
+
+    @abstractmethod
+    async def _forks_of(self, thread_id: str) -> Sequence[ThreadRow]:
+        """Hook, one read: records of threads whose ``parent_thread_id`` is ``thread_id``, by id."""
+
+    async def _copy_prefix(self, thread_id: str, at_step: int, target: str, now: str) -> str:
+        """Hook, one transaction: fork ``thread_id``'s steps ≤ ``at_step`` into ``target``.
+
+        If ``target`` exists: return it when its lineage is exactly
+        (``thread_id``, ``at_step``), else raise ``ThreadExists``. If the source
+        has no row at ``at_step``: raise ``CheckpointNotFound`` naming both.
+        Otherwise create ``target`` (times ``now``, the source's metadata,
+        lineage set) holding copies of the rows, and return ``target``. Its
+        cost must not grow with a per-row round trip (one set-based copy).
+
+        The default raises ``ForkNotSupported``, for a store that cannot copy.
+        """
+        raise ForkNotSupported(f"fork() is not implemented by {type(self).__name__}")
+
+    @abstractmethod
+    async def _delete_thread(self, thread_id: str) -> bool:
+        """Hook, one transaction: delete the thread's rows and record; whether it existed."""
+
+    @abstractmethod
+    async def _set_thread_metadata(self, thread_id: str, metadata: str) -> bool:
+        """Hook, one transaction: replace the record's metadata text; False if no such thread."""
+
+    @abstractmethod
+    async def _prune(
+        self, thread_id: str | None, keep_last: int, cutoff: str, dry_run: bool
+    ) -> Sequence[tuple[int, int]]:
+        """Hook: remove old rows of one thread (None: of every thread); ``(rows, bytes)`` each.
+
+        Per thread, the rows removed are those below its latest step, below
+        its newest ``keep_last``, and below its first row with ``created_at >=
+        cutoff`` (RFC 3339 text; ``"~"`` sorts after every time) — always a
+        prefix of its history. Bytes count every stored column's UTF-8 length
+        plus 16. ``dry_run`` counts without removing. Each thread's removal is
+        one transaction (several threads may share one); its record's
+        ``checkpoint_count`` follows.
+        """
+
+    @abstractmethod
+    async def _delete_inactive(self, cutoff: str) -> list[str]:
+        """Hook, one transaction: delete every thread with ``updated_at < cutoff``; ids, sorted."""
+
+    @abstractmethod
+    async def _restore(self, record: ThreadRow, rows: Sequence[EncodedCheckpoint]) -> bool:
+        """Hook, one transaction: insert ``record`` and ``rows`` as given; False if the id exists."""
 
 
-def scalar_matches(actual: object, expected: object) -> bool:
-    """JSON equality of one scalar: type class and value (bool is not a number)."""
-    if expected is None:
-        return actual is None
-    if isinstance(expected, bool):
-        return isinstance(actual, bool) and actual == expected
-    if isinstance(expected, int | float):
-        return (
-            isinstance(actual, int | float) and not isinstance(actual, bool) and actual == expected
-        )
-    return isinstance(actual, str) and actual == expected
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
-def metadata_matches(metadata: object, flt: Mapping[str, Any]) -> bool:
-    """Whether decoded metadata matches a checked filter (the reference semantics)."""
-    if not isinstance(metadata, dict):
-        return False
-    for key, expected in flt.items():
-        if key not in metadata:
-            return False
-        actual = metadata[key]
-        if isinstance(expected, Mapping):
-            if not metadata_matches(actual, expected):
-                return False
-        elif not scalar_matches(actual, expected):
-            return False
-    return True
-
-
-def check_prune(
-    thread_id: object, keep_last: object, older_than: object, dry_run: object
-) -> tuple[str | None, int | None, timedelta | None]:
-    """Validate prune's arguments."""
-    tid = None if thread_id is None else check_thread_id(thread_id)
-    keep = check_keep_last(keep_last)
-    if older_than is not None and (
-        not isinstance(older_than, timedelta) or older_than < timedelta(0)
-    ):
-        raise InvalidInput(f"older_than must be a non-negative timedelta, not {older_than!r}")
-    if keep_last is None and older_than is None:
-        raise InvalidInput("prune needs keep_last, older_than, or both")
-    if not isinstance(dry_run, bool):
-        raise InvalidInput("dry_run must be a bool")
-    return tid, keep, older_than
-
-
-def check_keep_last(keep_last: object) -> int | None:
-    """A retention count (prune's, or a checkpointer's policy): None or an int ≥ 1.
-
-    Past ``MAX_STEP`` "keep the newest N" keeps everything; it is capped there
-    so SQLite can bind it.
-    """
-    if keep_last is None:
-        return None
-    if type(keep_last) is not int or keep_last < 1:
-        raise InvalidInput(f"keep_last must be an int ≥ 1, not {keep_last!r}")
-    return min(keep_last, MAX_STEP)
-
-
-def check_inactive_for(inactive_for: object) -> timedelta:
-    """Validate delete_threads' TTL."""
-    if not isinstance(inactive_for, timedelta) or inactive_for < timedelta(0):
-        raise InvalidInput(f"inactive_for must be a non-negative timedelta, not {inactive_for!r}")
-    return inactive_for
+def _now() -> str:
+    return format_time(_utcnow())

@@ -1,12 +1,12 @@
 """Every error forkpoint raises, as one tree rooted at :class:`CheckpointError`.
 
 Catch ``CheckpointError`` to handle them all; catch a branch for one kind of
-failure. Driver errors (``sqlite3`` / ``aiosqlite``) never escape untranslated:
+failure. Driver errors (``sqlite3``, ``OSError``) never escape untranslated:
 they are chained as ``__cause__`` of one of these.
 
 ::
 
-    CheckpointError                  the seed's CheckpointFailed
+    CheckpointError                  the root: catch it to handle every forkpoint error
     ├── InvalidInput (ValueError)    bad argument, caught before anything is written
     │   └── StateTooLarge            encoded state over ``max_state_bytes``
     ├── CheckpointNotFound (LookupError)  unknown thread, or no checkpoint at that step
@@ -23,7 +23,7 @@ they are chained as ``__cause__`` of one of these.
     │   ├── DiskIOError              the operating system reported an I/O error (EIO, EFBIG, …)
     │   ├── CheckpointerClosed       used after close()
     │   └── ForkedProcess            used in a child after os.fork(); open a new one there
-    ├── ForkNotSupported             backend without history fork (the seed's default)
+    ├── ForkNotSupported             a checkpointer that keeps no history to fork from
     └── CalledFromEventLoop (RuntimeError)  a forkpoint.sync call in a thread running an event loop
 """
 

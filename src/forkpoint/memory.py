@@ -1,46 +1,22 @@
-"""InMemoryCheckpointer: the reference semantics every backend must reproduce.
+"""InMemoryCheckpointer: the reference implementation of every storage hook.
 
-Rows are stored already encoded by the shared codec, so a state SQLite could
-not store fails here too, and every load decodes a fresh copy.
+Every backend must behave exactly like this one (``tests/contract``). Rows
+are kept already encoded by the base class's codec, so a state SQLite could
+not store fails here too, and every load decodes a fresh copy. One lock
+makes each hook atomic, which is all "one transaction" asks of it.
 """
 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .base import (
-    HistoryCheckpointer,
-    MetadataFilter,
-    PruneReport,
-    check_bounds,
-    check_filter,
-    check_inactive_for,
-    check_keep_last,
-    check_limit,
-    check_prune,
-    check_restore,
-    metadata_matches,
-)
-from .codec import (
-    EncodedCheckpoint,
-    StateCodec,
-    checkpoint_metadata,
-    decode_metadata,
-    format_time,
-    thread_info,
-)
-from .errors import (
-    CheckpointerClosed,
-    CheckpointNotFound,
-    StepConflict,
-    ThreadExists,
-)
-from .models import Checkpoint, CheckpointMetadata, S, ThreadInfo, check_step, check_thread_id
+from .base import CheckpointRow, HistoryCheckpointer, ThreadRow
+from .codec import EncodedCheckpoint, decode_metadata
+from .errors import CheckpointNotFound, StepConflict, ThreadExists
+from .models import S
 
 __all__ = ["InMemoryCheckpointer"]
 
@@ -54,8 +30,8 @@ class _Thread:
     parent_step: int | None = None
     rows: dict[int, EncodedCheckpoint] = field(default_factory=dict)  # insertion order = step order
 
-    def info(self, thread_id: str) -> ThreadInfo:
-        return thread_info(
+    def record(self, thread_id: str) -> ThreadRow:
+        return (
             thread_id,
             self.created_at,
             self.updated_at,
@@ -68,20 +44,42 @@ class _Thread:
 
 
 def _row_bytes(row: EncodedCheckpoint) -> int:
-    return (
-        sum(
-            len(part.encode("utf-8"))
-            for part in (
-                row.thread_id,
-                row.node,
-                row.created_at,
-                row.queue,
-                row.metadata,
-                row.state,
-            )
+    """A row's stored size as prune reports it: every column's UTF-8 length, plus 16."""
+    text = (row.thread_id, row.node, row.created_at, row.queue, row.metadata, row.state)
+    return sum(len(part.encode("utf-8")) for part in text) + 16
+
+
+def _scalar_matches(actual: object, expected: object) -> bool:
+    """JSON equality of one scalar: type class and value (bool is not a number)."""
+    if expected is None:
+        return actual is None
+    if isinstance(expected, bool):
+        return isinstance(actual, bool) and actual == expected
+    if isinstance(expected, int | float):
+        return (
+            isinstance(actual, int | float) and not isinstance(actual, bool) and actual == expected
         )
-        + 16
-    )
+    return isinstance(actual, str) and actual == expected
+
+
+def metadata_matches(metadata: object, flt: Mapping[str, Any]) -> bool:
+    """Whether decoded metadata matches a checked filter: the reference filter semantics."""
+    if not isinstance(metadata, dict):
+        return False
+    for key, expected in flt.items():
+        if key not in metadata:
+            return False
+        actual = metadata[key]
+        if isinstance(expected, Mapping):
+            if not metadata_matches(actual, expected):
+                return False
+        elif not _scalar_matches(actual, expected):
+            return False
+    return True
+
+
+def _matches(text: str, flt: dict[str, Any] | None) -> bool:
+    return flt is None or metadata_matches(decode_metadata(text), flt)
 
 
 class InMemoryCheckpointer(HistoryCheckpointer[S]):
@@ -97,36 +95,21 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
         max_state_bytes: int | None = None,
         keep_last: int | None = None,
     ) -> None:
-        self._codec: StateCodec[S] = StateCodec(state_type, max_state_bytes=max_state_bytes)
-        self._keep_last = check_keep_last(keep_last)
+        super().__init__(state_type, max_state_bytes=max_state_bytes, keep_last=keep_last)
         self._threads: dict[str, _Thread] = {}
         self._lock = threading.Lock()
-        self._closed = False
 
-    @property
-    def state_type(self) -> type[S]:
-        """The state model this checkpointer stores."""
-        return self._codec.state_type
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise CheckpointerClosed("the checkpointer is closed")
-
-    async def close(self) -> None:
-        """Drop all stored data; later calls raise ``CheckpointerClosed``."""
+    async def _close(self) -> None:
+        """Drop all stored data."""
         with self._lock:
-            self._closed = True
             self._threads.clear()
 
-    # --- writes -----------------------------------------------------------------------------
+    # --- writes -------------------------------------------------------------------------------
 
-    async def save(
-        self, checkpoint: Checkpoint[S], *, thread_metadata: Mapping[str, Any] | None = None
+    async def _store(
+        self, row: EncodedCheckpoint, thread_metadata: str | None, now: str, keep_last: int | None
     ) -> None:
-        self._check_open()
-        row, meta, now = self._codec.encode_save(checkpoint, thread_metadata)
         with self._lock:
-            self._check_open()
             thread = self._threads.get(row.thread_id)
             if thread is not None:
                 latest = next(reversed(thread.rows))
@@ -143,82 +126,64 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
                 self._threads[row.thread_id] = thread
             thread.rows[row.step] = row
             thread.updated_at = now
-            if meta is not None:
-                thread.metadata = meta
-            if self._keep_last is not None:
-                self._prune_thread(thread, self._keep_last, None, datetime.now(UTC))
+            if thread_metadata is not None:
+                thread.metadata = thread_metadata
+            if keep_last is not None:
+                self._prune_thread(thread, keep_last, "~", dry_run=False)
 
-    async def fork(self, thread_id: str, at_seq: int, *, new_thread_id: str | None = None) -> str:
-        self._check_open()
-        check_thread_id(thread_id)
-        check_step(at_seq, "at_seq")
-        target = str(uuid.uuid4()) if new_thread_id is None else check_thread_id(new_thread_id)
+    async def _copy_prefix(self, thread_id: str, at_step: int, target: str, now: str) -> str:
         with self._lock:
-            self._check_open()
             existing = self._threads.get(target)
             if existing is not None:
-                if existing.parent_thread_id == thread_id and existing.parent_step == at_seq:
+                if existing.parent_thread_id == thread_id and existing.parent_step == at_step:
                     return target
                 raise ThreadExists(
                     f"cannot fork into {target!r}: the thread exists", thread_id=target
                 )
             source = self._threads.get(thread_id)
-            if source is None or at_seq not in source.rows:
+            if source is None or at_step not in source.rows:
                 raise CheckpointNotFound(
-                    f"cannot fork: no checkpoint at step {at_seq} in thread {thread_id!r}",
+                    f"cannot fork: no checkpoint at step {at_step} in thread {thread_id!r}",
                     thread_id=thread_id,
-                    step=at_seq,
+                    step=at_step,
                 )
-            now = format_time(datetime.now(UTC))
             self._threads[target] = _Thread(
                 created_at=now,
                 updated_at=now,
                 metadata=source.metadata,
                 parent_thread_id=thread_id,
-                parent_step=at_seq,
+                parent_step=at_step,
                 rows={
                     step: row._replace(thread_id=target)
                     for step, row in source.rows.items()
-                    if step <= at_seq
+                    if step <= at_step
                 },
             )
             return target
 
-    async def delete_thread(self, thread_id: str) -> bool:
-        self._check_open()
-        check_thread_id(thread_id)
+    async def _delete_thread(self, thread_id: str) -> bool:
         with self._lock:
             return self._threads.pop(thread_id, None) is not None
 
-    async def set_thread_metadata(self, thread_id: str, metadata: Mapping[str, Any]) -> None:
-        self._check_open()
-        check_thread_id(thread_id)
-        text = self._codec.encode_metadata(metadata, thread_id=thread_id)
+    async def _set_thread_metadata(self, thread_id: str, metadata: str) -> bool:
         with self._lock:
             thread = self._threads.get(thread_id)
-            if thread is None:
-                raise CheckpointNotFound("no such thread", thread_id=thread_id)
-            thread.metadata = text
+            if thread is not None:
+                thread.metadata = metadata
+            return thread is not None
 
     @staticmethod
     def _prune_thread(
-        thread: _Thread,
-        keep_last: int | None,
-        older_than: timedelta | None,
-        now: datetime,
-        *,
-        dry_run: bool = False,
+        thread: _Thread, keep_last: int, cutoff: str, *, dry_run: bool
     ) -> tuple[int, int]:
         # The oldest steps only (a prefix of the history), as SQLite must: its
         # delta rows depend on newer ones. Below the latest, below the newest
         # keep_last, and below the first step created at or after the cutoff.
         steps = list(thread.rows)
-        cut = len(steps) - (keep_last if keep_last is not None else 1)
-        if older_than is not None:
-            cutoff = format_time(now - older_than)
-            young = [i for i, s in enumerate(steps) if thread.rows[s].created_at >= cutoff]
-            if young:
-                cut = min(cut, young[0])
+        cut = len(steps) - keep_last
+        young = next((i for i, s in enumerate(steps) if thread.rows[s].created_at >= cutoff), None)
+        if young is not None:
+            cut = min(cut, young)
         candidates = steps[: max(0, cut)]
         freed = sum(_row_bytes(thread.rows[s]) for s in candidates)
         if not dry_run:
@@ -226,153 +191,99 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
                 del thread.rows[step]
         return len(candidates), freed
 
-    async def prune(
-        self,
-        thread_id: str | None = None,
-        *,
-        keep_last: int | None = None,
-        older_than: timedelta | None = None,
-        dry_run: bool = False,
-    ) -> PruneReport:
-        self._check_open()
-        tid, keep, age = check_prune(thread_id, keep_last, older_than, dry_run)
-        now = datetime.now(UTC)
-        touched = removed = freed = 0
+    async def _prune(
+        self, thread_id: str | None, keep_last: int, cutoff: str, dry_run: bool
+    ) -> list[tuple[int, int]]:
         with self._lock:
-            ids = [tid] if tid is not None else list(self._threads)
-            for one in ids:
-                thread = self._threads.get(one)
-                if thread is None:
-                    continue
-                count, size = self._prune_thread(thread, keep, age, now, dry_run=dry_run)
-                if count:
-                    touched += 1
-                    removed += count
-                    freed += size
-        return PruneReport(
-            dry_run=dry_run, threads_touched=touched, checkpoints_removed=removed, bytes_freed=freed
-        )
+            ids = [thread_id] if thread_id is not None else list(self._threads)
+            return [
+                self._prune_thread(thread, keep_last, cutoff, dry_run=dry_run)
+                for one in ids
+                if (thread := self._threads.get(one)) is not None
+            ]
 
-    async def delete_threads(self, *, inactive_for: timedelta) -> list[str]:
-        self._check_open()
-        cutoff = format_time(datetime.now(UTC) - check_inactive_for(inactive_for))
+    async def _delete_inactive(self, cutoff: str) -> list[str]:
         with self._lock:
             gone = sorted(t for t, rec in self._threads.items() if rec.updated_at < cutoff)
             for thread_id in gone:
                 del self._threads[thread_id]
         return gone
 
-    async def restore_thread(self, info: ThreadInfo, checkpoints: Sequence[Checkpoint[S]]) -> None:
-        self._check_open()
-        thread_id = check_restore(info, checkpoints)
-        rows = [self._codec.encode(cp) for cp in checkpoints]
-        meta = self._codec.encode_metadata(info.metadata, thread_id=thread_id)
+    async def _restore(self, record: ThreadRow, rows: Sequence[EncodedCheckpoint]) -> bool:
+        thread_id, created_at, updated_at, _, _, parent_thread_id, parent_step, metadata = record
         with self._lock:
             if thread_id in self._threads:
-                raise ThreadExists("cannot restore: the thread exists", thread_id=thread_id)
+                return False
             self._threads[thread_id] = _Thread(
-                created_at=format_time(info.created_at),
-                updated_at=format_time(info.updated_at),
-                metadata=meta,
-                parent_thread_id=info.parent_thread_id,
-                parent_step=info.parent_step,
+                created_at=created_at,
+                updated_at=updated_at,
+                metadata=metadata,
+                parent_thread_id=parent_thread_id,
+                parent_step=parent_step,
                 rows={row.step: row for row in rows},
             )
+            return True
 
-    # --- reads ------------------------------------------------------------------------------
+    # --- reads --------------------------------------------------------------------------------
 
-    async def load(self, thread_id: str) -> Checkpoint[S] | None:
-        self._check_open()
-        check_thread_id(thread_id)
+    async def _read_row(self, thread_id: str, step: int | None) -> EncodedCheckpoint | None:
         with self._lock:
             thread = self._threads.get(thread_id)
-            row = None if thread is None else thread.rows[next(reversed(thread.rows))]
-        return None if row is None else self._codec.decode(row)
+            if thread is None:
+                return None
+            return thread.rows.get(next(reversed(thread.rows)) if step is None else step)
 
-    async def get(self, thread_id: str, step: int) -> Checkpoint[S] | None:
-        self._check_open()
-        check_thread_id(thread_id)
-        check_step(step)
-        with self._lock:
-            thread = self._threads.get(thread_id)
-            row = None if thread is None else thread.rows.get(step)
-        return None if row is None else self._codec.decode(row)
-
-    def get_raw(self, thread_id: str, step: int) -> str | None:
-        """The stored state JSON text at a step, undecoded (for forensics)."""
-        self._check_open()
-        with self._lock:
-            thread = self._threads.get(check_thread_id(thread_id))
-            row = None if thread is None else thread.rows.get(check_step(step))
+    async def _read_raw(self, thread_id: str, step: int) -> str | None:
+        row = await self._read_row(thread_id, step)
         return None if row is None else row.state
 
-    async def list_checkpoints(
+    async def _page_checkpoints(
         self,
         thread_id: str,
-        *,
-        after: int | None = None,
-        before: int | None = None,
-        limit: int | None = None,
-        newest_first: bool = False,
-        filter: MetadataFilter | None = None,
-    ) -> list[CheckpointMetadata]:
-        self._check_open()
-        check_thread_id(thread_id)
-        lo, hi, limit = check_bounds(after, before, limit)
-        flt = None if filter is None else check_filter(filter)
+        after: int | None,
+        before: int | None,
+        limit: int | None,
+        newest_first: bool,
+        filter: dict[str, Any] | None,
+    ) -> list[CheckpointRow]:
         with self._lock:
             thread = self._threads.get(thread_id)
             rows = [] if thread is None else list(thread.rows.values())
         if newest_first:
             rows.reverse()
-        out: list[CheckpointMetadata] = []
+        out: list[CheckpointRow] = []
         for row in rows:
             if limit is not None and len(out) >= limit:
                 break
-            if (lo is not None and row.step <= lo) or (hi is not None and row.step >= hi):
+            if (after is not None and row.step <= after) or (
+                before is not None and row.step >= before
+            ):
                 continue
-            if flt is not None and not metadata_matches(decode_metadata(row.metadata), flt):
-                continue
-            out.append(checkpoint_metadata(row.step, row.created_at, row.node, row.metadata))
+            if _matches(row.metadata, filter):
+                out.append((row.step, row.created_at, row.node, row.metadata))
         return out
 
-    async def list_threads(
-        self,
-        *,
-        limit: int | None = None,
-        after: str | None = None,
-        filter: MetadataFilter | None = None,
-    ) -> list[ThreadInfo]:
-        self._check_open()
-        n = None if limit is None else check_limit(limit)
-        cursor = None if after is None else check_thread_id(after)
-        flt = None if filter is None else check_filter(filter)
+    async def _page_threads(
+        self, after: str | None, limit: int | None, filter: dict[str, Any] | None
+    ) -> list[ThreadRow]:
         with self._lock:
-            items = sorted(self._threads.items())
-            out: list[ThreadInfo] = []
-            for thread_id, thread in items:
-                if n is not None and len(out) >= n:
+            out: list[ThreadRow] = []
+            for thread_id, thread in sorted(self._threads.items()):
+                if limit is not None and len(out) >= limit:
                     break
-                if cursor is not None and thread_id <= cursor:
-                    continue
-                if flt is not None and not metadata_matches(decode_metadata(thread.metadata), flt):
-                    continue
-                out.append(thread.info(thread_id))
+                if (after is None or thread_id > after) and _matches(thread.metadata, filter):
+                    out.append(thread.record(thread_id))
         return out
 
-    async def thread_info(self, thread_id: str) -> ThreadInfo | None:
-        self._check_open()
-        check_thread_id(thread_id)
+    async def _thread_record(self, thread_id: str) -> ThreadRow | None:
         with self._lock:
             thread = self._threads.get(thread_id)
-            return None if thread is None else thread.info(thread_id)
+            return None if thread is None else thread.record(thread_id)
 
-    async def list_forks(self, thread_id: str) -> list[ThreadInfo]:
-        self._check_open()
-        check_thread_id(thread_id)
+    async def _forks_of(self, thread_id: str) -> list[ThreadRow]:
         with self._lock:
             return [
-                t.info(tid)
+                t.record(tid)
                 for tid, t in sorted(self._threads.items())
                 if t.parent_thread_id == thread_id
             ]

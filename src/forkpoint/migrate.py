@@ -31,6 +31,7 @@ __all__ = [
     "KNOWN_REVISIONS",
     "alembic_config",
     "migrations_dir",
+    "needs_upgrade",
     "prepare_new_file",
     "sqlalchemy_engine",
     "stamp_application_id",
@@ -113,19 +114,31 @@ def upgrade(path: str, *, busy_timeout: float = 5.0) -> None:
             # Read under the write lock: a concurrent opener may have migrated meanwhile.
             dbapi = conn.connection.dbapi_connection
             assert isinstance(dbapi, sqlite3.Connection)
-            current = database_revision(dbapi)
-            if current is not None and current not in KNOWN_REVISIONS:
-                raise SchemaVersionError(
-                    f"database schema revision {current!r} is newer than this forkpoint "
-                    f"(head {HEAD_REVISION!r}); upgrade forkpoint",
-                    path=path,
-                )
-            if current != HEAD_REVISION:
+            if needs_upgrade(database_revision(dbapi), path=path):
                 config = alembic_config()
                 config.attributes["connection"] = conn
                 command.upgrade(config, "head")
     finally:
         engine.dispose()
+
+
+def needs_upgrade(revision: str | None, *, path: str) -> bool:
+    """The one revision rule: whether a database stamped ``revision`` must be upgraded.
+
+    None (no stamp: a new file) and every known older revision need an
+    upgrade; the head needs none; anything else was written by a newer
+    forkpoint and raises ``SchemaVersionError``. Opening a file and migrating
+    it both ask this, so they can never disagree.
+    """
+    if revision == HEAD_REVISION:
+        return False
+    if revision is not None and revision not in KNOWN_REVISIONS:
+        raise SchemaVersionError(
+            f"database schema revision {revision!r} is newer than this forkpoint knows "
+            f"(head {HEAD_REVISION!r}); upgrade forkpoint",
+            path=path,
+        )
+    return True
 
 
 def database_revision(conn: sqlite3.Connection) -> str | None:

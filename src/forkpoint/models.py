@@ -1,6 +1,5 @@
 """The data model: user state, checkpoints, and what listings return.
 
-This is the seed's model (wesichain ``checkpoint.rs``) in pydantic v2:
 ``Checkpoint`` holds a ``GraphState`` wrapping the user's ``StateSchema``,
 the ``step`` it was taken at, the ``node`` that just finished and the
 ``queue`` of pending ``(node, path_id)`` pairs.
@@ -8,7 +7,6 @@ the ``step`` it was taken at, the ``node`` that just finished and the
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +22,7 @@ from pydantic import (
     field_validator,
 )
 
+from ._checks import MAX_STEP, MAX_THREAD_ID_LENGTH, check_step, check_thread_id
 from .errors import InvalidInput
 
 __all__ = [
@@ -42,48 +41,6 @@ __all__ = [
     "check_step",
     "check_thread_id",
 ]
-
-MAX_STEP = 2**63 - 1
-"""Largest step SQLite can store as an INTEGER (steps are 0 ≤ step < 2**63)."""
-
-MAX_THREAD_ID_LENGTH = 512
-"""Longest thread id accepted, in characters."""
-
-
-def check_thread_id(thread_id: object) -> str:
-    """Return ``thread_id`` if it is a valid thread id, else raise ``InvalidInput``.
-
-    The rules: a ``str`` of 1 to ``MAX_THREAD_ID_LENGTH`` characters, not only
-    white space, encodable as UTF-8 (no lone surrogates), and without control
-    characters (NUL, C0, DEL, C1). Anything else, SQL metacharacters, ``%``,
-    ``_``, quotes, emoji included, is stored and matched exactly: ids are never
-    normalised, so the NFC and NFD spellings of a name are two threads.
-    """
-    if not isinstance(thread_id, str):
-        raise InvalidInput(f"thread id must be a str, not {type(thread_id).__name__}")
-    if not thread_id or thread_id.isspace():
-        raise InvalidInput("thread id must not be empty or only white space")
-    if len(thread_id) > MAX_THREAD_ID_LENGTH:
-        raise InvalidInput(
-            f"thread id is {len(thread_id)} characters long; the limit is {MAX_THREAD_ID_LENGTH}"
-        )
-    if not thread_id.isprintable():
-        # isprintable() is also false for spaces other than ' ', which are fine.
-        for ch in thread_id:
-            if unicodedata.category(ch) in ("Cc", "Cs"):
-                raise InvalidInput(
-                    f"thread id contains the control or surrogate character U+{ord(ch):04X}"
-                )
-    return thread_id
-
-
-def check_step(step: object, name: str = "step") -> int:
-    """Return ``step`` if it is an int with 0 ≤ step ≤ ``MAX_STEP``, else raise ``InvalidInput``."""
-    if type(step) is not int:  # bool is an int subclass and is no step
-        raise InvalidInput(f"{name} must be an int, not {type(step).__name__}")
-    if not 0 <= step <= MAX_STEP:
-        raise InvalidInput(f"{name} {step} is out of range 0 ≤ {name} < 2**63")
-    return step
 
 
 def _utcnow() -> datetime:
@@ -125,7 +82,7 @@ Merge = Reducer(_merge)
 
 
 class StateSchema(BaseModel):
-    """Base class for user state (the seed's ``StateSchema`` trait).
+    """Base class for user state.
 
     Subclass it with the fields of your state. :meth:`apply` is the reducer
     that folds a node's update into the current state.
@@ -209,7 +166,7 @@ Step = Annotated[int, Field(ge=0, le=MAX_STEP, strict=True)]
 
 
 class GraphState(BaseModel, Generic[S]):
-    """The seed's ``GraphState``: one field, ``data``, the user's state."""
+    """The state wrapper of a checkpoint: one field, ``data``, the user's state."""
 
     data: S
 

@@ -315,7 +315,7 @@ async def test_async_with_closes(make_checkpointer: Factory) -> None:
 
 async def test_default_fork_is_not_supported() -> None:
     class NoFork(InMemoryCheckpointer[Counter]):
-        fork = HistoryCheckpointer.fork
+        _copy_prefix = HistoryCheckpointer._copy_prefix
 
     cp = NoFork(Counter)
     await cp.save(make_cp("t", 0))

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from forkpoint import CheckpointError, SqliteCheckpointer, StepConflict
-from forkpoint.sqlite import Durability, _on_worker
+from forkpoint.sqlite import Durability
 from tests.reliability.support import Blob, digest, make_blob
 
 FIXED_TIME = datetime(2026, 1, 1, tzinfo=UTC)
@@ -86,8 +86,7 @@ def migrate(path: str, hold: str) -> None:
 async def walfill(path: str, thread_id: str, count: str, size: str) -> None:
     """Save with automatic checkpoints off, so the WAL holds every commit; then wait."""
     async with SqliteCheckpointer.open(path, Blob) as cp:
-        assert cp._writer is not None
-        await _on_worker(cp._writer, lambda c: c.execute("PRAGMA wal_autocheckpoint = 0"))
+        await cp.engine.on_writer(lambda c: c.execute("PRAGMA wal_autocheckpoint = 0"))
         for step in range(int(count)):
             one = make_blob(thread_id, step, int(size))
             await cp.save(one)

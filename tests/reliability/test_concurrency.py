@@ -298,11 +298,8 @@ async def test_long_reader_does_not_block_writers(tmp_path: Path, scale: int) ->
     path = tmp_path / "reader.db"
     mib = 1024 * 1024
     async with SqliteCheckpointer.open(path, Blob) as cp:
-        assert cp._writer is not None
-        from forkpoint.sqlite import _on_worker
-
-        limit = await _on_worker(
-            cp._writer, lambda c: c.execute("PRAGMA journal_size_limit").fetchone()[0]
+        limit = await cp.engine.on_writer(
+            lambda c: c.execute("PRAGMA journal_size_limit").fetchone()[0]
         )
         for s in range(10):
             await cp.save(make_blob("t", s, 1024))

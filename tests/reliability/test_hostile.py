@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-import forkpoint.sqlite
+import forkpoint.base
 from forkpoint import (
     Checkpoint,
     CheckpointError,
@@ -25,6 +25,7 @@ from forkpoint import (
     StateSchema,
     StateTooLarge,
 )
+from forkpoint.sqlite._thread import ConnectionThread
 from tests.reliability.support import Blob, check_database, digest, iterations, make_blob, payload
 
 
@@ -151,14 +152,14 @@ async def test_unstorable_state_rejected_before_any_write(
 ) -> None:
     state = dict(_unstorable())[case]
     calls: list[object] = []
-    real = forkpoint.sqlite._on_worker
+    real = ConnectionThread.call
 
-    async def spy(conn: Any, fn: Any, *args: Any) -> Any:
+    async def spy(thread: ConnectionThread, fn: Any, *args: Any) -> Any:
         calls.append(fn)
-        return await real(conn, fn, *args)
+        return await real(thread, fn, *args)
 
     async with SqliteCheckpointer.open(tmp_path / "u.db", Loose) as cp:
-        monkeypatch.setattr(forkpoint.sqlite, "_on_worker", spy)
+        monkeypatch.setattr(ConnectionThread, "call", spy)
         one = Checkpoint[Loose].model_construct(
             thread_id="t",
             state=GraphState[Loose].model_construct(data=state),
@@ -282,15 +283,15 @@ async def test_thread_ids_rejected_before_any_sql(
     tmp_path: Path, bad: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[object] = []
-    real = forkpoint.sqlite._on_worker
+    real = ConnectionThread.call
 
-    async def spy(conn: Any, fn: Any, *args: Any) -> Any:
+    async def spy(thread: ConnectionThread, fn: Any, *args: Any) -> Any:
         calls.append(fn)
-        return await real(conn, fn, *args)
+        return await real(thread, fn, *args)
 
     async with SqliteCheckpointer.open(tmp_path / "ids.db", Blob) as cp:
         await cp.save(make_blob("ok", 0))
-        monkeypatch.setattr(forkpoint.sqlite, "_on_worker", spy)
+        monkeypatch.setattr(ConnectionThread, "call", spy)
         bad_cp = make_blob("ok", 1).model_copy(update={"thread_id": bad})
         calls_: list[Callable[[], Awaitable[Any]]] = [
             lambda: cp.save(bad_cp),
@@ -410,7 +411,7 @@ async def test_clock_jumping_backwards(
             value = clock.now(tz)
             return cls.fromtimestamp(value.timestamp(), tz=UTC)
 
-    monkeypatch.setattr(forkpoint.sqlite, "datetime", FakeDatetime)
+    monkeypatch.setattr(forkpoint.base, "datetime", FakeDatetime)
     path = tmp_path / "clock.db"
     n = iterations(12, scale)
     async with SqliteCheckpointer.open(path, Blob) as cp:

@@ -24,7 +24,6 @@ from forkpoint import (
     StorageFull,
     ThreadInfo,
 )
-from forkpoint.sqlite import _on_worker
 from tests.reliability.support import (
     ROOT,
     Blob,
@@ -52,14 +51,13 @@ async def _page_limit(cp: SqliteCheckpointer[Blob], extra_pages: int | None) -> 
     ``PRAGMA max_page_count`` is per connection and not persisted; it makes
     SQLite fail with a real SQLITE_FULL. ``None`` lifts the cap.
     """
-    assert cp._writer is not None
 
     def apply(conn: sqlite3.Connection) -> None:
         used = conn.execute("PRAGMA page_count").fetchone()[0]
         cap = 2**31 - 2 if extra_pages is None else used + extra_pages
         conn.execute(f"PRAGMA max_page_count = {cap}").fetchone()
 
-    await _on_worker(cp._writer, apply)
+    await cp.engine.on_writer(apply)
 
 
 async def test_disk_full_page_limit(tmp_path: Path, scale: int) -> None:

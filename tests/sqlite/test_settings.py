@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from forkpoint import NotAForkpointDatabase, SqliteCheckpointer, StorageError
-from forkpoint.sqlite import Durability, _on_worker
+from forkpoint.sqlite import Durability
 from tests.conftest import Counter, make_cp
 
 
@@ -25,17 +25,15 @@ async def test_durability_is_the_writers_synchronous_level(
     tmp_path: Path, durability: Durability, synchronous: int
 ) -> None:
     async with SqliteCheckpointer.open(tmp_path / "d.db", Counter, durability=durability) as cp:
-        assert cp._writer is not None
-        assert await _on_worker(cp._writer, _pragma("synchronous")) == synchronous
-        assert await _on_worker(cp._writer, _pragma("journal_mode")) == "wal"
+        assert await cp.engine.on_writer(_pragma("synchronous")) == synchronous
+        assert await cp.engine.on_writer(_pragma("journal_mode")) == "wal"
 
 
 async def test_defaults_full_durability_and_a_five_second_busy_timeout(tmp_path: Path) -> None:
     async with SqliteCheckpointer.open(tmp_path / "d.db", Counter) as cp:
-        assert cp._writer is not None
-        assert await _on_worker(cp._writer, _pragma("synchronous")) == 2
-        for conn in (cp._writer, cp._reader):
-            assert await _on_worker(conn, _pragma("busy_timeout")) == 5000
+        assert await cp.engine.on_writer(_pragma("synchronous")) == 2
+        assert await cp.engine.on_writer(_pragma("busy_timeout")) == 5000
+        assert await cp.engine.read(_pragma("busy_timeout")) == 5000
 
 
 async def test_new_databases_reclaim_space_incrementally(tmp_path: Path) -> None:

@@ -157,7 +157,7 @@ async def test_unexpected_failure_inside_a_write_leaves_no_transaction_open(
             raise OverflowError("not a driver error")
 
         with pytest.raises(Exception) as info:  # noqa: PT011 - its type is not the point here
-            await cp._write(job)
+            await cp.engine.write(job)
         assert "not a driver error" in str(info.value)
         # Nothing of the failed job stayed, the lock is free for others, and cp still writes.
         await other.save(make_cp("t", 1))

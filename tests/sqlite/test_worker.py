@@ -1,24 +1,29 @@
-"""Guard for the one aiosqlite private API forkpoint uses (``sqlite._on_worker``).
+"""The connection thread forkpoint owns (``sqlite._thread``): one hop per call, its own state.
 
-``Connection._execute`` is not public; if an aiosqlite release changes it,
-these tests fail before any checkpoint is written the wrong way.
+forkpoint uses no private API of a database driver: each connection lives on
+a daemon thread of its own and every operation is one function run there.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 
-from forkpoint import sqlite as fp_sqlite
+from forkpoint.sqlite._thread import ConnectionThread, ThreadStopped
 
 
-async def test_on_worker_runs_on_the_connections_thread(tmp_path: Path) -> None:
-    conn = await aiosqlite.connect(tmp_path / "w.db", isolation_level=None)
+def _opener(path: Path) -> Any:
+    return lambda: sqlite3.connect(path, isolation_level=None)
+
+
+async def test_calls_run_on_the_threads_own_connection(tmp_path: Path) -> None:
+    worker = ConnectionThread(_opener(tmp_path / "w.db"), "test-worker")
+    await worker.start()
     try:
         seen: dict[str, Any] = {}
 
@@ -29,28 +34,47 @@ async def test_on_worker_runs_on_the_connections_thread(tmp_path: Path) -> None:
             raw.execute("INSERT INTO t VALUES (?)", (a + b,))
             return int(raw.execute("SELECT x FROM t").fetchone()[0])
 
-        assert await fp_sqlite._on_worker(conn, work, 2, 3) == 5
+        assert await worker.call(work, 2, 3) == 5
         assert seen["thread"] != threading.get_ident()  # not the event loop's thread
-        assert isinstance(seen["conn"], sqlite3.Connection)
-        # The worker is the thread aiosqlite runs the connection on.
-        worker = getattr(conn, "_thread", None)
-        assert isinstance(worker, threading.Thread)
-        assert seen["thread"] == worker.ident
-        # And it is the connection aiosqlite itself uses.
-        async with conn.execute("SELECT x FROM t") as cursor:
-            assert await cursor.fetchone() == (5,)
+        assert seen["conn"] is worker.connection
+        names = {t.ident: t for t in threading.enumerate()}
+        assert names[seen["thread"]].daemon  # never holds the interpreter at exit
+        assert names[seen["thread"]].name == "test-worker"
     finally:
-        await conn.close()
+        await worker.stop()
 
 
-async def test_on_worker_propagates_errors(tmp_path: Path) -> None:
-    conn = await aiosqlite.connect(tmp_path / "w.db", isolation_level=None)
+async def test_errors_come_back_to_the_caller(tmp_path: Path) -> None:
+    worker = ConnectionThread(_opener(tmp_path / "w.db"), "test-worker")
+    await worker.start()
     try:
 
         def boom(raw: sqlite3.Connection) -> None:
             raw.execute("SELECT * FROM no_such_table")
 
         with pytest.raises(sqlite3.OperationalError):
-            await fp_sqlite._on_worker(conn, boom)
+            await worker.call(boom)
+        assert await worker.call(lambda raw: 7) == 7  # the thread goes on
     finally:
-        await conn.close()
+        await worker.stop()
+
+
+async def test_stop_runs_what_was_queued_then_refuses(tmp_path: Path) -> None:
+    worker = ConnectionThread(_opener(tmp_path / "w.db"), "test-worker")
+    await worker.start()
+    queued = asyncio.ensure_future(worker.call(lambda raw: raw.execute("SELECT 1").fetchone()))
+    await asyncio.sleep(0)
+    await asyncio.gather(worker.stop(), worker.stop())  # concurrent stops both return
+    assert await queued == (1,)
+    with pytest.raises(ThreadStopped):
+        await worker.call(lambda raw: None)
+
+
+async def test_a_failing_connect_is_raised_by_start(tmp_path: Path) -> None:
+    def refuse() -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    worker = ConnectionThread(refuse, "test-worker")
+    with pytest.raises(sqlite3.OperationalError):
+        await worker.start()
+    assert worker.stopped

@@ -37,14 +37,15 @@ async def recorded(tmp_path: Path) -> Any:
     cp = await SqliteCheckpointer.open(tmp_path / "x.db", Counter)
     seen: list[str] = []
     traced: list[str] = []
-    for aconn in (cp._reader, cp._writer):
-        assert aconn is not None
-        raw = aconn._connection
+    assert cp.engine.writer is not None
+    threads = (cp.engine.reader, cp.engine.writer.thread)
+    for thread in threads:
+        raw = thread.connection
         assert raw is not None
-        await aconn.set_trace_callback(traced.append)
-        aconn._connection = Recorder(raw, seen)  # type: ignore[assignment]
+        await thread.call(lambda conn: conn.set_trace_callback(traced.append))
+        thread.connection = Recorder(raw, seen)  # type: ignore[assignment]
     yield cp, seen, traced
-    for aconn in (cp._reader, cp._writer):
-        assert aconn is not None
-        aconn._connection = aconn._connection._conn  # type: ignore[union-attr]
+    for thread in threads:
+        assert isinstance(thread.connection, Recorder)
+        thread.connection = thread.connection._conn
     await cp.close()

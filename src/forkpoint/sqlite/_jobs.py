@@ -1,0 +1,357 @@
+"""The row jobs: named functions ``job(conn, *args)`` that run whole on a connection thread.
+
+Each write job runs inside the group-commit transaction the engine gives it
+(``SqliteEngine.write``) and keeps its rule: it raises a ``CheckpointError``
+only *before* it writes anything. Read jobs run on the reader connection
+(``SqliteEngine.read``). No job checks arguments or encodes values: the base
+class did both; jobs only move encoded rows.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from .._delta import DELTA_MIN_CHARS, MAX_RUN, apply_deltas, make_delta
+from ..codec import EncodedCheckpoint
+from ..errors import (
+    CheckpointNotFound,
+    InvalidInput,
+    SerializationError,
+    StepConflict,
+    ThreadExists,
+)
+from ._files import file_size
+from ._sql import SQL
+
+__all__ = [
+    "StorageStats",
+    "backup",
+    "delete_inactive",
+    "delete_thread",
+    "fetch_rows",
+    "fork",
+    "integrity_check",
+    "prune_chunk",
+    "read_raw",
+    "read_row",
+    "restore",
+    "save",
+    "set_thread_metadata",
+    "storage_stats",
+    "thread_ids",
+    "vacuum",
+]
+
+_CHUNK = 256  # listing rows fetched per C call
+
+
+@dataclass(frozen=True)
+class StorageStats:
+    """What :meth:`SqliteCheckpointer.storage_stats` reports.
+
+    ``stored_bytes`` and ``latest_bytes`` count the state column as stored
+    (full states or deltas) per thread, total and for the latest step;
+    ``freelist_count`` pages are what ``vacuum()`` would give back.
+    """
+
+    page_size: int
+    page_count: int
+    freelist_count: int
+    stored_bytes: dict[str, int]
+    latest_bytes: dict[str, int]
+
+
+# --- reading rows -----------------------------------------------------------------------------
+
+_Row = tuple[str, str, str, str, str]  # node, created_at, queue, metadata, full state
+
+
+def _full_row(conn: sqlite3.Connection, thread_id: str, step: int) -> _Row | None:
+    """The stored checkpoint at ``step`` with its full state text, rebuilding a delta row.
+
+    Reads the row and, for a delta, the newer rows up to the next full one
+    (at most ``MAX_RUN``); raises SerializationError if that chain is damaged.
+    """
+    row = conn.execute(SQL.ROW, (thread_id, step)).fetchone()
+    if row is None:
+        return None
+    node, created_at, queue, metadata, state, encoding = row
+    if encoding == 0:
+        return node, created_at, queue, metadata, state
+    try:
+        if encoding != 1 or not isinstance(state, str):
+            raise ValueError(f"unknown storage encoding {encoding!r}")
+        deltas = [state]
+        for newer_encoding, text in conn.execute(SQL.NEWER_STATES, (thread_id, step, MAX_RUN + 1)):
+            if newer_encoding == 0:
+                if not isinstance(text, str):
+                    raise ValueError("the full state this delta refers to is not text")
+                deltas.reverse()
+                return node, created_at, queue, metadata, apply_deltas(text, deltas)
+            deltas.append(text)
+        raise ValueError("the delta chain has no full state to start from")
+    except ValueError as exc:
+        raise SerializationError(
+            f"stored state cannot be rebuilt: {exc}", thread_id=thread_id, step=step
+        ) from exc
+
+
+def read_row(
+    conn: sqlite3.Connection, thread_id: str, step: int | None
+) -> EncodedCheckpoint | None:
+    """The row at ``step`` (None: the latest, always a full row, one read), state rebuilt."""
+    if step is not None:
+        found = _full_row(conn, thread_id, step)
+        return None if found is None else EncodedCheckpoint(thread_id, step, *found)
+    row = conn.execute(SQL.LATEST_ROW, (thread_id,)).fetchone()
+    if row is None:
+        return None
+    step, node, created_at, queue, metadata, state, encoding = row
+    if encoding != 0:  # not written by forkpoint; rebuild rather than misread
+        return read_row(conn, thread_id, step)
+    return EncodedCheckpoint(thread_id, step, node, created_at, queue, metadata, state)
+
+
+def read_raw(conn: sqlite3.Connection, thread_id: str, step: int) -> str | bytes | None:
+    """The state column exactly as stored (a delta stays a delta); None if there is no row."""
+    row = conn.execute(SQL.RAW_STATE, (thread_id, step)).fetchone()
+    if row is None:
+        return None
+    value = row[0]
+    return value if isinstance(value, str | bytes) else repr(value)
+
+
+def fetch_rows(conn: sqlite3.Connection, sql: str, params: Any) -> list[Any]:
+    """A listing's rows, fetched a chunk at a time (one C call per chunk).
+
+    The cursor is closed even on error: an unfinished statement would keep its
+    read snapshot, and so the WAL, for as long as the error's traceback lives.
+    """
+    out: list[Any] = []
+    cursor = conn.execute(sql, params)
+    try:
+        while rows := cursor.fetchmany(_CHUNK):
+            out += rows
+    finally:
+        cursor.close()
+    return out
+
+
+def thread_ids(conn: sqlite3.Connection) -> list[str]:
+    """Every thread id, sorted."""
+    return [r[0] for r in conn.execute(SQL.ALL_THREAD_IDS)]
+
+
+def storage_stats(conn: sqlite3.Connection) -> StorageStats:
+    """Page counts and per-thread stored bytes, from the reader's one snapshot."""
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    return StorageStats(
+        page_size=page_size,
+        page_count=conn.execute("PRAGMA page_count").fetchone()[0],
+        freelist_count=conn.execute("PRAGMA freelist_count").fetchone()[0],
+        stored_bytes={t: int(n) for t, n in conn.execute(SQL.STORED_BYTES)},
+        latest_bytes={t: int(n) for t, n in conn.execute(SQL.LATEST_BYTES)},
+    )
+
+
+def integrity_check(conn: sqlite3.Connection) -> list[str]:
+    """SQLite's ``PRAGMA integrity_check`` lines."""
+    return [str(r[0]) for r in conn.execute("PRAGMA integrity_check")]
+
+
+def backup(conn: sqlite3.Connection, target: str) -> None:
+    """Copy the database into ``target`` (new or empty, created 0600) with the backup API."""
+    if os.path.exists(target) and os.path.getsize(target) > 0:
+        raise InvalidInput("backup destination exists and is not empty", path=target)
+    if not os.path.exists(target):
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    out = sqlite3.connect(target)
+    try:
+        conn.backup(out)
+    finally:
+        out.close()
+
+
+# --- writing rows (inside the group-commit transaction) ----------------------------------------
+
+
+def save(
+    conn: sqlite3.Connection,
+    row: EncodedCheckpoint,
+    meta: str | None,
+    now: str,
+    keep_last: int | None,
+) -> None:
+    """Store one checkpoint (and the thread's metadata), then apply ``keep_last``.
+
+    A small state's save to an existing thread is two statements: the thread
+    update, which also checks the step, and the INSERT. Otherwise the checked
+    path reads the thread first (a new thread, a conflict, a retry, a delta).
+    """
+    if (
+        not _may_delta(row.state)
+        and conn.execute(
+            SQL.UPDATE_THREAD, (row.step, now, 0, meta, row.thread_id, row.step)
+        ).rowcount
+    ):
+        conn.execute(SQL.INSERT, row)
+    elif not _insert_checked(conn, row, meta, now):
+        return  # an identical retry
+    if keep_last is not None:
+        removed = conn.execute(SQL.KEEP_LAST, (row.thread_id, row.thread_id, keep_last)).rowcount
+        if removed:
+            conn.execute(SQL.PRUNE_COUNT, (removed, removed, row.thread_id))
+
+
+def _insert_checked(
+    conn: sqlite3.Connection, row: EncodedCheckpoint, meta: str | None, now: str
+) -> bool:
+    """Store a checkpoint after reading its thread's latest step; False for an identical retry.
+
+    Raises StepConflict, before writing anything, when the step is not after
+    the latest and the stored checkpoint at that step differs.
+    """
+    latest = conn.execute(SQL.THREAD_LATEST, (row.thread_id,)).fetchone()
+    if latest is not None and row.step <= latest[0]:
+        stored = _full_row(conn, row.thread_id, row.step)
+        if stored is not None and EncodedCheckpoint(row.thread_id, row.step, *stored) == row:
+            return False
+        raise StepConflict(
+            f"step {row.step} is not after the thread's latest step {latest[0]}",
+            thread_id=row.thread_id,
+            step=row.step,
+        )
+    conn.execute(SQL.INSERT, row)
+    if latest is None:
+        conn.execute(SQL.INSERT_THREAD, (row.thread_id, now, now, row.step, meta or "{}"))
+    else:
+        run = _previous_to_delta(conn, row.thread_id, latest[0], latest[1], row.state)
+        conn.execute(SQL.UPDATE_THREAD, (row.step, now, run, meta, row.thread_id, row.step))
+    return True
+
+
+def _may_delta(state: str) -> bool:
+    """Whether saving ``state`` may turn the previous row into a delta: small states never do."""
+    return len(state) >= DELTA_MIN_CHARS
+
+
+def _previous_to_delta(
+    conn: sqlite3.Connection, thread_id: str, previous: int, run: int, newest_state: str
+) -> int:
+    """Rewrite the previous latest row as a reverse delta against the new one, if it pays.
+
+    Returns the thread's new ``delta_run``: one more when the row became a
+    delta, 0 when it stays full (small state, run at ``MAX_RUN``, or no gain).
+    """
+    if not _may_delta(newest_state) or run >= MAX_RUN:
+        return 0
+    stored = conn.execute(SQL.STORED_STATE, (thread_id, previous)).fetchone()
+    if stored is None or stored[1] != 0 or not isinstance(stored[0], str):
+        return 0
+    delta = make_delta(stored[0], newest_state)
+    if delta is None:
+        return 0
+    conn.execute(SQL.TO_DELTA, (delta, thread_id, previous))
+    return run + 1
+
+
+def fork(conn: sqlite3.Connection, thread_id: str, at_step: int, target: str, now: str) -> str:
+    """Copy steps ≤ ``at_step`` into ``target``: one INSERT…SELECT whatever the length.
+
+    Rows below the fork point are copied verbatim (deltas included); the fork
+    point itself is inserted in full, since it becomes the new thread's latest.
+    """
+    lineage = conn.execute(SQL.LINEAGE, (target,)).fetchone()
+    if lineage is not None:
+        if tuple(lineage) == (thread_id, at_step):
+            return target  # the same fork, asked again: idempotent
+        raise ThreadExists(f"cannot fork into {target!r}: the thread exists", thread_id=target)
+    top = _full_row(conn, thread_id, at_step)
+    if top is None:
+        raise CheckpointNotFound(
+            f"cannot fork: no checkpoint at step {at_step} in thread {thread_id!r}",
+            thread_id=thread_id,
+            step=at_step,
+        )
+    copied = conn.execute(SQL.FORK_ROWS, (target, thread_id, at_step)).rowcount
+    conn.execute(SQL.INSERT, EncodedCheckpoint(target, at_step, *top))
+    run = 0
+    for (encoding,) in conn.execute(SQL.RUN_BELOW, (thread_id, at_step, MAX_RUN + 1)):
+        if encoding != 1:
+            break
+        run += 1
+    conn.execute(
+        SQL.FORK_THREAD,
+        (target, now, now, at_step, copied + 1, thread_id, at_step, run, thread_id),
+    )
+    return target
+
+
+def delete_thread(conn: sqlite3.Connection, thread_id: str) -> bool:
+    """Delete a thread's rows and record; whether it existed."""
+    conn.execute(SQL.DELETE_ROWS, (thread_id,))
+    return bool(conn.execute(SQL.DELETE_THREAD, (thread_id,)).rowcount)
+
+
+def set_thread_metadata(conn: sqlite3.Connection, thread_id: str, text: str) -> bool:
+    """Replace a thread's metadata text; False if there is no such thread."""
+    return bool(conn.execute(SQL.SET_THREAD_METADATA, (text, thread_id)).rowcount)
+
+
+def prune_chunk(
+    conn: sqlite3.Connection, ids: list[str], keep: int, cutoff: str, dry_run: bool
+) -> list[tuple[int, int]]:
+    """Remove (or count) the prunable rows of each existing thread of ``ids``; (rows, bytes) each."""
+    out = []
+    for thread_id in ids:
+        latest = conn.execute(SQL.THREAD_LATEST, (thread_id,)).fetchone()
+        if latest is None:
+            continue
+        params = (thread_id, latest[0], thread_id, keep - 1, thread_id, cutoff, latest[0])
+        count, size = conn.execute(SQL.PRUNE_SIZE, params).fetchone()
+        if count and not dry_run:
+            conn.execute(SQL.PRUNE_DELETE, params)
+            conn.execute(SQL.PRUNE_COUNT, (count, count, thread_id))
+        out.append((int(count), int(size)))
+    return out
+
+
+def delete_inactive(conn: sqlite3.Connection, cutoff: str) -> list[str]:
+    """Delete every thread last written before ``cutoff``; their ids, sorted."""
+    gone = [r[0] for r in conn.execute(SQL.INACTIVE, (cutoff,))]
+    for thread_id in gone:
+        conn.execute(SQL.DELETE_ROWS, (thread_id,))
+        conn.execute(SQL.DELETE_THREAD, (thread_id,))
+    return gone
+
+
+def restore(
+    conn: sqlite3.Connection, record: tuple[Any, ...], rows: list[EncodedCheckpoint]
+) -> bool:
+    """Insert a thread record (``SQL.RESTORE_THREAD``'s columns) and its rows; False if it exists."""
+    if conn.execute(SQL.THREAD_LATEST, (record[0],)).fetchone() is not None:
+        return False
+    conn.execute(SQL.RESTORE_THREAD, record)
+    conn.executemany(SQL.INSERT, rows)
+    return True
+
+
+# --- maintenance (on the writer's thread, outside a transaction) --------------------------------
+
+
+def vacuum(conn: sqlite3.Connection, path: str) -> int:
+    """Checkpoint and truncate the WAL, then vacuum; the bytes the file shrank by."""
+    before = file_size(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    mode = conn.execute("PRAGMA auto_vacuum").fetchone()[0]
+    if mode == 2:
+        # executescript steps the pragma to completion; execute() would step it
+        # once, and each step frees a single page.
+        conn.executescript("PRAGMA incremental_vacuum")
+    else:
+        conn.execute("VACUUM")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return max(0, before - file_size(path))
