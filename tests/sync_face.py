@@ -50,6 +50,10 @@ class AsyncOverSync:
 
         return direct
 
+    @property
+    def state_type(self) -> Any:
+        return self.sync.state_type
+
     async def close(self) -> None:
         await asyncio.to_thread(self.sync.close)
 

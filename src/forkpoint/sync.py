@@ -139,9 +139,11 @@ class _Loop:
         """Close the checkpointer on the loop, end every call left, stop the loop, join it."""
         self.check_caller(path)
         with self.lock:
-            if self.stopping:
-                return
+            first = not self.stopping
             self.stopping = True
+        if not first:  # another close is under way: return when it is done, as it does
+            self.thread.join()
+            return
         future = asyncio.run_coroutine_threadsafe(_last(close), self.loop)
         try:
             future.result()
@@ -287,6 +289,11 @@ class SyncCheckpointer(Generic[S]):
 
     # --- Checkpointer ------------------------------------------------------------------------
 
+    @property
+    def state_type(self) -> type[S]:
+        """The state model this checkpointer stores and returns."""
+        return self._cp.state_type
+
     def save(
         self, checkpoint: Checkpoint[S], *, thread_metadata: Mapping[str, Any] | None = None
     ) -> None:
@@ -302,6 +309,10 @@ class SyncCheckpointer(Generic[S]):
     def get(self, thread_id: str, step: int) -> Checkpoint[S] | None:
         """The checkpoint at exactly ``step`` (see ``HistoryCheckpointer.get``)."""
         return self._call(lambda: self._cp.get(thread_id, step))
+
+    def get_raw(self, thread_id: str, step: int) -> str | bytes | None:
+        """The stored state exactly as stored, undecoded (for forensics)."""
+        return self._call(lambda: self._cp.get_raw(thread_id, step))
 
     def list_checkpoints(
         self,
@@ -388,15 +399,6 @@ class SyncSqliteCheckpointer(SyncCheckpointer[S]):
     def path(self) -> str:
         """Absolute path of the database file."""
         return self._cp.path
-
-    @property
-    def state_type(self) -> type[S]:
-        """The state model this checkpointer stores."""
-        return self._cp.state_type
-
-    def get_raw(self, thread_id: str, step: int) -> str | bytes | None:
-        """The stored state exactly as the file holds it, undecoded."""
-        return self._call(lambda: self._cp.get_raw(thread_id, step))
 
     def vacuum(self) -> int:
         """Give free pages back to the file system; the bytes the file shrank by."""
