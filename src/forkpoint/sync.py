@@ -243,6 +243,7 @@ class SyncCheckpointer(Generic[S]):
 
         Calls afterwards raise ``CheckpointerClosed``; closing twice is a no-op.
         """
+        self._loop.check_caller(self._path)  # refused: still open, still closed when collected
         self._finalizer.detach()
         self._loop.shutdown(self._cp.close, self._path)
 
