@@ -31,6 +31,7 @@ from .errors import (
 )
 from .memory import InMemoryCheckpointer
 from .models import (
+    INTERRUPT_KEY,
     MAX_STEP,
     MAX_THREAD_ID_LENGTH,
     Append,
@@ -43,6 +44,7 @@ from .models import (
     Reducer,
     StateSchema,
     ThreadInfo,
+    ThreadStatus,
 )
 from .runner import (
     END,
@@ -66,6 +68,7 @@ __version__ = "0.1.0"
 __all__ = [
     "END",
     "INPUT_NODE",
+    "INTERRUPT_KEY",
     "MAX_STEP",
     "MAX_THREAD_ID_LENGTH",
     "UPDATE_NODE",
@@ -116,5 +119,6 @@ __all__ = [
     "ThreadExists",
     "ThreadFinished",
     "ThreadInfo",
+    "ThreadStatus",
     "__version__",
 ]

@@ -29,6 +29,7 @@ __all__ = [
     "check_keep_last",
     "check_limit",
     "check_older_than",
+    "check_page_size",
     "check_prune",
     "check_restore",
     "check_step",
@@ -130,6 +131,13 @@ def check_limit(limit: object) -> int:
     if type(limit) is not int or limit < 0:
         raise InvalidInput(f"limit must be an int ≥ 0, not {limit!r}")
     return min(limit, MAX_STEP)
+
+
+def check_page_size(page_size: object) -> int:
+    """A streaming listing's page size: an int ≥ 1 (capped at ``MAX_STEP``)."""
+    if type(page_size) is not int or page_size < 1:
+        raise InvalidInput(f"page_size must be an int ≥ 1, not {page_size!r}")
+    return min(page_size, MAX_STEP)
 
 
 def check_filter(flt: object, depth: int = 0) -> dict[str, Any]:

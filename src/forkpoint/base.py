@@ -11,6 +11,12 @@ is concrete and lives here, once. It owns, in this order:
 3. encoding with the one codec (``StateCodec``) before any storage is touched,
    and decoding stored rows back into models.
 
+**Not found has one meaning.** A call that only asks (``load``, ``get``,
+``get_raw``, ``thread_info``) answers None for a thread or step that does not
+exist, and listings answer empty; a call that must act on one (``fork``,
+``set_thread_metadata``) raises ``CheckpointNotFound``; ``delete_thread``
+answers False.
+
 A backend implements only the **storage hooks** below: narrow, async, on
 *encoded* data (an :class:`~forkpoint.codec.EncodedCheckpoint`, JSON text,
 RFC 3339 text), with no argument checks and no encoding. Each hook's
@@ -27,11 +33,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -41,6 +48,7 @@ from ._checks import (
     check_inactive_for,
     check_keep_last,
     check_limit,
+    check_page_size,
     check_prune,
     check_step,
     check_thread_id,
@@ -52,7 +60,9 @@ from .errors import (
     CheckpointerClosed,
     CheckpointNotFound,
     ForkNotSupported,
+    InvalidInput,
     SerializationError,
+    StepConflict,
     ThreadExists,
 )
 from .models import Checkpoint, CheckpointMetadata, S, ThreadInfo
@@ -62,14 +72,24 @@ __all__ = ["Checkpointer", "HistoryCheckpointer", "MetadataFilter", "PruneReport
 MetadataFilter = Mapping[str, Any]
 """``{key: value}`` matched exactly against metadata; a mapping value matches nested keys."""
 
-CheckpointRow = tuple[int, str, str, str]
-"""A history listing row as stored: ``(step, created_at, node, metadata)``, all encoded."""
+CheckpointRow = tuple[int, str, str, str, str]
+"""A history listing row as stored: ``(step, created_at, node, metadata, queue)``, all encoded."""
 
-ThreadRow = tuple[str, str, str, int, int, str | None, int | None, str]
+ThreadRecord = tuple[str, str, str, int, int, str | None, int | None, str]
 """A thread record as stored: ``(thread_id, created_at, updated_at, latest_step,
 checkpoint_count, parent_thread_id, parent_step, metadata)``."""
 
+ThreadRow = tuple[str, str, str, int, int, str | None, int | None, str, str, str, str]
+"""A thread listing row: the :data:`ThreadRecord` followed by its latest checkpoint's
+``(node, queue, metadata)`` (from which ``latest_node`` and ``status`` are read)."""
+
 R = TypeVar("R")
+
+APPEND_ATTEMPTS = 8
+"""How many times :meth:`HistoryCheckpointer.append` tries a step before raising StepConflict."""
+
+PAGE_SIZE = 256
+"""Rows per page of the streaming listings (``iter_threads``, ``iter_checkpoints``)."""
 
 
 class PruneReport(BaseModel):
@@ -310,10 +330,109 @@ class HistoryCheckpointer(Checkpointer[S]):
         check_thread_id(thread_id)
         return self._thread_infos(await self._forks_of(thread_id))
 
+    # --- streaming -----------------------------------------------------------------------------
+
+    def iter_threads(
+        self, *, filter: MetadataFilter | None = None, page_size: int = PAGE_SIZE
+    ) -> AsyncIterator[ThreadInfo]:
+        """Every thread (matching ``filter``), ordered by id, read a page at a time.
+
+        ``async for info in cp.iter_threads(): ...`` holds one page of
+        ``page_size`` records in memory, whatever the number of threads. Each
+        page is one read; threads created or deleted meanwhile may or may not
+        appear, but none appears twice. Arguments are checked when this is
+        called (usable, ``filter``, ``page_size``), not at the first iteration.
+        """
+        self._usable()
+        flt = None if filter is None else check_filter(filter)
+        size = check_page_size(page_size)
+        return self._iter_threads(flt, size)
+
+    async def _iter_threads(
+        self, flt: dict[str, Any] | None, size: int
+    ) -> AsyncIterator[ThreadInfo]:
+        cursor: str | None = None
+        while True:
+            self._usable()
+            page = self._thread_infos(await self._page_threads(cursor, size, flt))
+            for info in page:
+                yield info
+            if len(page) < size:
+                return
+            cursor = page[-1].thread_id
+
+    def iter_checkpoints(
+        self,
+        thread_id: str,
+        *,
+        newest_first: bool = False,
+        filter: MetadataFilter | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> AsyncIterator[CheckpointMetadata]:
+        """Metadata of every checkpoint of the thread (matching ``filter``), a page at a time.
+
+        In step order (``newest_first`` reverses it); never reads a state. An
+        unknown thread yields nothing. Checks, when called: usable,
+        ``thread_id``, ``filter``, ``page_size``.
+        """
+        self._usable()
+        check_thread_id(thread_id)
+        flt = None if filter is None else check_filter(filter)
+        size = check_page_size(page_size)
+        return self._iter_checkpoints(thread_id, bool(newest_first), flt, size)
+
+    async def _iter_checkpoints(
+        self, thread_id: str, newest_first: bool, flt: dict[str, Any] | None, size: int
+    ) -> AsyncIterator[CheckpointMetadata]:
+        cursor: int | None = None
+        while True:
+            self._usable()
+            after, before = (None, cursor) if newest_first else (cursor, None)
+            rows = await self._page_checkpoints(thread_id, after, before, size, newest_first, flt)
+            page = self._rows(
+                rows, checkpoint_metadata, "checkpoint metadata", lambda r: (thread_id, r[0])
+            )
+            for meta in page:
+                yield meta
+            if len(page) < size:
+                return
+            cursor = page[-1].step
+
+    def iter_states(
+        self, thread_id: str, *, before: int | None = None
+    ) -> AsyncIterator[Checkpoint[S]]:
+        """Every checkpoint of the thread with its state, newest to oldest.
+
+        ``before`` (exclusive) starts below a step. Reading a whole thread
+        costs O(its stored bytes): a backend storing reverse deltas applies
+        each one once, against the state it has just returned, instead of
+        rebuilding every step from the newest. Checkpoints pruned while the
+        iteration runs end it early; the ones returned are always whole.
+        Checks, when called: usable, ``thread_id``, ``before``.
+        """
+        self._usable()
+        check_thread_id(thread_id)
+        top = None if before is None else check_step(before, "before") - 1
+        return self._iter_states(thread_id, top)
+
+    async def _iter_states(self, thread_id: str, top: int | None) -> AsyncIterator[Checkpoint[S]]:
+        if top is not None and top < 0:
+            return
+        async for row in self._stream_rows(thread_id, top):
+            self._usable()
+            yield self._codec.decode(row, path=self._error_path)
+
     # --- writing ------------------------------------------------------------------------------
 
-    async def fork(self, thread_id: str, at_seq: int, *, new_thread_id: str | None = None) -> str:
-        """Copy steps ≤ ``at_seq`` of ``thread_id`` into a new thread and return its id.
+    async def fork(
+        self,
+        thread_id: str,
+        at_step: int | None = None,
+        *,
+        new_thread_id: str | None = None,
+        at_seq: int | None = None,
+    ) -> str:
+        """Copy steps ≤ ``at_step`` of ``thread_id`` into a new thread and return its id.
 
         The copies keep state, node, queue, created_at and metadata; only the
         thread id changes, and the new thread records ``parent_thread_id`` and
@@ -323,13 +442,75 @@ class HistoryCheckpointer(Checkpointer[S]):
         thread raises ``ThreadExists``. An unknown thread or step raises
         ``CheckpointNotFound`` naming both, and nothing is created. The threads
         are independent afterwards; deleting the parent leaves the fork whole.
-        Checks, in order: usable, ``thread_id``, ``at_seq``, ``new_thread_id``.
+        Checks, in order: usable, ``thread_id``, ``at_step``, ``new_thread_id``.
+
+        ``at_seq`` is the former name of ``at_step``, kept as a deprecated
+        keyword (``DeprecationWarning``); passing both is ``InvalidInput``.
         """
         self._usable()
         check_thread_id(thread_id)
-        check_step(at_seq, "at_seq")
+        if at_seq is not None:
+            warnings.warn(
+                "fork(at_seq=...) is deprecated; use at_step", DeprecationWarning, stacklevel=2
+            )
+            if at_step is not None:
+                raise InvalidInput("pass at_step only (at_seq is its deprecated name)")
+            at_step = at_seq
+        if at_step is None:
+            raise InvalidInput("fork needs at_step, the step to fork at")
+        check_step(at_step, "at_step")
         target = str(uuid.uuid4()) if new_thread_id is None else check_thread_id(new_thread_id)
-        return await self._copy_prefix(thread_id, at_seq, target, _now())
+        return await self._copy_prefix(thread_id, at_step, target, _now())
+
+    async def append(
+        self,
+        thread_id: str,
+        state: S,
+        *,
+        node: str,
+        queue: Sequence[tuple[str, int]] = (),
+        metadata: Mapping[str, Any] | None = None,
+        thread_metadata: Mapping[str, Any] | None = None,
+    ) -> Checkpoint[S]:
+        """Save ``state`` as the thread's next step and return the checkpoint saved.
+
+        The step is the thread's latest plus one (0 for a new thread), so the
+        caller never counts. Should another writer take that step first
+        (``StepConflict``), the step is read again and the save retried, up to
+        ``APPEND_ATTEMPTS`` times in all; then the last ``StepConflict`` is
+        raised. Everything else is :meth:`save`'s contract: checks, in order,
+        usable, ``thread_id``, then the checkpoint's fields, before anything is
+        written. The returned checkpoint holds ``state`` itself, not a copy.
+        """
+        self._usable()
+        check_thread_id(thread_id)
+        for attempt in range(APPEND_ATTEMPTS):
+            record = await self._thread_record(thread_id)
+            checkpoint = self._codec.checkpoint_type.model_construct(
+                thread_id=thread_id,
+                state=self._codec.graph_state_type.model_construct(data=state),
+                step=0 if record is None else record[3] + 1,
+                node=node,
+                queue=list(queue) if isinstance(queue, Sequence) else queue,
+                created_at=_utcnow(),
+                # A non-mapping stays as given, for save's check to refuse with InvalidInput.
+                metadata=cast(
+                    "Any",
+                    {}
+                    if metadata is None
+                    else dict(metadata)
+                    if isinstance(metadata, Mapping)
+                    else metadata,
+                ),
+            )
+            try:
+                await self.save(checkpoint, thread_metadata=thread_metadata)
+            except StepConflict:
+                if attempt == APPEND_ATTEMPTS - 1:
+                    raise
+                continue
+            return checkpoint
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
     async def delete_thread(self, thread_id: str) -> bool:
         """Delete a thread and all its checkpoints; whether it existed. Forks stay intact."""
@@ -398,7 +579,7 @@ class HistoryCheckpointer(Checkpointer[S]):
         thread_id = check_restore(info, checkpoints)
         rows = [self._codec.encode(cp) for cp in checkpoints]
         meta = self._codec.encode_metadata(info.metadata, thread_id=thread_id)
-        record: ThreadRow = (
+        record: ThreadRecord = (
             thread_id,
             format_time(info.created_at),
             format_time(info.updated_at),
@@ -445,6 +626,16 @@ class HistoryCheckpointer(Checkpointer[S]):
     @abstractmethod
     async def _read_raw(self, thread_id: str, step: int) -> str | bytes | None:
         """Hook, one read: the state exactly as stored at ``step`` (a delta stays a delta)."""
+
+    @abstractmethod
+    def _stream_rows(self, thread_id: str, top: int | None) -> AsyncIterator[EncodedCheckpoint]:
+        """Hook: the thread's rows at steps ≤ ``top`` (None: all), newest first, full states.
+
+        An async generator. Reads may be split into pages (each one read
+        snapshot); the total work must be O(bytes stored), so a delta-storing
+        backend carries each rebuilt state to the next older row. Rows
+        removed meanwhile (a prune removes the oldest) end the stream early.
+        """
 
     @abstractmethod
     async def _page_checkpoints(
@@ -521,7 +712,7 @@ class HistoryCheckpointer(Checkpointer[S]):
         """Hook, one transaction: delete every thread with ``updated_at < cutoff``; ids, sorted."""
 
     @abstractmethod
-    async def _restore(self, record: ThreadRow, rows: Sequence[EncodedCheckpoint]) -> bool:
+    async def _restore(self, record: ThreadRecord, rows: Sequence[EncodedCheckpoint]) -> bool:
         """Hook, one transaction: insert ``record`` and ``rows`` as given; False if the id exists."""
 
 

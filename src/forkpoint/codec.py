@@ -26,12 +26,14 @@ from pydantic_core import SchemaSerializer
 
 from .errors import InvalidInput, SerializationError, StateTooLarge
 from .models import (
+    INTERRUPT_KEY,
     Checkpoint,
     CheckpointMetadata,
     GraphState,
     S,
     StateSchema,
     ThreadInfo,
+    ThreadStatus,
     check_step,
     check_thread_id,
 )
@@ -363,8 +365,9 @@ class StateCodec(Generic[S]):
         # Scanning JSON for NaN/Infinity costs ~1.5 µs per KB; states that cannot hold a
         # float (only str/int/bool/... fields) skip it on encode and decode alike.
         self._scan = may_hold_non_finite(state_type.__pydantic_core_schema__)
-        self._checkpoint_type = cast("type[Checkpoint[S]]", Checkpoint[state_type])  # type: ignore[valid-type]
-        self._graph_state_type = cast("type[GraphState[S]]", GraphState[state_type])  # type: ignore[valid-type]
+        self.checkpoint_type = cast("type[Checkpoint[S]]", Checkpoint[state_type])  # type: ignore[valid-type]
+        """``Checkpoint[state_type]``, the class every decoded checkpoint has."""
+        self.graph_state_type = cast("type[GraphState[S]]", GraphState[state_type])  # type: ignore[valid-type]
 
     # --- state ------------------------------------------------------------------------------
 
@@ -511,12 +514,7 @@ class StateCodec(Generic[S]):
         """A fresh Checkpoint from a stored row; SerializationError naming thread and step."""
         state = self.decode_state(row.state, thread_id=row.thread_id, step=row.step, path=path)
         try:
-            queue_raw = decode_json_object(row.queue, "queue")
-            if not isinstance(queue_raw, list) or not all(
-                isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and type(p[1]) is int
-                for p in queue_raw
-            ):
-                raise ValueError("queue is not a list of [node, path_id] pairs")
+            queue = decode_queue(row.queue)
             metadata = decode_metadata(row.metadata)
             created_at = parse_time(row.created_at)
             if not isinstance(row.node, str):
@@ -529,13 +527,13 @@ class StateCodec(Generic[S]):
                 path=path,
             ) from exc
         return construct(
-            self._checkpoint_type,
+            self.checkpoint_type,
             {
                 "thread_id": row.thread_id,
-                "state": construct(self._graph_state_type, {"data": state}),
+                "state": construct(self.graph_state_type, {"data": state}),
                 "step": row.step,
                 "node": row.node,
-                "queue": [(p[0], p[1]) for p in queue_raw],
+                "queue": queue,
                 "created_at": created_at,
                 "metadata": metadata,
             },
@@ -550,14 +548,39 @@ def decode_metadata(text: object) -> dict[str, Any]:
     return value
 
 
-def checkpoint_metadata(step: int, created_at: str, node: str, metadata: str) -> CheckpointMetadata:
+def decode_queue(text: object) -> list[tuple[str, int]]:
+    """Stored queue JSON → ``[(node, path_id), ...]``; ValueError if it is not that."""
+    if text == "[]":
+        return []
+    value = decode_json_object(text, "queue")
+    if not isinstance(value, list) or not all(
+        isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and type(p[1]) is int
+        for p in value
+    ):
+        raise ValueError("queue is not a list of [node, path_id] pairs")
+    return [(p[0], p[1]) for p in value]
+
+
+def thread_status(queue: str, metadata: str) -> ThreadStatus:
+    """A thread's status from its latest row's queue and metadata text (see ThreadInfo)."""
+    if not decode_queue(queue):
+        return "done"
+    if INTERRUPT_KEY in decode_metadata(metadata):
+        return "interrupted"
+    return "running"
+
+
+def checkpoint_metadata(
+    step: int, created_at: str, node: str, metadata: str, queue: str
+) -> CheckpointMetadata:
     """A listing entry from stored columns (no state involved)."""
     return construct(
         CheckpointMetadata,
         {
-            "seq": step,
+            "step": step,
             "created_at": parse_time(created_at),
             "node": node,
+            "queue": decode_queue(queue),
             "metadata": decode_metadata(metadata),
         },
     )
@@ -572,8 +595,13 @@ def thread_info(
     parent_thread_id: str | None,
     parent_step: int | None,
     metadata: str,
+    latest_node: str,
+    latest_queue: str,
+    latest_metadata: str,
 ) -> ThreadInfo:
-    """A ThreadInfo from stored columns."""
+    """A ThreadInfo from stored columns: the thread record and its latest row's node, queue, metadata."""
+    if not isinstance(latest_node, str):
+        raise ValueError("the thread's latest checkpoint is missing")
     return construct(
         ThreadInfo,
         {
@@ -585,5 +613,7 @@ def thread_info(
             "parent_thread_id": parent_thread_id,
             "parent_step": parent_step,
             "metadata": decode_metadata(metadata),
+            "latest_node": latest_node,
+            "status": thread_status(latest_queue, latest_metadata),
         },
     )

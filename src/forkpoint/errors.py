@@ -9,7 +9,7 @@ they are chained as ``__cause__`` of one of these.
     CheckpointError                  the root: catch it to handle every forkpoint error
     ├── InvalidInput (ValueError)    bad argument, caught before anything is written
     │   └── StateTooLarge            encoded state over ``max_state_bytes``
-    ├── CheckpointNotFound (LookupError)  unknown thread, or no checkpoint at that step
+    ├── CheckpointNotFound (LookupError)  an operation needs a thread or step that does not exist
     ├── StepConflict                 step not after the thread's latest (and not an identical retry)
     ├── ThreadExists                 fork into a caller-chosen id that is taken by another thread
     ├── SerializationError           a state that cannot be stored, or a stored row that no longer decodes
@@ -92,7 +92,13 @@ class StateTooLarge(InvalidInput):
 
 
 class CheckpointNotFound(CheckpointError, LookupError):
-    """The thread, or the step within it, does not exist."""
+    """An operation needs a thread, or a step within it, that does not exist.
+
+    Raised by calls that act on something (``fork``, ``set_thread_metadata``,
+    the runner's resume). Calls that only ask (``load``, ``get``,
+    ``get_raw``, ``thread_info``) answer None instead; ``delete_thread``
+    answers False.
+    """
 
 
 class StepConflict(CheckpointError):

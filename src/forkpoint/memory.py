@@ -9,11 +9,11 @@ makes each hook atomic, which is all "one transaction" asks of it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import CheckpointRow, HistoryCheckpointer, ThreadRow
+from .base import CheckpointRow, HistoryCheckpointer, ThreadRecord, ThreadRow
 from .codec import EncodedCheckpoint, decode_metadata
 from .errors import CheckpointNotFound, StepConflict, ThreadExists
 from .models import S
@@ -31,15 +31,19 @@ class _Thread:
     rows: dict[int, EncodedCheckpoint] = field(default_factory=dict)  # insertion order = step order
 
     def record(self, thread_id: str) -> ThreadRow:
+        latest = self.rows[next(reversed(self.rows))]
         return (
             thread_id,
             self.created_at,
             self.updated_at,
-            next(reversed(self.rows)),
+            latest.step,
             len(self.rows),
             self.parent_thread_id,
             self.parent_step,
             self.metadata,
+            latest.node,
+            latest.queue,
+            latest.metadata,
         )
 
 
@@ -209,7 +213,7 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
                 del self._threads[thread_id]
         return gone
 
-    async def _restore(self, record: ThreadRow, rows: Sequence[EncodedCheckpoint]) -> bool:
+    async def _restore(self, record: ThreadRecord, rows: Sequence[EncodedCheckpoint]) -> bool:
         thread_id, created_at, updated_at, _, _, parent_thread_id, parent_step, metadata = record
         with self._lock:
             if thread_id in self._threads:
@@ -232,6 +236,16 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
             if thread is None:
                 return None
             return thread.rows.get(next(reversed(thread.rows)) if step is None else step)
+
+    async def _stream_rows(
+        self, thread_id: str, top: int | None
+    ) -> AsyncIterator[EncodedCheckpoint]:
+        with self._lock:
+            thread = self._threads.get(thread_id)
+            rows = [] if thread is None else list(thread.rows.values())
+        for row in reversed(rows):
+            if top is None or row.step <= top:
+                yield row
 
     async def _read_raw(self, thread_id: str, step: int) -> str | None:
         row = await self._read_row(thread_id, step)
@@ -260,7 +274,7 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
             ):
                 continue
             if _matches(row.metadata, filter):
-                out.append((row.step, row.created_at, row.node, row.metadata))
+                out.append((row.step, row.created_at, row.node, row.metadata, row.queue))
         return out
 
     async def _page_threads(

@@ -7,13 +7,15 @@ the ``step`` it was taken at, the ``node`` that just finished and the
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, Self, TypeVar
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,6 +28,7 @@ from ._checks import MAX_STEP, MAX_THREAD_ID_LENGTH, check_step, check_thread_id
 from .errors import InvalidInput
 
 __all__ = [
+    "INTERRUPT_KEY",
     "MAX_STEP",
     "MAX_THREAD_ID_LENGTH",
     "Append",
@@ -38,6 +41,7 @@ __all__ = [
     "Reducer",
     "StateSchema",
     "ThreadInfo",
+    "ThreadStatus",
     "check_step",
     "check_thread_id",
 ]
@@ -192,15 +196,36 @@ class Checkpoint(BaseModel, Generic[S]):
         return check_thread_id(value)
 
 
+ThreadStatus = Literal["running", "interrupted", "done"]
+"""Where a thread stands, read from its latest checkpoint (see :class:`ThreadInfo`)."""
+
+INTERRUPT_KEY = "interrupt"
+"""The checkpoint metadata key that marks a paused run (the runner writes ``"before"``/``"after"``)."""
+
+
 class CheckpointMetadata(BaseModel):
-    """What a history listing returns for one checkpoint; never the state."""
+    """What a history listing returns for one checkpoint; never the state.
+
+    ``step`` is the checkpoint's step (``seq`` is its deprecated former
+    name, still readable, and accepted on construction); ``node`` the node
+    that just finished; ``queue`` the pending ``(node, path_id)`` pairs, in order.
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    seq: int
+    step: int = Field(validation_alias=AliasChoices("step", "seq"))
     created_at: datetime
     node: str
+    queue: list[tuple[str, int]] = Field(default_factory=list)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @property
+    def seq(self) -> int:
+        """Deprecated: the former name of :attr:`step`."""
+        warnings.warn(
+            "CheckpointMetadata.seq is deprecated; use .step", DeprecationWarning, stacklevel=2
+        )
+        return self.step
 
 
 class ThreadInfo(BaseModel):
@@ -210,6 +235,14 @@ class ThreadInfo(BaseModel):
     fork); ``updated_at`` when it was last written. For a fork,
     ``parent_thread_id``/``parent_step`` name where it was forked from; they
     stay readable after the parent is deleted.
+
+    ``latest_node`` and ``status`` are read from the latest checkpoint's row
+    (never by decoding a state): ``"done"`` when its queue is empty (nothing
+    left to run), ``"interrupted"`` when its metadata has the key
+    ``"interrupt"`` (the runner's pause marker), else ``"running"`` — which,
+    for a thread nobody is running any more (a crash), means "unfinished":
+    resuming it continues from its queue. ``restore_thread`` ignores both
+    fields: the restored rows decide them.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -222,3 +255,5 @@ class ThreadInfo(BaseModel):
     parent_thread_id: str | None = None
     parent_step: int | None = None
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    latest_node: str = ""
+    status: ThreadStatus = "running"

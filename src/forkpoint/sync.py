@@ -30,9 +30,10 @@ How it works, and why:
   every write is one transaction, so exiting can only drop a save that was
   never acknowledged), and one that is garbage collected closes itself.
 
-Iterating methods of the async checkpointer (those returning an async
-iterator) become plain iterators here; a method this class does not spell out
-is still forwarded at run time, typed only for the methods it spells out.
+The streaming methods (``iter_threads``, ``iter_checkpoints``,
+``iter_states``) are plain iterators here, each item fetched from the loop as
+it is needed. A method of a backend this class does not spell out is still
+forwarded at run time (an async iterator becoming a plain one), untyped.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar
 
-from .base import HistoryCheckpointer, MetadataFilter, PruneReport
+from .base import PAGE_SIZE, HistoryCheckpointer, MetadataFilter, PruneReport
 from .errors import CalledFromEventLoop, CheckpointerClosed, ForkedProcess
 from .memory import InMemoryCheckpointer
 from .models import Checkpoint, CheckpointMetadata, S, ThreadInfo
@@ -215,6 +216,14 @@ class SyncCheckpointer(Generic[S]):
     def _call(self, make: Callable[[], Awaitable[T]]) -> T:
         return self._loop.call(make, self._path)
 
+    def _iterate(self, make: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
+        """A plain iterator over ``make()``, made on the loop (so its checks raise here, now)."""
+
+        async def made() -> AsyncIterator[T]:
+            return make()
+
+        return self._drain(self._call(made))
+
     def _drain(self, source: AsyncIterator[T]) -> Iterator[T]:
         """A plain iterator over an async iterator that lives on the loop, one item per call."""
         done = object()
@@ -337,9 +346,58 @@ class SyncCheckpointer(Generic[S]):
             )
         )
 
-    def fork(self, thread_id: str, at_seq: int, *, new_thread_id: str | None = None) -> str:
-        """Copy steps ≤ ``at_seq`` into a new thread; its id."""
-        return self._call(lambda: self._cp.fork(thread_id, at_seq, new_thread_id=new_thread_id))
+    def iter_checkpoints(
+        self,
+        thread_id: str,
+        *,
+        newest_first: bool = False,
+        filter: MetadataFilter | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> Iterator[CheckpointMetadata]:
+        """Metadata of every checkpoint of the thread, read a page at a time."""
+        return self._iterate(
+            lambda: self._cp.iter_checkpoints(
+                thread_id, newest_first=newest_first, filter=filter, page_size=page_size
+            )
+        )
+
+    def iter_threads(
+        self, *, filter: MetadataFilter | None = None, page_size: int = PAGE_SIZE
+    ) -> Iterator[ThreadInfo]:
+        """Every thread, ordered by id, read a page at a time."""
+        return self._iterate(lambda: self._cp.iter_threads(filter=filter, page_size=page_size))
+
+    def iter_states(self, thread_id: str, *, before: int | None = None) -> Iterator[Checkpoint[S]]:
+        """Every checkpoint of the thread with its state, newest to oldest."""
+        return self._iterate(lambda: self._cp.iter_states(thread_id, before=before))
+
+    def fork(
+        self, thread_id: str, at_step: int | None = None, *, new_thread_id: str | None = None
+    ) -> str:
+        """Copy steps ≤ ``at_step`` into a new thread; its id (``at_step`` is required)."""
+        return self._call(lambda: self._cp.fork(thread_id, at_step, new_thread_id=new_thread_id))
+
+    def append(
+        self,
+        thread_id: str,
+        state: S,
+        *,
+        node: str,
+        queue: Sequence[tuple[str, int]] = (),
+        metadata: Mapping[str, Any] | None = None,
+        thread_metadata: Mapping[str, Any] | None = None,
+    ) -> Checkpoint[S]:
+        """Save ``state`` as the thread's next step; the checkpoint saved."""
+        return self._call(
+            lambda: self._cp.append(
+                thread_id,
+                state,
+                node=node,
+                queue=queue,
+                metadata=metadata,
+                thread_metadata=thread_metadata,
+            )
+        )
 
     def list_threads(
         self,

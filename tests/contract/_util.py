@@ -12,7 +12,7 @@ async def snapshot(cp: HistoryCheckpointer[Any]) -> list[Any]:
     out: list[Any] = []
     for info in await cp.list_threads():
         history = await cp.list_checkpoints(info.thread_id)
-        checkpoints = [await cp.get(info.thread_id, m.seq) for m in history]
+        checkpoints = [await cp.get(info.thread_id, m.step) for m in history]
         out.append(
             (
                 info.model_dump(),

@@ -41,7 +41,7 @@ async def test_fork_copies_steps_up_to_at_seq_unchanged(
     await _history(checkpointer)
     fork_id = await checkpointer.fork("main", 2)
     assert str(uuid.UUID(fork_id, version=4)) == fork_id
-    assert [m.seq for m in await checkpointer.list_checkpoints(fork_id)] == [0, 1, 2]
+    assert [m.step for m in await checkpointer.list_checkpoints(fork_id)] == [0, 1, 2]
     for step in range(3):
         original = await checkpointer.get("main", step)
         copy = await checkpointer.get(fork_id, step)
@@ -73,8 +73,8 @@ async def test_fork_at_first_and_latest_step(checkpointer: HistoryCheckpointer[C
     await _history(checkpointer)
     first = await checkpointer.fork("main", 0)
     last = await checkpointer.fork("main", 4)
-    assert [m.seq for m in await checkpointer.list_checkpoints(first)] == [0]
-    assert [m.seq for m in await checkpointer.list_checkpoints(last)] == [0, 1, 2, 3, 4]
+    assert [m.step for m in await checkpointer.list_checkpoints(first)] == [0]
+    assert [m.step for m in await checkpointer.list_checkpoints(last)] == [0, 1, 2, 3, 4]
     assert first != last
 
 
@@ -103,7 +103,7 @@ async def test_fork_at_step_removed_by_prune_is_not_found(
     with pytest.raises(CheckpointNotFound):
         await checkpointer.fork("main", 1)
     assert [
-        m.seq for m in await checkpointer.list_checkpoints(await checkpointer.fork("main", 3))
+        m.step for m in await checkpointer.list_checkpoints(await checkpointer.fork("main", 3))
     ] == [3]
 
 
@@ -172,7 +172,7 @@ async def test_pruning_parent_leaves_fork_whole(checkpointer: HistoryCheckpointe
     await _history(checkpointer)
     fork_id = await checkpointer.fork("main", 4)
     await checkpointer.prune("main", keep_last=1)
-    assert [m.seq for m in await checkpointer.list_checkpoints(fork_id)] == [0, 1, 2, 3, 4]
+    assert [m.step for m in await checkpointer.list_checkpoints(fork_id)] == [0, 1, 2, 3, 4]
     for step in range(5):
         got = await checkpointer.get(fork_id, step)
         assert got is not None

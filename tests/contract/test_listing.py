@@ -12,7 +12,7 @@ from tests.contract._util import snapshot
 
 
 async def _steps(cp: HistoryCheckpointer[Counter], **kw: Any) -> list[int]:
-    return [m.seq for m in await cp.list_checkpoints("t", **kw)]
+    return [m.step for m in await cp.list_checkpoints("t", **kw)]
 
 
 @pytest.fixture
@@ -28,11 +28,11 @@ async def test_list_checkpoints_in_step_order_with_metadata(
     ten: HistoryCheckpointer[Counter],
 ) -> None:
     listed = await ten.list_checkpoints("t")
-    assert [m.seq for m in listed] == list(range(0, 20, 2))
+    assert [m.step for m in listed] == list(range(0, 20, 2))
     assert [m.node for m in listed] == [f"n{s}" for s in range(0, 20, 2)]
     assert [m.metadata for m in listed] == [{"s": s} for s in range(0, 20, 2)]
     for m in listed:
-        full = await ten.get("t", m.seq)
+        full = await ten.get("t", m.step)
         assert full is not None
         assert m.created_at == full.created_at
 
@@ -192,7 +192,7 @@ async def test_metadata_filters(
         await checkpointer.save(make_cp(tid, 0), thread_metadata=meta)
     step_of = {tid: step for step, tid in enumerate(METADATA)}
     listed = await checkpointer.list_checkpoints("t", filter=flt)
-    assert [m.seq for m in listed] == [step_of[t] for t in expected]
+    assert [m.step for m in listed] == [step_of[t] for t in expected]
     threads = await checkpointer.list_threads(filter=flt)
     assert [t.thread_id for t in threads] == expected
 
@@ -201,7 +201,7 @@ async def test_huge_limits_mean_no_limit(checkpointer: HistoryCheckpointer[Count
     for step in range(3):
         await checkpointer.save(make_cp("t", step))
     for limit in (2**63 - 1, 2**63, 2**100):
-        assert [m.seq for m in await checkpointer.list_checkpoints("t", limit=limit)] == [0, 1, 2]
+        assert [m.step for m in await checkpointer.list_checkpoints("t", limit=limit)] == [0, 1, 2]
         assert [t.thread_id for t in await checkpointer.list_threads(limit=limit)] == ["t"]
 
 
@@ -224,6 +224,8 @@ async def test_integers_beyond_64_bits_in_metadata_or_filters_are_refused(
         await checkpointer.list_threads(filter={"n": {"deep": value}})
     assert await snapshot(checkpointer) == before
     # The edges of the range are stored and matched exactly.
-    assert [m.seq for m in await checkpointer.list_checkpoints("t", filter={"n": 2**63 - 1})] == [0]
+    assert [m.step for m in await checkpointer.list_checkpoints("t", filter={"n": 2**63 - 1})] == [
+        0
+    ]
     assert await checkpointer.list_checkpoints("t", filter={"n": 2**63 - 2}) == []
     assert await checkpointer.list_checkpoints("t", filter={"n": -(2**63)}) == []

@@ -29,7 +29,7 @@ async def _aged(cp: HistoryCheckpointer[Counter], thread_id: str = "t") -> None:
 
 
 async def _steps(cp: HistoryCheckpointer[Counter], thread_id: str = "t") -> list[int]:
-    return [m.seq for m in await cp.list_checkpoints(thread_id)]
+    return [m.step for m in await cp.list_checkpoints(thread_id)]
 
 
 @pytest.mark.parametrize(
@@ -129,7 +129,7 @@ async def test_keep_last_policy_applies_on_every_save(make_checkpointer: Factory
     for step in range(7):
         await cp.save(make_cp("t", step))
         await cp.save(make_cp("u", step))
-    assert [m.seq for m in await cp.list_checkpoints("t")] == [4, 5, 6]
+    assert [m.step for m in await cp.list_checkpoints("t")] == [4, 5, 6]
     info = await cp.thread_info("t")
     assert info is not None
     assert (info.latest_step, info.checkpoint_count) == (6, 3)
@@ -145,6 +145,8 @@ async def _restore_old(cp: HistoryCheckpointer[Counter], thread_id: str) -> Thre
         parent_thread_id="ancestor",
         parent_step=9,
         metadata={"restored": True},
+        latest_node="node",  # what the restored rows say: restore_thread reads these from them
+        status="running",
     )
     checkpoints = [
         make_cp(thread_id, 2, created_at=OLD, metadata={"i": 2}),

@@ -104,7 +104,7 @@ async def test_steps_need_not_start_at_zero_or_be_contiguous(
 ) -> None:
     await checkpointer.save(make_cp("t", 2**63 - 2))
     await checkpointer.save(make_cp("t", 2**63 - 1))
-    assert [m.seq for m in await checkpointer.list_checkpoints("t")] == [2**63 - 2, 2**63 - 1]
+    assert [m.step for m in await checkpointer.list_checkpoints("t")] == [2**63 - 2, 2**63 - 1]
 
 
 @pytest.mark.parametrize("step", [0, 2, 3])
@@ -213,7 +213,7 @@ async def test_racing_identical_saves_both_succeed(
     cp = make_cp("t", 0)
     results = await asyncio.gather(checkpointer.save(cp), checkpointer.save(cp))
     assert list(results) == [None, None]
-    assert [m.seq for m in await checkpointer.list_checkpoints("t")] == [0]
+    assert [m.step for m in await checkpointer.list_checkpoints("t")] == [0]
 
 
 async def test_threads_are_independent(checkpointer: HistoryCheckpointer[Counter]) -> None:

@@ -16,7 +16,7 @@ async def test_fork_creates_new_thread_up_to_seq(
     fork_id = await checkpointer.fork("main", 2)
     assert fork_id != "main"
     meta = await checkpointer.list_checkpoints(fork_id)
-    assert [m.seq for m in meta] == [0, 1, 2]
+    assert [m.step for m in meta] == [0, 1, 2]
     latest = await checkpointer.load(fork_id)
     assert latest is not None
     assert latest.step == 2
@@ -38,4 +38,4 @@ async def test_fork_independent_of_origin(checkpointer: HistoryCheckpointer[Coun
     fork_id = await checkpointer.fork("main", 1)
     await checkpointer.save(make_cp("main", 3))
     fork_meta = await checkpointer.list_checkpoints(fork_id)
-    assert [m.seq for m in fork_meta] == [0, 1]
+    assert [m.step for m in fork_meta] == [0, 1]

@@ -200,7 +200,7 @@ async def check_database(
             loaded = await cp.load(info.thread_id)
             assert loaded is not None
             assert loaded.step == info.latest_step
-            steps = [m.seq for m in await cp.list_checkpoints(info.thread_id)]
+            steps = [m.step for m in await cp.list_checkpoints(info.thread_id)]
             assert steps[-1] == info.latest_step
             assert len(steps) == info.checkpoint_count
             if contiguous and info.parent_thread_id is None:

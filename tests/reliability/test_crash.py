@@ -68,7 +68,7 @@ async def _large_thread(path: Path, steps: int, size: int) -> None:
 async def _snapshot(cp: SqliteCheckpointer[Blob], thread_id: str) -> list[str]:
     out = []
     for meta in await cp.list_checkpoints(thread_id):
-        got = await cp.get(thread_id, meta.seq)
+        got = await cp.get(thread_id, meta.step)
         assert got is not None
         out.append(got.model_copy(update={"thread_id": "-"}).model_dump_json())
     return out

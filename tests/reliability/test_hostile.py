@@ -104,13 +104,13 @@ async def test_rows_edited_behind_our_back(tmp_path: Path, kind: str) -> None:
             got = await cp.get("victim", s)
             assert got is not None
             assert digest(got.state.data) == digest(make_blob("victim", s, 512).state.data)
-        assert [m.seq for m in await cp.list_checkpoints("victim")] == [0, 1, 2, 3]
+        assert [m.step for m in await cp.list_checkpoints("victim")] == [0, 1, 2, 3]
         assert [t.thread_id for t in await cp.list_threads()] == ["bystander", "victim"]
         loaded = await cp.load("bystander")
         assert loaded is not None
         assert loaded.step == 3
         fork = await cp.fork("victim", 1)  # the healthy part of the history still forks
-        assert [m.seq for m in await cp.list_checkpoints(fork)] == [0, 1]
+        assert [m.step for m in await cp.list_checkpoints(fork)] == [0, 1]
     assert {s: _raw_row(path, "victim", s) for s in range(4)} == before
     conn = sqlite3.connect(path)
     try:
@@ -197,7 +197,7 @@ async def test_huge_states(tmp_path: Path) -> None:
             await capped.save(make_blob("huge", 2, 2 * 1024 * 1024))
         assert (info.value.thread_id, info.value.step) == ("huge", 2)
         await capped.save(make_blob("huge", 2, 1000 * 1024))
-        assert [m.seq for m in await capped.list_checkpoints("huge")] == [0, 1, 2]
+        assert [m.step for m in await capped.list_checkpoints("huge")] == [0, 1, 2]
     await check_database(path, {("huge", 0): digest(big.state.data)}, reopen_in_child=False)
 
 
@@ -419,9 +419,9 @@ async def test_clock_jumping_backwards(
             one = make_blob("t", step, created_at=clock.now())
             await cp.save(one)
         metas = await cp.list_checkpoints("t")
-        assert [m.seq for m in metas] == list(range(n))
+        assert [m.step for m in metas] == list(range(n))
         assert metas[0].created_at > metas[-1].created_at  # the times really went backwards
-        assert [m.seq for m in await cp.list_checkpoints("t", newest_first=True, limit=3)] == [
+        assert [m.step for m in await cp.list_checkpoints("t", newest_first=True, limit=3)] == [
             n - 1,
             n - 2,
             n - 3,
@@ -434,6 +434,6 @@ async def test_clock_jumping_backwards(
         assert info.latest_step == n - 1
         report = await cp.prune("t", keep_last=3)
         assert report.checkpoints_removed == n - 3
-        assert [m.seq for m in await cp.list_checkpoints("t")] == [n - 3, n - 2, n - 1]
+        assert [m.step for m in await cp.list_checkpoints("t")] == [n - 3, n - 2, n - 1]
         fork = await cp.fork("t", n - 2)
-        assert [m.seq for m in await cp.list_checkpoints(fork)] == [n - 3, n - 2]
+        assert [m.step for m in await cp.list_checkpoints(fork)] == [n - 3, n - 2]

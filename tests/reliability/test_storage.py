@@ -233,7 +233,7 @@ async def _readonly_checks(path: Path, *, read_only: bool, why: str) -> None:
         loaded = await cp.load("t")
         assert loaded is not None
         assert loaded.step == 4
-        assert [m.seq for m in await cp.list_checkpoints("t")] == [0, 1, 2, 3, 4]
+        assert [m.step for m in await cp.list_checkpoints("t")] == [0, 1, 2, 3, 4]
         assert [t.thread_id for t in await cp.list_threads()] == ["t"]
         got = await cp.get("t", 2)
         assert got is not None

@@ -41,7 +41,7 @@ async def test_row_that_no_longer_validates_names_thread_and_step(tmp_path: Path
         with pytest.raises(SerializationError):
             await cp.get("t", 2)
         # Listing never decodes a state; other threads load.
-        assert [m.seq for m in await cp.list_checkpoints("t")] == [0, 1, 2]
+        assert [m.step for m in await cp.list_checkpoints("t")] == [0, 1, 2]
         other = await cp.load("other")
         assert other is not None
         assert other.state.data.n == 0
@@ -58,7 +58,7 @@ async def test_opening_with_an_incompatible_state_type(tmp_path: Path) -> None:
         with pytest.raises(SerializationError) as info:
             await cp2.load("t")
         assert (info.value.thread_id, info.value.step) == ("t", 0)
-        assert [m.seq for m in await cp2.list_checkpoints("t")] == [0]
+        assert [m.step for m in await cp2.list_checkpoints("t")] == [0]
 
 
 @pytest.mark.parametrize(
@@ -102,7 +102,7 @@ async def test_damaged_listing_rows_name_where_they_are(tmp_path: Path) -> None:
         with pytest.raises(SerializationError) as listing:
             await cp.list_checkpoints("t")
         assert (listing.value.thread_id, listing.value.step) == ("t", 517)
-        assert [m.seq for m in await cp.list_checkpoints("t", after=517)][:1] == [518]
+        assert [m.step for m in await cp.list_checkpoints("t", after=517)][:1] == [518]
         with pytest.raises(SerializationError) as threads:
             await cp.list_threads()
         assert (threads.value.thread_id, threads.value.step) == ("u", None)
@@ -133,9 +133,9 @@ async def test_a_page_decodes_only_its_own_rows(tmp_path: Path) -> None:
     async with SqliteCheckpointer.open(db, Counter) as cp:
         with pytest.raises(SerializationError):
             await cp.list_checkpoints("t")
-        assert [m.seq for m in await cp.list_checkpoints("t", limit=5)] == [0, 1, 2, 3, 4]
+        assert [m.step for m in await cp.list_checkpoints("t", limit=5)] == [0, 1, 2, 3, 4]
         newest = await cp.list_checkpoints("t", newest_first=True, before=517, limit=3)
-        assert [m.seq for m in newest] == [516, 515, 514]
+        assert [m.step for m in newest] == [516, 515, 514]
 
 
 async def _history_damaged_at(db: Path, step: int) -> None:

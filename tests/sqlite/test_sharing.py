@@ -39,7 +39,7 @@ async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
             fork = await cp.thread_info(fork_id)
             assert fork is not None
             assert (fork.parent_thread_id, fork.parent_step) == ("t", 1)
-            assert [m.seq for m in await cp.list_checkpoints(fork_id)] == [0, 1]
+            assert [m.step for m in await cp.list_checkpoints(fork_id)] == [0, 1]
             with pytest.raises(StepConflict):
                 await cp.save(make_cp("t", 3, n=99))
 
@@ -132,9 +132,9 @@ async def _create(db: Path) -> None:
 async def _check(db: Path, workers: int, count: int) -> None:
     async with SqliteCheckpointer.open(db, Counter) as cp:
         for w in range(workers):
-            assert [m.seq for m in await cp.list_checkpoints(f"w{w}")] == list(range(count))
+            assert [m.step for m in await cp.list_checkpoints(f"w{w}")] == list(range(count))
         shared = await cp.list_checkpoints("shared")
-        assert [m.seq for m in shared] == list(range(count))
+        assert [m.step for m in shared] == list(range(count))
         info = await cp.thread_info("shared")
         assert info is not None
         assert info.checkpoint_count == count
@@ -162,4 +162,4 @@ async def test_unexpected_failure_inside_a_write_leaves_no_transaction_open(
         # Nothing of the failed job stayed, the lock is free for others, and cp still writes.
         await other.save(make_cp("t", 1))
         await cp.save(make_cp("t", 2))
-        assert [m.seq for m in await cp.list_checkpoints("t")] == [0, 1, 2]
+        assert [m.step for m in await cp.list_checkpoints("t")] == [0, 1, 2]

@@ -13,7 +13,13 @@ from forkpoint.codec import checkpoint_metadata, construct, decode_json_object, 
 
 def test_construct_equals_model_construct() -> None:
     when = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
-    values: dict[str, Any] = {"seq": 5, "created_at": when, "node": "n", "metadata": {"a": [1]}}
+    values: dict[str, Any] = {
+        "step": 5,
+        "created_at": when,
+        "node": "n",
+        "queue": [("m", 1)],
+        "metadata": {"a": [1]},
+    }
     fast = construct(CheckpointMetadata, dict(values))
     slow = CheckpointMetadata.model_construct(**values)
     assert fast == slow
@@ -23,17 +29,30 @@ def test_construct_equals_model_construct() -> None:
 
 
 def test_listing_rows_decode_like_validation() -> None:
-    meta = checkpoint_metadata(3, "2026-01-02T03:04:05.000006Z", "node", '{"k":{"x":true}}')
+    meta = checkpoint_metadata(
+        3, "2026-01-02T03:04:05.000006Z", "node", '{"k":{"x":true}}', '[["next",0]]'
+    )
     assert meta == CheckpointMetadata.model_validate(
         {
             "seq": 3,
             "created_at": "2026-01-02T03:04:05.000006Z",
             "node": "node",
+            "queue": [["next", 0]],
             "metadata": {"k": {"x": True}},
         }
     )
     info = thread_info(
-        "t", "2026-01-02T03:04:05.000006Z", "2026-01-03T00:00:00.000000Z", 4, 5, "p", 2, "{}"
+        "t",
+        "2026-01-02T03:04:05.000006Z",
+        "2026-01-03T00:00:00.000000Z",
+        4,
+        5,
+        "p",
+        2,
+        "{}",
+        "last",
+        '[["next",0]]',
+        '{"interrupt":"before"}',
     )
     assert info == ThreadInfo.model_validate(
         {
@@ -44,6 +63,8 @@ def test_listing_rows_decode_like_validation() -> None:
             "checkpoint_count": 5,
             "parent_thread_id": "p",
             "parent_step": 2,
+            "latest_node": "last",
+            "status": "interrupted",
         }
     )
 

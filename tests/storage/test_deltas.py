@@ -122,7 +122,7 @@ async def test_identical_retry_of_a_delta_row_is_a_no_op(tmp_path: Path) -> None
             await cp.save(c)
         assert encodings(tmp_path / "x.db", "t")[3] == 1
         await cp.save(cps[3])  # stored as a delta now, still recognised as identical
-        assert [m.seq for m in await cp.list_checkpoints("t")] == list(range(10))
+        assert [m.step for m in await cp.list_checkpoints("t")] == list(range(10))
 
 
 @pytest.mark.parametrize("at", [0, 5, 9])
@@ -164,7 +164,7 @@ async def test_retention_policy_with_deltas(tmp_path: Path) -> None:
     async with SqliteCheckpointer.open(tmp_path / "x.db", Chat, keep_last=5) as cp:
         for step, state in enumerate(states):
             await cp.save(chat_cp("t", step, state))
-        assert [m.seq for m in await cp.list_checkpoints("t")] == list(range(25, 30))
+        assert [m.step for m in await cp.list_checkpoints("t")] == list(range(25, 30))
         for step in range(25, 30):
             assert (await cp.get("t", step)).state.data == states[step]  # type: ignore[union-attr]
         info = await cp.thread_info("t")

@@ -25,9 +25,9 @@ async def test_hostile_filter_keys_and_values_never_become_sql_text(recorded: An
         )
     for i, key in enumerate(HOSTILE):
         by_value = await cp.list_checkpoints(f"t{i}", filter={key: key})
-        assert [m.seq for m in by_value] == [0]
+        assert [m.step for m in by_value] == [0]
         nested = await cp.list_checkpoints(f"t{i}", filter={"nested": {key: i}})
-        assert [m.seq for m in nested] == [0]
+        assert [m.step for m in nested] == [0]
         threads = await cp.list_threads(filter={key: i})
         assert [t.thread_id for t in threads] == [f"t{i}"]
         assert await cp.list_checkpoints(f"t{i}", filter={key: "other"}) == []

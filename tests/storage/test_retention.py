@@ -90,7 +90,7 @@ async def test_pruning_beside_a_writing_process_loses_nothing_new(tmp_path: Path
         assert out.decode().strip() == f"saved {count}"
         await cp.prune(keep_last=3)
         history = await cp.list_checkpoints("busy")
-        assert [m.seq for m in history] == [count - 3, count - 2, count - 1]
+        assert [m.step for m in history] == [count - 3, count - 2, count - 1]
         latest = await cp.load("busy")
         assert latest is not None
         assert latest.state.data.turn == count - 1
@@ -108,7 +108,7 @@ async def test_storage_stats_count_what_is_stored(tmp_path: Path) -> None:
         for thread in ("grow", "small", "fork"):
             info = await cp.thread_info(thread)
             assert info is not None
-            raws = [await cp.get_raw(thread, m.seq) for m in await cp.list_checkpoints(thread)]
+            raws = [await cp.get_raw(thread, m.step) for m in await cp.list_checkpoints(thread)]
             sizes = [len(r.encode() if isinstance(r, str) else r) for r in raws if r is not None]
             assert stats.stored_bytes[thread] == sum(sizes)
             latest = await cp.get_raw(thread, info.latest_step)

@@ -20,14 +20,14 @@ base class's; this class implements its storage hooks as row jobs.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any, Generic
 
-from ..base import CheckpointRow, HistoryCheckpointer, ThreadRow
+from ..base import CheckpointRow, HistoryCheckpointer, ThreadRecord, ThreadRow
 from ..codec import EncodedCheckpoint
 from ..errors import InvalidInput
-from ..models import S
+from ..models import MAX_STEP, S
 from . import _jobs as jobs
 from ._engine import Durability, SqliteEngine
 from ._jobs import StorageStats
@@ -36,6 +36,7 @@ from ._sql import SQL, page_query
 __all__ = ["Durability", "SqliteCheckpointer", "StorageStats"]
 
 _PRUNE_CHUNK = 64  # threads per prune transaction, so other writers interleave
+_STATES_PAGE_CHARS = 4 * 2**20  # iter_states reads about this much state text per hop
 
 
 class _Opening(Generic[S]):
@@ -215,7 +216,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
     async def _delete_inactive(self, cutoff: str) -> list[str]:
         return await self._engine.write(jobs.delete_inactive, cutoff)
 
-    async def _restore(self, record: ThreadRow, rows: Sequence[EncodedCheckpoint]) -> bool:
+    async def _restore(self, record: ThreadRecord, rows: Sequence[EncodedCheckpoint]) -> bool:
         return await self._engine.write(jobs.restore, record, list(rows), thread_id=record[0])
 
     # --- storage hooks: reads ------------------------------------------------------------------
@@ -224,6 +225,21 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         return await self._engine.read(
             jobs.read_row, thread_id, step, thread_id=thread_id, step=step
         )
+
+    async def _stream_rows(
+        self, thread_id: str, top: int | None
+    ) -> AsyncIterator[EncodedCheckpoint]:
+        newer: str | None = None
+        bound = MAX_STEP if top is None else top
+        while bound >= 0:
+            page = await self._engine.read(
+                jobs.states_down, thread_id, bound, newer, _STATES_PAGE_CHARS, thread_id=thread_id
+            )
+            if not page:
+                return
+            for row in page:
+                yield row
+            newer, bound = page[-1].state, page[-1].step - 1
 
     async def _read_raw(self, thread_id: str, step: int) -> str | bytes | None:
         return await self._engine.read(
@@ -254,7 +270,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         self, after: str | None, limit: int | None, filter: dict[str, Any] | None
     ) -> list[ThreadRow]:
         sql, params = page_query(
-            SQL.THREADS + " AS t WHERE 1",
+            SQL.THREADS + " WHERE 1",
             [],
             [("t.thread_id > ?", after)],
             filter,

@@ -40,6 +40,7 @@ __all__ = [
     "restore",
     "save",
     "set_thread_metadata",
+    "states_down",
     "storage_stats",
     "thread_ids",
     "vacuum",
@@ -113,6 +114,48 @@ def read_row(
     if encoding != 0:  # not written by forkpoint; rebuild rather than misread
         return read_row(conn, thread_id, step)
     return EncodedCheckpoint(thread_id, step, node, created_at, queue, metadata, state)
+
+
+def states_down(
+    conn: sqlite3.Connection, thread_id: str, top: int, newer: str | None, max_chars: int
+) -> list[EncodedCheckpoint]:
+    """Rows at steps ≤ ``top``, newest first, each with its full state; about ``max_chars`` of them.
+
+    ``newer`` is the full state of the row just above ``top`` (the previous
+    page's last), so each delta is applied exactly once, against it; without
+    it (the first page) a delta row is rebuilt from the rows above. One
+    statement: the rows of a page come from one snapshot. Returns at least one
+    row unless there are none.
+    """
+    out: list[EncodedCheckpoint] = []
+    size = 0
+    cursor = conn.execute(SQL.STATES_DOWN, (thread_id, top))
+    try:
+        for step, node, created_at, queue, metadata, state, encoding in cursor:
+            if encoding == 0 and isinstance(state, str):
+                full = state
+            elif newer is None:
+                found = _full_row(conn, thread_id, step)
+                if found is None:
+                    break  # removed meanwhile (a prune): nothing older remains either
+                full = found[4]
+            else:
+                try:
+                    if encoding != 1 or not isinstance(state, str):
+                        raise ValueError(f"unknown storage encoding {encoding!r}")
+                    full = apply_deltas(newer, [state])
+                except ValueError as exc:
+                    raise SerializationError(
+                        f"stored state cannot be rebuilt: {exc}", thread_id=thread_id, step=step
+                    ) from exc
+            out.append(EncodedCheckpoint(thread_id, step, node, created_at, queue, metadata, full))
+            newer = full
+            size += len(full)
+            if size >= max_chars:
+                break
+    finally:
+        cursor.close()
+    return out
 
 
 def read_raw(conn: sqlite3.Connection, thread_id: str, step: int) -> str | bytes | None:

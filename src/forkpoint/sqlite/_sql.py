@@ -45,6 +45,11 @@ class SQL:
         "WHERE thread_id = ? AND step = ?"
     )
     RUN_BELOW = "SELECT encoding FROM checkpoints WHERE thread_id = ? AND step < ? ORDER BY step DESC LIMIT ?"
+    # Newest to oldest, full rows and deltas alike: iter_states rebuilds each delta once.
+    STATES_DOWN = (
+        "SELECT step, node, created_at, queue, metadata, state, encoding FROM checkpoints "
+        "WHERE thread_id = ? AND step <= ? ORDER BY step DESC"
+    )
     RAW_STATE = "SELECT state FROM checkpoints WHERE thread_id = ? AND step = ?"
     # Columns in EncodedCheckpoint's field order: a row is bound as it is.
     INSERT = (
@@ -81,17 +86,21 @@ class SQL:
     DELETE_ROWS = "DELETE FROM checkpoints WHERE thread_id = ?"
     DELETE_THREAD = "DELETE FROM threads WHERE thread_id = ?"
     SET_THREAD_METADATA = "UPDATE threads SET metadata = ? WHERE thread_id = ?"
-    THREAD_COLUMNS = (
-        "thread_id, created_at, updated_at, latest_step, checkpoint_count, "
-        "parent_thread_id, parent_step, metadata"
+    # A thread listing row: the record and its latest checkpoint's node, queue and metadata,
+    # one primary-key lookup per thread (a thread record without its latest row yields NULLs,
+    # which decode as damage). Never the state column.
+    THREAD_ROWS = (
+        "SELECT t.thread_id, t.created_at, t.updated_at, t.latest_step, t.checkpoint_count, "
+        "t.parent_thread_id, t.parent_step, t.metadata, c.node, c.queue, c.metadata "
+        "FROM threads AS t LEFT JOIN checkpoints AS c "
+        "ON c.thread_id = t.thread_id AND c.step = t.latest_step"
     )
-    THREAD = f"SELECT {THREAD_COLUMNS} FROM threads WHERE thread_id = ?"  # noqa: S608 - constant
-    FORKS = (
-        f"SELECT {THREAD_COLUMNS} FROM threads WHERE parent_thread_id = ? "  # noqa: S608 - constant
-        "ORDER BY thread_id"
+    THREAD = THREAD_ROWS + " WHERE t.thread_id = ?"
+    FORKS = THREAD_ROWS + " WHERE t.parent_thread_id = ? ORDER BY t.thread_id"
+    THREADS = THREAD_ROWS
+    HISTORY = (
+        "SELECT step, created_at, node, metadata, queue FROM checkpoints AS c WHERE c.thread_id = ?"
     )
-    THREADS = f"SELECT {THREAD_COLUMNS} FROM threads"  # noqa: S608 - constant
-    HISTORY = "SELECT step, created_at, node, metadata FROM checkpoints AS c WHERE c.thread_id = ?"
     ALL_THREAD_IDS = "SELECT thread_id FROM threads ORDER BY thread_id"
     INACTIVE = "SELECT thread_id FROM threads WHERE updated_at < ? ORDER BY thread_id"
     # Rows a prune removes: the oldest steps, below the latest, below the newest
