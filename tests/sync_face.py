@@ -21,17 +21,50 @@ from forkpoint.sync import SyncCheckpointer
 __all__ = ["AsyncOverSync", "over_sync"]
 
 
+_MISSING = object()
+
+
+class _ForwardingClass(type):
+    """The class of a sync face forwards class attributes to the backend class behind it.
+
+    So a test that patches ``type(checkpointer)`` (a storage hook, say) patches
+    the backend the sync face drives, and undoing the patch restores it exactly.
+    """
+
+    _kind: type[Any]
+    _saved: dict[str, Any]
+
+    def __getattr__(cls, name: str) -> Any:
+        return getattr(cls._kind, name)
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        if name in ("_kind", "_saved"):
+            super().__setattr__(name, value)
+            return
+        cls._saved.setdefault(name, cls._kind.__dict__.get(name, _MISSING))
+        setattr(cls._kind, name, value)
+
+    def __delattr__(cls, name: str) -> None:
+        original = cls._saved.pop(name)
+        if original is _MISSING:
+            delattr(cls._kind, name)
+        else:
+            setattr(cls._kind, name, original)
+
+
 class AsyncOverSync:
     """Looks like the async checkpointer it wraps; runs each call on a :class:`SyncCheckpointer`.
 
     ``kind`` is the async class behind the sync face: its coroutine methods
     become awaitables here; its other methods (iterators, plain getters) are
     called at once, and an iterator the sync face returns becomes an async one.
+    Make one with :func:`over_sync`, whose class forwards to ``kind``.
     """
 
-    def __init__(self, sync: SyncCheckpointer[Any], kind: type[HistoryCheckpointer[Any]]) -> None:
+    _kind: type[HistoryCheckpointer[Any]]
+
+    def __init__(self, sync: SyncCheckpointer[Any]) -> None:
         self.sync = sync
-        self._kind = kind
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self.sync, name)
@@ -109,4 +142,9 @@ async def over_sync(
         return cp
 
     sync = await asyncio.to_thread(SyncCheckpointer[Any].open, opener)
-    return cast("HistoryCheckpointer[Any]", AsyncOverSync(sync, opened[0]))
+    face = _ForwardingClass(
+        f"SyncFace{opened[0].__name__}",
+        (AsyncOverSync,),
+        {"_kind": opened[0], "_saved": {}},
+    )
+    return cast("HistoryCheckpointer[Any]", face(sync))

@@ -122,7 +122,7 @@ def test_python_block_runs_twice_in_a_fresh_directory(block: Block, tmp_path: Pa
     script.write_text(block.text, encoding="utf-8")
     for run in ("first", "second"):
         done = subprocess.run(
-            [sys.executable, str(script)],
+            [sys.executable, "-W", "error::DeprecationWarning:__main__", str(script)],
             cwd=tmp_path,
             env=_env(),
             capture_output=True,

@@ -236,9 +236,6 @@ def test_an_async_iterator_method_becomes_a_plain_iterator() -> None:
         assert _Iterating.closed_early
 
 
-DEPRECATED = {"at_seq"}
-
-
 def test_the_spelled_out_methods_take_the_async_methods_arguments() -> None:
     """Every typed sync method has its async twin's parameters (so none can drift apart)."""
     pairs: list[tuple[type[Any], type[Any]]] = [
@@ -252,9 +249,7 @@ def test_the_spelled_out_methods_take_the_async_methods_arguments() -> None:
                 continue
             theirs = inspect.signature(getattr(async_cls, name)).parameters.values()
             ours = inspect.signature(method).parameters.values()
-            # A deprecated spelling the sync face never had is left out.
-            kept = [p for p in theirs if p.name not in DEPRECATED]
-            assert list(ours) == kept, name
+            assert list(ours) == list(theirs), name
             checked += 1
     assert checked >= 23
     for opener, original in (

@@ -372,10 +372,17 @@ class SyncCheckpointer(Generic[S]):
         return self._iterate(lambda: self._cp.iter_states(thread_id, before=before))
 
     def fork(
-        self, thread_id: str, at_step: int | None = None, *, new_thread_id: str | None = None
+        self,
+        thread_id: str,
+        at_step: int | None = None,
+        *,
+        new_thread_id: str | None = None,
+        at_seq: int | None = None,
     ) -> str:
-        """Copy steps ≤ ``at_step`` into a new thread; its id (``at_step`` is required)."""
-        return self._call(lambda: self._cp.fork(thread_id, at_step, new_thread_id=new_thread_id))
+        """Copy steps ≤ ``at_step`` into a new thread; its id (``at_seq``: deprecated name)."""
+        return self._call(
+            lambda: self._cp.fork(thread_id, at_step, new_thread_id=new_thread_id, at_seq=at_seq)
+        )
 
     def append(
         self,
