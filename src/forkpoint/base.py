@@ -615,8 +615,9 @@ class HistoryCheckpointer(Checkpointer[S]):
                 thread_id, step = locate(row)
                 raise SerializationError(
                     f"stored {what} does not decode: {exc}",
-                    thread_id=thread_id,
-                    step=step,
+                    # A damaged row may hold anything where the id and step belong.
+                    thread_id=thread_id if isinstance(thread_id, str) else repr(thread_id),
+                    step=step if type(step) is int else None,
                     path=self._error_path,
                 ) from exc
         return out

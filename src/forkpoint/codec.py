@@ -11,6 +11,12 @@ back as it went in: NaN and ±infinity (pydantic would write ``null``), values
 of unknown types, sets, tuples, bytes or models inside fields typed ``Any``
 (they would come back as lists, strings or dicts), lone surrogates, and
 circular references. The message names the field path.
+
+Encoding and decoding run on the caller's event loop, not on a worker
+thread: pydantic-core holds the GIL for the whole of a dump or a validation,
+so a thread would not shorten the loop's stall and would add a hop to every
+small state (measured, a 19 MB state: decoding stalls the loop 227 ms on it,
+238 ms from a thread; encoding 161 ms and 137-186 ms).
 """
 
 from __future__ import annotations
@@ -19,14 +25,15 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Generic, NamedTuple, TypeVar, cast
+from typing import Any, Generic, NamedTuple, cast
 
-from pydantic import BaseModel, ValidationError
-from pydantic_core import SchemaSerializer
+from pydantic import ValidationError
 
+from ._pydantic import construct, core_schema, may_hold_non_finite, strict_serializer
 from .errors import InvalidInput, SerializationError, StateTooLarge
 from .models import (
     INTERRUPT_KEY,
+    MAX_STEP,
     Checkpoint,
     CheckpointMetadata,
     GraphState,
@@ -49,9 +56,16 @@ __all__ = [
 
 
 def format_time(value: datetime) -> str:
-    """RFC 3339 in UTC with fixed microseconds (``2026-01-02T03:04:05.000006Z``), so stored times sort as text."""
+    """RFC 3339 in UTC with fixed microseconds (``2026-01-02T03:04:05.000006Z``), so stored times sort as text.
+
+    InvalidInput for a time that exists in its own offset but not in UTC
+    (``0001-01-01T00:00+01:00`` would be year 0).
+    """
     if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise InvalidInput(f"time {value.isoformat()} is out of range in UTC") from None
     # %-formatting the fields is ~2x faster than isoformat() plus slicing; every save formats twice.
     return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 - see above
         value.year,
@@ -64,14 +78,25 @@ def format_time(value: datetime) -> str:
     )
 
 
-def parse_time(text: str) -> datetime:
-    """Inverse of :func:`format_time` (also accepts any ISO 8601 with an offset)."""
+def parse_time(text: object) -> datetime:
+    """Inverse of :func:`format_time` (also accepts any ISO 8601 with an offset).
+
+    ValueError for anything that is not such a time in the range of ``datetime`` in UTC.
+    """
+    if type(text) is not str:
+        raise ValueError(f"a time is stored as {type(text).__name__}, not text")
     value = datetime.fromisoformat(text)
     if text[-1:] == "Z":  # forkpoint's own format: already UTC, no second datetime needed
         return value
     if value.tzinfo is None:
         raise ValueError(f"time {text!r} has no offset")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"time {text!r} is out of range in UTC") from None
+
+
+_TOO_DEEP = "JSON nested deeper than Python's recursion limit"
 
 
 class _NonFinite:
@@ -111,45 +136,11 @@ def _non_finite_path(text: str | bytes) -> str | None:
     if "NaN" not in probe and "Infinity" not in probe:
         return None
     try:
-        decoded = _FINDER.decode(probe)
+        return _find(_FINDER.decode(probe), lambda v: isinstance(v, _NonFinite))
+    except RecursionError:
+        raise ValueError(_TOO_DEEP) from None
     except ValueError:
         return None  # not JSON at all; the caller's own parse reports that
-    return _find(decoded, lambda v: isinstance(v, _NonFinite))
-
-
-# Core-schema node types that can neither produce nor accept a NaN/Infinity token.
-_NO_FLOAT_TYPES = frozenset(
-    {
-        "str", "int", "bool", "none", "literal", "enum", "uuid", "url", "multi-host-url", "bytes",
-        "datetime", "date", "time", "model", "model-fields", "model-field", "typed-dict",
-        "typed-dict-field", "dataclass", "dataclass-args", "dataclass-field", "list", "tuple",
-        "set", "frozenset", "dict", "nullable", "default", "definitions", "definition-ref",
-        "union", "tagged-union", "lax-or-strict",
-    }
-)  # fmt: skip
-
-
-def may_hold_non_finite(schema: Any) -> bool:
-    """Whether data of this core schema can contain a float (so NaN/Infinity need a scan).
-
-    Conservative: any type not known to be float-free, any custom serializer
-    function, and any model accepting extra fields count as "may".
-    """
-    if isinstance(schema, list):
-        return any(may_hold_non_finite(item) for item in schema)
-    if not isinstance(schema, dict):
-        return False
-    kind = schema.get("type")
-    if isinstance(kind, str) and kind not in _NO_FLOAT_TYPES:
-        return True
-    config = schema.get("config")
-    if isinstance(config, dict) and config.get("extra_fields_behavior") == "allow":
-        return True
-    return any(
-        may_hold_non_finite(value)
-        for key, value in schema.items()
-        if key not in ("metadata", "config", "cls", "ref", "schema_ref") and key != "type"
-    )
 
 
 def _plain_json(value: Any, path: str = "", *, filterable: bool = False) -> None:
@@ -193,73 +184,6 @@ def _plain_json(value: Any, path: str = "", *, filterable: bool = False) -> None
     )
 
 
-def _any_checker(field: str) -> Callable[[Any], Any]:
-    """The serializer of an ``Any`` position at ``field``: plain JSON passes, else ValueError."""
-
-    def check(value: Any) -> Any:
-        _plain_json(value, field)
-        return value
-
-    return check
-
-
-def _strict(schema: Any, path: str = "") -> Any:
-    """A copy of a pydantic core schema that serialises without silent data changes.
-
-    Every model/dataclass writes NaN and ±inf as JSON constants (which
-    :func:`_non_finite_path` then finds and refuses) instead of ``null``, and
-    every ``Any`` position accepts plain JSON only; ``path`` (``.field[].key``)
-    names the position in the error message.
-    """
-    if isinstance(schema, list):
-        return [_strict(item, path) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key == "fields" and isinstance(value, dict):  # model-fields, typed-dict
-            out[key] = {name: _strict(sub, f"{path}.{name}") for name, sub in value.items()}
-        elif key == "fields" and isinstance(value, list):  # dataclass-args
-            out[key] = [
-                _strict(sub, f"{path}.{sub.get('name')}") if isinstance(sub, dict) else sub
-                for sub in value
-            ]
-        elif key == "items_schema":
-            out[key] = _strict(value, f"{path}[]")
-        elif key == "values_schema":
-            out[key] = _strict(value, f"{path}.*")
-        else:
-            out[key] = _strict(value, path)
-    kind = out.get("type")
-    if kind in ("model", "dataclass", "typed-dict"):
-        out["config"] = {**out.get("config", {}), "ser_json_inf_nan": "constants"}
-    elif kind == "any" and "serialization" not in out:
-        out["serialization"] = {
-            "type": "function-plain",
-            "function": _any_checker(path),
-            "info_arg": False,
-            "return_schema": {"type": "any"},
-        }
-    elif kind in ("list", "set", "frozenset", "generator") and "items_schema" not in out:
-        out["items_schema"] = _strict({"type": "any"}, f"{path}[]")
-    elif kind == "dict":
-        out.setdefault("values_schema", _strict({"type": "any"}, f"{path}.*"))
-    return out
-
-
-def _strict_serializer(schema: Any) -> SchemaSerializer:
-    """The strict serializer of a state type's core schema.
-
-    pydantic-core reuses a completed model's own ("prebuilt") serializer for a
-    nested ``model`` schema, which would silently skip every strict check of
-    :func:`_strict` (the top-level model included); ``_use_prebuilt=False``
-    builds every level from the strict schema. The flag exists from
-    pydantic-core 2.46 (pydantic 2.13, the floor in pyproject.toml); without
-    it these checks would be lost silently, so there is no fallback.
-    """
-    return SchemaSerializer(_strict(schema), _use_prebuilt=False)
-
-
 def dump_json(value: Any, what: str) -> str:
     """Compact JSON text of plain data (queue, metadata); SerializationError if it cannot be."""
     if not value and type(value) in (dict, list):
@@ -297,35 +221,8 @@ def decode_json_object(text: object, what: str) -> Any:
         return _DECODER.decode(text)
     except _NotJson as exc:
         raise ValueError(f"{what} holds {exc}") from None
-
-
-M = TypeVar("M", bound=BaseModel)
-_FIELDS_SETS: dict[type[BaseModel], set[str]] = {}
-
-
-def _fields_set(cls: type[BaseModel]) -> set[str]:
-    found = _FIELDS_SETS.get(cls)
-    if found is None:
-        found = _FIELDS_SETS[cls] = set(cls.model_fields)
-    return found
-
-
-def construct(cls: type[M], values: dict[str, Any]) -> M:
-    """``cls.model_construct(**values)`` for already-valid values naming every field.
-
-    The listings build thousands of these; pydantic's model_construct spends
-    most of its time on default handling that a complete, trusted row does not
-    need. A test checks the result equals model_construct's.
-    """
-    obj = cls.__new__(cls)
-    object.__setattr__(obj, "__dict__", values)
-    # Every field is named, so all instances of a class share one fields set;
-    # model_copy copies it before changing it, and assigning a field of a mutable one
-    # (Checkpoint) only adds a name the set already holds.
-    object.__setattr__(obj, "__pydantic_fields_set__", _fields_set(cls))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
-    return obj
+    except RecursionError:
+        raise ValueError(f"{what} is {_TOO_DEEP}") from None
 
 
 class EncodedCheckpoint(NamedTuple):
@@ -361,10 +258,10 @@ class StateCodec(Generic[S]):
             raise InvalidInput(f"max_state_bytes must be a positive int, not {max_state_bytes!r}")
         self.state_type = state_type
         self.max_state_bytes = max_state_bytes
-        self._serializer = _strict_serializer(state_type.__pydantic_core_schema__)
+        self._serializer = strict_serializer(state_type, _plain_json)
         # Scanning JSON for NaN/Infinity costs ~1.5 µs per KB; states that cannot hold a
         # float (only str/int/bool/... fields) skip it on encode and decode alike.
-        self._scan = may_hold_non_finite(state_type.__pydantic_core_schema__)
+        self._scan = may_hold_non_finite(core_schema(state_type))
         self.checkpoint_type = cast("type[Checkpoint[S]]", Checkpoint[state_type])  # type: ignore[valid-type]
         """``Checkpoint[state_type]``, the class every decoded checkpoint has."""
         self.graph_state_type = cast("type[GraphState[S]]", GraphState[state_type])  # type: ignore[valid-type]
@@ -383,11 +280,11 @@ class StateCodec(Generic[S]):
             )
         try:
             raw = self._serializer.to_json(state)
+            bad = _non_finite_path(raw) if self._scan else None
         except (ValueError, RecursionError) as exc:  # PydanticSerializationError is a ValueError
             raise SerializationError(
                 f"state cannot be stored as JSON: {exc}", thread_id=thread_id, step=step
             ) from exc
-        bad = _non_finite_path(raw) if self._scan else None
         if bad is not None:
             raise SerializationError(
                 f"state holds NaN or infinity at {bad}; JSON cannot store it",
@@ -413,7 +310,7 @@ class StateCodec(Generic[S]):
             if bad is not None:
                 raise ValueError(f"state holds a NaN/Infinity constant at {bad}")
             return self.state_type.model_validate_json(text)
-        except (ValueError, ValidationError) as exc:
+        except (ValueError, ValidationError, RecursionError) as exc:
             raise SerializationError(
                 f"stored state does not decode as {self.state_type.__name__}: {exc}",
                 thread_id=thread_id,
@@ -441,6 +338,12 @@ class StateCodec(Generic[S]):
                 "created_at must be a timezone-aware datetime", thread_id=thread_id, step=step
             )
         try:
+            stored_at = format_time(created_at)
+        except InvalidInput as exc:
+            raise InvalidInput(
+                f"created_at: {exc.message}", thread_id=thread_id, step=step
+            ) from None
+        try:
             checkpoint.node.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise SerializationError(
@@ -451,7 +354,7 @@ class StateCodec(Generic[S]):
         metadata = self.encode_metadata(checkpoint.metadata, thread_id=thread_id, step=step)
         state = self.encode_state(checkpoint.state.data, thread_id=thread_id, step=step)
         return EncodedCheckpoint(
-            thread_id, step, checkpoint.node, format_time(created_at), queue, metadata, state
+            thread_id, step, checkpoint.node, stored_at, queue, metadata, state
         )
 
     def encode_save(
@@ -511,14 +414,27 @@ class StateCodec(Generic[S]):
             raise SerializationError(exc.message, thread_id=thread_id, step=step) from exc.__cause__
 
     def decode(self, row: EncodedCheckpoint, *, path: str | None = None) -> Checkpoint[S]:
-        """A fresh Checkpoint from a stored row; SerializationError naming thread and step."""
+        """A fresh Checkpoint from a stored row; SerializationError naming thread and step.
+
+        Every column is checked against its SQL type first (SQLite stores what
+        it is given), so a crafted row never becomes a model holding wrong types.
+        """
+        step = row.step if type(row.step) is int else None
+        try:
+            _step(row.step, "step")
+            _text(row.node, "node")
+        except ValueError as exc:
+            raise SerializationError(
+                f"stored checkpoint does not decode: {exc}",
+                thread_id=row.thread_id,
+                step=step,
+                path=path,
+            ) from exc
         state = self.decode_state(row.state, thread_id=row.thread_id, step=row.step, path=path)
         try:
             queue = decode_queue(row.queue)
             metadata = decode_metadata(row.metadata)
             created_at = parse_time(row.created_at)
-            if not isinstance(row.node, str):
-                raise ValueError("node is not text")
         except ValueError as exc:
             raise SerializationError(
                 f"stored checkpoint does not decode: {exc}",
@@ -540,6 +456,25 @@ class StateCodec(Generic[S]):
         )
 
 
+# --- stored columns: each checked against its SQL type before a model holds it --------------
+# SQLite keeps whatever a crafted file stores ('abc' in an INTEGER column, a BLOB anywhere).
+# These checks raise ValueError, which the readers turn into SerializationError for the row.
+
+
+def _step(value: object, what: str) -> int:
+    """A stored step or count: an INTEGER in 0 ≤ value ≤ MAX_STEP."""
+    if type(value) is not int or not 0 <= value <= MAX_STEP:
+        raise ValueError(f"{what} is stored as {value!r}, not an integer in 0..2**63-1")
+    return value
+
+
+def _text(value: object, what: str) -> str:
+    """A stored TEXT column."""
+    if type(value) is not str:
+        raise ValueError(f"{what} is stored as {type(value).__name__}, not text")
+    return value
+
+
 def decode_metadata(text: object) -> dict[str, Any]:
     """Stored metadata JSON → dict; ValueError if it is not a JSON object."""
     value = decode_json_object(text, "metadata")
@@ -549,19 +484,34 @@ def decode_metadata(text: object) -> dict[str, Any]:
 
 
 def decode_queue(text: object) -> list[tuple[str, int]]:
-    """Stored queue JSON → ``[(node, path_id), ...]``; ValueError if it is not that."""
+    """Stored queue JSON → a new ``[(node, path_id), ...]``; ValueError if it is not that.
+
+    Listings decode one queue per row and most rows of a thread repeat a few
+    queue texts, so parsed queues are remembered (a bounded cache of
+    immutable tuples; each call returns a fresh list).
+    """
     if text == "[]":
         return []
-    value = decode_json_object(text, "queue")
-    if not isinstance(value, list) or not all(
-        isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and type(p[1]) is int
-        for p in value
-    ):
-        raise ValueError("queue is not a list of [node, path_id] pairs")
-    return [(p[0], p[1]) for p in value]
+    found = _QUEUES.get(text) if isinstance(text, str) else None
+    if found is None:
+        value = decode_json_object(text, "queue")
+        if not isinstance(value, list) or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and type(p[1]) is int
+            for p in value
+        ):
+            raise ValueError("queue is not a list of [node, path_id] pairs")
+        found = tuple((p[0], p[1]) for p in value)
+        if len(_QUEUES) >= _QUEUE_CACHE:
+            _QUEUES.clear()
+        _QUEUES[cast("str", text)] = found
+    return list(found)
 
 
-def thread_status(queue: str, metadata: str) -> ThreadStatus:
+_QUEUE_CACHE = 1024
+_QUEUES: dict[str, tuple[tuple[str, int], ...]] = {}
+
+
+def thread_status(queue: object, metadata: object) -> ThreadStatus:
     """A thread's status from its latest row's queue and metadata text (see ThreadInfo)."""
     if not decode_queue(queue):
         return "done"
@@ -571,15 +521,15 @@ def thread_status(queue: str, metadata: str) -> ThreadStatus:
 
 
 def checkpoint_metadata(
-    step: int, created_at: str, node: str, metadata: str, queue: str
+    step: object, created_at: object, node: object, metadata: object, queue: object
 ) -> CheckpointMetadata:
-    """A listing entry from stored columns (no state involved)."""
+    """A listing entry from stored columns (no state involved); ValueError for a damaged row."""
     return construct(
         CheckpointMetadata,
         {
-            "step": step,
+            "step": _step(step, "step"),
             "created_at": parse_time(created_at),
-            "node": node,
+            "node": _text(node, "node"),
             "queue": decode_queue(queue),
             "metadata": decode_metadata(metadata),
         },
@@ -587,33 +537,38 @@ def checkpoint_metadata(
 
 
 def thread_info(
-    thread_id: str,
-    created_at: str,
-    updated_at: str,
-    latest_step: int,
-    checkpoint_count: int,
-    parent_thread_id: str | None,
-    parent_step: int | None,
-    metadata: str,
-    latest_node: str,
-    latest_queue: str,
-    latest_metadata: str,
+    thread_id: object,
+    created_at: object,
+    updated_at: object,
+    latest_step: object,
+    checkpoint_count: object,
+    parent_thread_id: object,
+    parent_step: object,
+    metadata: object,
+    latest_node: object,
+    latest_queue: object,
+    latest_metadata: object,
 ) -> ThreadInfo:
-    """A ThreadInfo from stored columns: the thread record and its latest row's node, queue, metadata."""
-    if not isinstance(latest_node, str):
+    """A ThreadInfo from stored columns: the thread record and its latest row's node, queue, metadata.
+
+    ValueError for a damaged row (a missing latest checkpoint included).
+    """
+    if latest_node is None:
         raise ValueError("the thread's latest checkpoint is missing")
     return construct(
         ThreadInfo,
         {
-            "thread_id": thread_id,
+            "thread_id": _text(thread_id, "thread_id"),
             "created_at": parse_time(created_at),
             "updated_at": parse_time(updated_at),
-            "latest_step": latest_step,
-            "checkpoint_count": checkpoint_count,
-            "parent_thread_id": parent_thread_id,
-            "parent_step": parent_step,
+            "latest_step": _step(latest_step, "latest_step"),
+            "checkpoint_count": _step(checkpoint_count, "checkpoint_count"),
+            "parent_thread_id": (
+                None if parent_thread_id is None else _text(parent_thread_id, "parent_thread_id")
+            ),
+            "parent_step": None if parent_step is None else _step(parent_step, "parent_step"),
             "metadata": decode_metadata(metadata),
-            "latest_node": latest_node,
+            "latest_node": _text(latest_node, "the latest checkpoint's node"),
             "status": thread_status(latest_queue, latest_metadata),
         },
     )

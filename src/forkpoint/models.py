@@ -160,9 +160,13 @@ S = TypeVar("S", bound=StateSchema)
 
 
 def _aware_utc(value: datetime) -> datetime:
+    """The time in UTC; ValueError (so pydantic's ValidationError) if naive or out of range there."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("created_at must be timezone-aware")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # exists in its own offset, not in UTC: 0001-01-01T00:00+01:00
+        raise ValueError(f"created_at {value.isoformat()} is out of range in UTC") from None
 
 
 AwareUTC = Annotated[datetime, AfterValidator(_aware_utc)]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from forkpoint import NotAForkpointDatabase, SqliteCheckpointer, StorageError
+from forkpoint import CheckpointerClosed, NotAForkpointDatabase, SqliteCheckpointer, StorageError
 from forkpoint.sqlite import Durability
 from tests.conftest import Counter, make_cp
 
@@ -51,3 +51,12 @@ async def test_a_directory_is_refused_as_one(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="directory") as info:
         await SqliteCheckpointer.open(tmp_path, Counter)
     assert not isinstance(info.value, NotAForkpointDatabase)
+
+
+async def test_a_checkpointer_never_opened_says_how_to_open_one() -> None:
+    cp = SqliteCheckpointer(Counter)
+    with pytest.raises(CheckpointerClosed, match=r"SqliteCheckpointer\.open"):
+        await cp.load("t")
+    with pytest.raises(CheckpointerClosed, match=r"SqliteCheckpointer\.open"):
+        await cp.save(make_cp("t", 0))
+    await cp.close()  # nothing to release; returns

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from forkpoint import CheckpointMetadata, ThreadInfo
-from forkpoint.codec import checkpoint_metadata, construct, decode_json_object, thread_info
+from forkpoint._pydantic import construct
+from forkpoint.codec import checkpoint_metadata, decode_json_object, decode_queue, thread_info
 
 
 def test_construct_equals_model_construct() -> None:
@@ -73,3 +74,12 @@ def test_listing_rows_decode_like_validation() -> None:
 def test_stored_json_refuses_non_json_constants(text: str) -> None:
     with pytest.raises(ValueError, match="non-JSON constant"):
         decode_json_object(text, "metadata")
+
+
+def test_decoded_queues_are_fresh_lists_and_damage_is_refused() -> None:
+    first = decode_queue('[["a",1],["b",2]]')
+    first.append(("c", 3))
+    assert decode_queue('[["a",1],["b",2]]') == [("a", 1), ("b", 2)]  # the cache is not shared
+    for bad in ('[["a"]]', '[["a","1"]]', '{"a":1}', "[[1,2]]", "not json", 7):
+        with pytest.raises(ValueError):  # noqa: PT011 - the message varies with the damage
+            decode_queue(bad)

@@ -26,7 +26,7 @@ from typing import Any, Generic
 
 from ..base import CheckpointRow, HistoryCheckpointer, ThreadRecord, ThreadRow
 from ..codec import EncodedCheckpoint
-from ..errors import InvalidInput
+from ..errors import CheckpointerClosed, InvalidInput
 from ..models import MAX_STEP, S
 from . import _jobs as jobs
 from ._engine import Durability, SqliteEngine
@@ -174,10 +174,17 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         return self._engine.path
 
     def _check_backend(self) -> None:
-        self._engine.check_usable()
+        engine: SqliteEngine | None = getattr(self, "_engine", None)
+        if engine is None:  # built by the constructor alone, never opened
+            raise CheckpointerClosed(
+                "this checkpointer was never opened; use await SqliteCheckpointer.open(path, State)"
+            )
+        engine.check_usable()
 
     async def _close(self) -> None:
-        await self._engine.close()
+        engine: SqliteEngine | None = getattr(self, "_engine", None)
+        if engine is not None:
+            await engine.close()
 
     # --- storage hooks: writes -----------------------------------------------------------------
 

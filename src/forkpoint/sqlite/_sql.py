@@ -101,7 +101,8 @@ class SQL:
     HISTORY = (
         "SELECT step, created_at, node, metadata, queue FROM checkpoints AS c WHERE c.thread_id = ?"
     )
-    ALL_THREAD_IDS = "SELECT thread_id FROM threads ORDER BY thread_id"
+    # As bytes: an id that is not UTF-8 (a crafted file) must not fail an all-threads prune.
+    ALL_THREAD_IDS = "SELECT CAST(thread_id AS BLOB) FROM threads ORDER BY thread_id"
     INACTIVE = "SELECT thread_id FROM threads WHERE updated_at < ? ORDER BY thread_id"
     # Rows a prune removes: the oldest steps, below the latest, below the newest
     # `keep`, and below the first step created at or after the cutoff ('~' sorts
@@ -127,7 +128,9 @@ class SQL:
         "UPDATE threads SET checkpoint_count = checkpoint_count - ?, "
         "delta_run = min(delta_run, checkpoint_count - ? - 1) WHERE thread_id = ?"
     )
-    TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    # Anything in the schema (tables, views, triggers, indexes) but SQLite's own sqlite_% objects:
+    # a file holding any of it is not an empty one to create a database in.
+    SCHEMA_OBJECTS = "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite!_%' ESCAPE '!'"
 
 
 def filter_sql(flt: Mapping[str, Any], source: str, depth: int = 0) -> tuple[str, list[Any]]:

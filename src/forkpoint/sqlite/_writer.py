@@ -42,6 +42,7 @@ class _Job:
     args: tuple[Any, ...]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    queued: float  # loop.time() when submitted
 
 
 def _answer(jobs: list[_Job], results: list[tuple[bool, Any]]) -> None:
@@ -55,15 +56,21 @@ def _answer(jobs: list[_Job], results: list[tuple[bool, Any]]) -> None:
             job.future.set_exception(value)
 
 
-def _run_and_answer(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+def _run_and_answer(conn: sqlite3.Connection, jobs: list[_Job]) -> BaseException | None:
     """Run a batch on the writer thread and answer its callers from here.
 
     Answering from the worker thread, not from whoever awaited the batch, means
-    a cancelled awaiter cannot strand the other jobs of its batch.
+    a cancelled awaiter cannot strand the other jobs of its batch. Returns the
+    lock error when the batch could not get the write lock within busy_timeout.
     """
     results = _run_batch(conn, jobs)
     with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
         jobs[0].loop.call_soon_threadsafe(_answer, jobs, results)
+    first = results[0][1] if results and not results[0][0] else None
+    locked = isinstance(first, sqlite3.Error) and (
+        getattr(first, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    )
+    return first if locked and not conn.in_transaction else None
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -78,13 +85,21 @@ def _run_batch(conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[bool, A
 
     Jobs raise CheckpointError (a conflict, a missing thread) only before they
     write, so a refused job leaves nothing in the transaction and needs no
-    savepoint. Should one ever raise after writing, or should SQLite fail, the
-    batch is rolled back and re-run one job per transaction, so each caller
-    gets its own outcome.
+    savepoint. Should one ever raise after writing, or should a statement
+    fail, the batch is rolled back and re-run one job per transaction, so each
+    caller gets its own outcome. A ``BEGIN IMMEDIATE`` that fails (the lock
+    is held past ``busy_timeout``) fails the whole batch at once: no re-run
+    waits for the lock again.
     """
-    results: list[tuple[bool, Any]] = []
     try:
         conn.execute("BEGIN IMMEDIATE")
+    except Exception as exc:  # noqa: BLE001 - answered to every job below
+        # The lock was not ours within busy_timeout (or the file failed us): every job of the
+        # batch has waited that long already, so each gets the error now; re-running them one
+        # by one would make the last caller wait busy_timeout once per job before it.
+        return [(False, exc)] * len(jobs)
+    results: list[tuple[bool, Any]] = []
+    try:
         for job in jobs:
             before = conn.total_changes
             try:
@@ -126,10 +141,16 @@ class GroupCommitWriter:
     async def submit(self, fn: Callable[..., T], *args: Any) -> T:
         """Queue ``fn(conn, *args)`` for the next transaction; its own result or exception."""
         loop = asyncio.get_running_loop()
-        job = _Job(fn, args, loop.create_future(), loop)
+        job = _Job(fn, args, loop.create_future(), loop, loop.time())
         self._pending.append(job)
         if not self._flushing:
-            await self._lead(job)
+            try:
+                await self._lead(job)
+            except asyncio.CancelledError:
+                # The caller is gone but its batch still runs on the thread and will answer this
+                # future: cancelled now, it is skipped then, so no exception is left unobserved.
+                job.future.cancel()
+                raise
         return await job.future  # type: ignore[no-any-return]
 
     async def idle(self) -> None:
@@ -167,16 +188,30 @@ class GroupCommitWriter:
             self._idle.set()
 
     async def _flush_batch(self) -> None:
-        """Run the next batch of pending jobs as one transaction; the batch answers its jobs."""
+        """Run the next batch of pending jobs as one transaction; the batch answers its jobs.
+
+        When the batch cannot get the write lock within busy_timeout, the jobs
+        still queued that were submitted before it began waiting (more than
+        ``MAX_BATCH`` were pending) have waited as long: they fail with it,
+        rather than wait for the lock once more.
+        """
         batch = [job for job in self._pending[:MAX_BATCH] if not job.future.done()]
         del self._pending[:MAX_BATCH]
         if not batch:
             return
+        began = batch[0].loop.time()
         try:
-            await self.thread.call(_run_and_answer, batch)
+            locked = await self.thread.call(_run_and_answer, batch)
         except (Exception, asyncio.CancelledError) as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise  # the batch still runs on the thread and answers its jobs
             for job in batch:  # the thread never ran it (it was stopped)
                 if not job.future.done():
                     job.future.set_exception(exc)
+            return
+        if locked is not None:
+            waited = [job for job in self._pending if job.queued <= began]
+            self._pending = [job for job in self._pending if job.queued > began]
+            for job in waited:
+                if not job.future.done():
+                    job.future.set_exception(locked)

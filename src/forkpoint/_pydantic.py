@@ -1,0 +1,183 @@
+"""Every pydantic interface forkpoint uses beyond pydantic's documented model API, held here.
+
+Three things, each needed for a reason, each guarded by tests that fail when a
+pydantic release changes what they rely on:
+
+* **``SchemaSerializer(..., _use_prebuilt=False)``** (a private keyword of
+  pydantic-core, from 2.46 / pydantic 2.13, the floor in pyproject.toml).
+  pydantic-core reuses a completed model's own ("prebuilt") serializer for a
+  nested ``model`` schema, which would skip every strict check that
+  :func:`strict_serializer` adds to the schema, the top-level model included.
+  Without the keyword the strict checks would be lost silently, so there is no
+  fallback: a release that drops it makes every codec fail to build (every
+  save test fails), one that ignores it fails
+  ``tests/reliability/test_hardening_rows.py::test_strict_encoding_reaches_nested_models``
+  and ``tests/contract/test_bad_input.py::test_state_json_cannot_hold_is_refused_naming_the_field``.
+* **Reading and rewriting core schemas** (:func:`strict_serializer`,
+  :func:`may_hold_non_finite`). The core-schema dictionaries are pydantic-core's
+  public types, but their layout (``fields``, ``items_schema``,
+  ``values_schema``, the node ``type`` names) is what the rewrite follows to
+  put a plain-JSON check on every ``Any`` position and write NaN/infinity as
+  tokens that the codec then refuses (pydantic alone writes ``null``). A
+  renamed key would leave a position unchecked: the same two tests fail. An
+  unknown node type counts as "may hold a float", so a new type costs a scan,
+  never a missed NaN.
+* **Writing ``__dict__`` and the ``__pydantic_*__`` slots directly**
+  (:func:`construct`). Listings build thousands of models from rows already
+  checked by the codec; ``model_construct`` spends most of its time on default
+  handling a complete row does not need. The result must equal
+  ``model_construct``'s in every observable way:
+  ``tests/reliability/test_hardening_rows.py::test_the_fast_constructor_builds_what_model_construct_builds``
+  and ``tests/storage/test_construct.py`` fail if pydantic adds or renames an
+  instance slot.
+
+No other module of forkpoint names a private pydantic interface
+(``test_every_pydantic_internal_is_held_in_one_module`` checks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from pydantic_core import SchemaSerializer
+
+__all__ = ["construct", "core_schema", "may_hold_non_finite", "strict_serializer"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def core_schema(cls: type[BaseModel]) -> Any:
+    """The pydantic-core schema of a completed model class."""
+    return cls.__pydantic_core_schema__
+
+
+# --- reading core schemas -------------------------------------------------------------------
+
+# Core-schema node types that can neither produce nor accept a NaN/Infinity token.
+_NO_FLOAT_TYPES = frozenset(
+    {
+        "str", "int", "bool", "none", "literal", "enum", "uuid", "url", "multi-host-url", "bytes",
+        "datetime", "date", "time", "model", "model-fields", "model-field", "typed-dict",
+        "typed-dict-field", "dataclass", "dataclass-args", "dataclass-field", "list", "tuple",
+        "set", "frozenset", "dict", "nullable", "default", "definitions", "definition-ref",
+        "union", "tagged-union", "lax-or-strict",
+    }
+)  # fmt: skip
+
+
+def may_hold_non_finite(schema: Any) -> bool:
+    """Whether data of this core schema can contain a float (so NaN/Infinity need a scan).
+
+    Conservative: any type not known to be float-free, any custom serializer
+    function, and any model accepting extra fields count as "may".
+    """
+    if isinstance(schema, list):
+        return any(may_hold_non_finite(item) for item in schema)
+    if not isinstance(schema, dict):
+        return False
+    kind = schema.get("type")
+    if isinstance(kind, str) and kind not in _NO_FLOAT_TYPES:
+        return True
+    config = schema.get("config")
+    if isinstance(config, dict) and config.get("extra_fields_behavior") == "allow":
+        return True
+    return any(
+        may_hold_non_finite(value)
+        for key, value in schema.items()
+        if key not in ("metadata", "config", "cls", "ref", "schema_ref") and key != "type"
+    )
+
+
+# --- the strict serializer ------------------------------------------------------------------
+
+AnyCheck = Callable[[Any, str], None]
+"""Raises ValueError unless a value at a field path (``.a[2].b``) is plain JSON."""
+
+
+def _any_checker(check: AnyCheck, field: str) -> Callable[[Any], Any]:
+    def serialize(value: Any) -> Any:
+        check(value, field)
+        return value
+
+    return serialize
+
+
+def _strict(schema: Any, check: AnyCheck, path: str = "") -> Any:
+    """A copy of a core schema that serialises without silent data changes.
+
+    Every model/dataclass writes NaN and ±inf as JSON constants (which the
+    codec then finds and refuses) instead of ``null``, and every ``Any``
+    position runs ``check``; ``path`` (``.field[].key``) names the position.
+    """
+    if isinstance(schema, list):
+        return [_strict(item, check, path) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "fields" and isinstance(value, dict):  # model-fields, typed-dict
+            out[key] = {name: _strict(sub, check, f"{path}.{name}") for name, sub in value.items()}
+        elif key == "fields" and isinstance(value, list):  # dataclass-args
+            out[key] = [
+                _strict(sub, check, f"{path}.{sub.get('name')}") if isinstance(sub, dict) else sub
+                for sub in value
+            ]
+        elif key == "items_schema":
+            out[key] = _strict(value, check, f"{path}[]")
+        elif key == "values_schema":
+            out[key] = _strict(value, check, f"{path}.*")
+        else:
+            out[key] = _strict(value, check, path)
+    kind = out.get("type")
+    if kind in ("model", "dataclass", "typed-dict"):
+        out["config"] = {**out.get("config", {}), "ser_json_inf_nan": "constants"}
+    elif kind == "any" and "serialization" not in out:
+        out["serialization"] = {
+            "type": "function-plain",
+            "function": _any_checker(check, path),
+            "info_arg": False,
+            "return_schema": {"type": "any"},
+        }
+    elif kind in ("list", "set", "frozenset", "generator") and "items_schema" not in out:
+        out["items_schema"] = _strict({"type": "any"}, check, f"{path}[]")
+    elif kind == "dict":
+        out.setdefault("values_schema", _strict({"type": "any"}, check, f"{path}.*"))
+    return out
+
+
+def strict_serializer(cls: type[BaseModel], check_any: AnyCheck) -> SchemaSerializer:
+    """A serializer of ``cls`` that writes NaN/±inf as tokens and runs ``check_any`` on ``Any`` data.
+
+    Every level is built from the rewritten schema (``_use_prebuilt=False``):
+    see the module docstring.
+    """
+    return SchemaSerializer(_strict(core_schema(cls), check_any), _use_prebuilt=False)
+
+
+# --- fast construction ----------------------------------------------------------------------
+
+_FIELDS_SETS: dict[type[BaseModel], set[str]] = {}
+
+
+def _fields_set(cls: type[BaseModel]) -> set[str]:
+    found = _FIELDS_SETS.get(cls)
+    if found is None:
+        found = _FIELDS_SETS[cls] = set(cls.model_fields)
+    return found
+
+
+def construct(cls: type[M], values: dict[str, Any]) -> M:
+    """``cls.model_construct(**values)`` for already-valid values naming every field.
+
+    Every field is named, so all instances of a class share one fields set;
+    ``model_copy`` copies it before changing it, and assigning a field of a
+    mutable model (Checkpoint) only adds a name the set already holds.
+    """
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", _fields_set(cls))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
