@@ -343,3 +343,20 @@ def test_a_forgotten_checkpointer_is_closed_when_collected(tmp_path: Path) -> No
 def test_the_module_is_importable_as_forkpoint_sync() -> None:
     assert forkpoint.sync.open_sqlite is open_sqlite
     assert "SyncCheckpointer" in forkpoint.sync.__all__
+
+
+def test_streaming_methods_are_plain_iterators_checked_when_called(tmp_path: Path) -> None:
+    with open_sqlite(tmp_path / "x.db", Counter) as cp:
+        for step in range(5):
+            cp.append("t", Counter(n=step), node="n")
+        metas = cp.iter_checkpoints("t", newest_first=True, page_size=2)
+        assert isinstance(metas, Iterator)
+        assert [m.step for m in metas] == [4, 3, 2, 1, 0]
+        assert [c.state.data.n for c in cp.iter_states("t", before=3)] == [2, 1, 0]
+        assert [i.thread_id for i in cp.iter_threads()] == ["t"]
+        with pytest.raises(InvalidInput):  # at the call, before any iteration
+            cp.iter_checkpoints("t", page_size=0)
+        for meta in cp.iter_checkpoints("t", page_size=1):  # left early: nothing hangs
+            assert meta.step == 0
+            break
+        assert cp.load("t") is not None
