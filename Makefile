@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 FLOOR_VENV := .venv-floor
 FLOOR_STAMP := $(FLOOR_VENV)/.installed
 
-.PHONY: help install lint typecheck test test-floor soak demo bench bench-quick clean
+.PHONY: help install lint typecheck test test-floor soak demo bench bench-quick bench-runner clean
 
 help:
 	@echo "make demo        set up and run the demonstration (kill, resume, interrupt, fork)"
@@ -16,6 +16,7 @@ help:
 	@echo "make soak        the long fault tests (10x iterations)"
 	@echo "make bench       the benchmark suite, writes bench/RESULTS.md"
 	@echo "make bench-quick a smoke run of the benchmark harness"
+	@echo "make bench-runner only the runner's row (parallel branches vs sequential)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +62,9 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m bench.run --quick
+
+bench-runner: $(STAMP)
+	$(PY) -m bench.runner
 
 clean:
 	rm -rf $(VENV) $(FLOOR_VENV) .mypy_cache .ruff_cache .pytest_cache dist build

@@ -17,6 +17,23 @@ def _nothing(_conn: sqlite3.Connection) -> None:
     return None
 
 
+class _ReaderBeforeVersions:
+    """Decoding as it was before state versions: pydantic's own validator on the stored text.
+
+    W4 loads the same database through this and through forkpoint's own
+    reader, so the row "forkpoint vs the same load without versions" is the
+    whole cost of versioning on a current-version row.
+    """
+
+    def __init__(self, state_type: type[BenchState]) -> None:
+        self.state_type = state_type
+        self.version = state_type.state_version
+        self.any_version = False
+
+    def read(self, text: str, stored_version: int, **_where: Any) -> BenchState:
+        return self.state_type.model_validate_json(text)
+
+
 class ForkpointStore:
     """A thin adapter: the workloads call the public API and nothing else."""
 
@@ -27,7 +44,12 @@ class ForkpointStore:
 
     @classmethod
     async def open(
-        cls, path: str, *, durability: Durability = "full", keep_last: int | None = None
+        cls,
+        path: str,
+        *,
+        durability: Durability = "full",
+        keep_last: int | None = None,
+        versions: bool = True,
     ) -> ForkpointStore:
         if durability == "full" and keep_last is None:
             cp = await SqliteCheckpointer.open(path, BenchState)  # the defaults
@@ -35,6 +57,8 @@ class ForkpointStore:
             cp = await SqliteCheckpointer.open(
                 path, BenchState, durability=durability, keep_last=keep_last
             )
+        if not versions:  # the baseline of W4's versioning row (bench-only, private on purpose)
+            cp._codec._reader = _ReaderBeforeVersions(BenchState)  # type: ignore[assignment]
         return cls(cp)
 
     def prepare(

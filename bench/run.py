@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import lg
+from . import runner as runner_bench
 from .report import render
 from .state import Sizes
 from .workloads import Bench
@@ -48,6 +49,11 @@ async def _run(bench: Bench) -> None:
         await bench.close_readers()
     _log("W8")
     await bench.run_w8()
+    _log(f"{runner_bench.WORKLOAD} (runner branches)")
+    quick = bench.sizes == Sizes.quick()
+    await runner_bench.run_branches(
+        bench.samples, bench.dir, min(3, reps), runner_bench.seconds(quick)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

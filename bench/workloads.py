@@ -30,6 +30,7 @@ LG, RAW_FULL, RAW_NORMAL = "langgraph", "raw-full", "raw-normal"
 RAW_GROUP_FULL, RAW_GROUP_NORMAL = "raw-group-full", "raw-group-normal"
 RAW_AIO_FULL, RAW_AIO_NORMAL = "raw-aio-full", "raw-aio-normal"
 HOP = "aiosqlite-hop"
+FP_UNVERSIONED = "forkpoint-unversioned"
 
 
 class AsyncStore(Protocol):
@@ -271,6 +272,9 @@ class Bench:
             await fp.save(cp)
         await fp.close()
         self.readers[FP] = await ForkpointStore.open(self.path("read-fp"))
+        self.readers[FP_UNVERSIONED] = await ForkpointStore.open(
+            self.path("read-fp"), versions=False
+        )
 
         if self.langgraph:
             from .lg import LangGraphStore
@@ -295,7 +299,7 @@ class Bench:
 
     async def run_w4(self, rep: int) -> None:
         loads = self.sizes.w4_loads
-        for name in self.order([FP, LG, RAW_FULL, RAW_AIO_FULL, HOP], rep):
+        for name in self.order([FP, LG, RAW_FULL, RAW_AIO_FULL, HOP, FP_UNVERSIONED], rep):
             if name == RAW_FULL:
                 lat = latencies(functools.partial(self.readers[RAW_FULL].load, "long"), loads)
             else:

@@ -1,6 +1,6 @@
 """Every pydantic interface forkpoint uses beyond pydantic's documented model API, held here.
 
-Three things, each needed for a reason, each guarded by tests that fail when a
+Four things, each needed for a reason, each guarded by tests that fail when a
 pydantic release changes what they rely on:
 
 * **``SchemaSerializer(..., _use_prebuilt=False)``** (a private keyword of
@@ -31,6 +31,19 @@ pydantic release changes what they rely on:
   and ``tests/storage/test_construct.py`` fail if pydantic adds or renames an
   instance slot.
 
+* **A reading validator rebuilt from a rewritten core schema**
+  (:func:`reading_validator`, ``SchemaValidator(..., _use_prebuilt=False)``).
+  pydantic's default for a nested ``BaseModel``, dataclass or TypedDict that
+  says nothing about ``extra`` is to drop unknown keys; a stored state must
+  not lose data that way, so the validator that reads stored states forbids
+  them unless the model chose ``extra`` itself. The rewrite follows the
+  layout of ``config.extra_fields_behavior`` (model and dataclass nodes) and
+  ``extra_behavior`` (typed-dict and dataclass-args nodes);
+  ``_use_prebuilt=False`` keeps pydantic-core from reusing the nested models'
+  own validators. If a release changes either, the nested-model tests of
+  ``tests/versioning/test_reader.py`` fail (keys dropped again, or the
+  validators disagreeing with pydantic's on recursion, unions or validators).
+
 No other module of forkpoint names a private pydantic interface
 (``test_every_pydantic_internal_is_held_in_one_module`` checks).
 """
@@ -41,9 +54,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from pydantic_core import SchemaSerializer
+from pydantic_core import SchemaSerializer, SchemaValidator
 
-__all__ = ["construct", "core_schema", "may_hold_non_finite", "strict_serializer"]
+__all__ = [
+    "construct",
+    "core_schema",
+    "may_hold_non_finite",
+    "reading_validator",
+    "strict_serializer",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -181,3 +200,48 @@ def construct(cls: type[M], values: dict[str, Any]) -> M:
     object.__setattr__(obj, "__pydantic_extra__", None)
     object.__setattr__(obj, "__pydantic_private__", None)
     return obj
+
+
+# --- the validator that reads stored states ----------------------------------------------------
+
+
+def _implicit_extra_forbidden(schema: Any) -> tuple[Any, bool]:
+    """A copy of a core schema in which models that never chose ``extra`` forbid unknown keys.
+
+    Returns the copy and whether anything changed.
+    """
+    changed = False
+
+    def walk(node: Any) -> Any:
+        nonlocal changed
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = {key: walk(value) for key, value in node.items()}
+        kind = out.get("type")
+        config = out.get("config")
+        chosen = isinstance(config, dict) and "extra_fields_behavior" in config
+        if kind in ("model", "dataclass") and not chosen:
+            out["config"] = {**(config or {}), "extra_fields_behavior": "forbid"}
+            changed = True
+        elif (
+            kind in ("typed-dict", "dataclass-args") and not chosen and "extra_behavior" not in out
+        ):
+            out["extra_behavior"] = "forbid"
+            changed = True
+        return out
+
+    return walk(schema), changed
+
+
+def reading_validator(cls: type[BaseModel]) -> SchemaValidator:
+    """The validator stored states of ``cls`` are read with: no nested model drops unknown keys.
+
+    The class's own validator when no nested model leaves ``extra`` unchosen
+    (the common case costs nothing), else one rebuilt from the rewritten schema.
+    """
+    schema, changed = _implicit_extra_forbidden(core_schema(cls))
+    if not changed:
+        return cls.__pydantic_validator__  # type: ignore[return-value]
+    return SchemaValidator(schema, _use_prebuilt=False)

@@ -58,6 +58,7 @@ from ._checks import check_restore as check_restore  # re-exported: the CLI's im
 from .codec import EncodedCheckpoint, StateCodec, checkpoint_metadata, format_time, thread_info
 from .errors import (
     CheckpointerClosed,
+    CheckpointError,
     CheckpointNotFound,
     ForkNotSupported,
     InvalidInput,
@@ -65,7 +66,8 @@ from .errors import (
     StepConflict,
     ThreadExists,
 )
-from .models import Checkpoint, CheckpointMetadata, S, ThreadInfo
+from .models import Checkpoint, CheckpointMetadata, S, StateSchema, ThreadInfo
+from .state_check import StateCheckReport, StateUpgradeReport, check_states, upgrade_states
 
 __all__ = ["Checkpointer", "HistoryCheckpointer", "MetadataFilter", "PruneReport"]
 
@@ -270,6 +272,74 @@ class HistoryCheckpointer(Checkpointer[S]):
         check_thread_id(thread_id)
         check_step(step)
         return await self._read_raw(thread_id, step)
+
+    async def check_states(
+        self,
+        state_type: type[StateSchema],
+        *,
+        all_steps: bool = False,
+        page_size: int = 200,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> StateCheckReport:
+        """Whether the stored threads read with ``state_type``: the check to run before a deploy.
+
+        Decodes each thread's latest checkpoint (every checkpoint with
+        ``all_steps``) with ``state_type``, whatever class this checkpointer
+        was opened with, running its upgrade steps on older rows, and reports
+        per thread what would fail and why (:class:`StateCheckReport`; its
+        ``ok`` is true when nothing would). Reads ``page_size`` threads or
+        steps at a time and calls ``progress(threads, checkpoints)`` after each
+        page of threads; writes nothing. Checks, in order: usable,
+        ``state_type``, ``all_steps``, ``page_size``, ``progress``.
+        """
+        self._usable()
+        return await check_states(
+            self,
+            self._read_row,
+            self._stream_rows,
+            state_type,
+            all_steps=all_steps,
+            page_size=page_size,
+            progress=progress,
+        )
+
+    async def upgrade_states(
+        self,
+        *,
+        dry_run: bool = False,
+        page_size: int = 200,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> StateUpgradeReport:
+        """Rewrite every stored state of an older version as the current version of ``state_type``.
+
+        Reads never rewrite history; this does, on purpose, so that old rows no
+        longer run upgrade steps and older code can no longer read them. One
+        transaction per thread: a thread is rewritten only if every one of its
+        checkpoints reads with the class (else it is reported, as
+        ``check_states`` would, and left as it is), and only if no save or
+        prune touched it since it was read (else it is reported in
+        ``threads_changed``; run again). Only the state and its version change:
+        steps, nodes, queues, times and metadata stay as stored. ``dry_run``
+        writes nothing and reports what would be rewritten. Checks, in order:
+        usable, ``dry_run``, ``page_size``, ``progress``; a checkpointer
+        opened with ``JsonState`` is refused (``InvalidInput``).
+        """
+        self._usable()
+        return await upgrade_states(
+            self,
+            self._codec,
+            self._thread_rows,
+            self._replace_states,
+            dry_run=dry_run,
+            page_size=page_size,
+            progress=progress,
+        )
+
+    async def _thread_rows(self, thread_id: str) -> list[EncodedCheckpoint]:
+        """Every stored row of a thread, oldest first, with full states."""
+        rows = [row async for row in self._stream_rows(thread_id, None)]
+        rows.reverse()
+        return rows
 
     async def list_checkpoints(
         self,
@@ -715,6 +785,20 @@ class HistoryCheckpointer(Checkpointer[S]):
     @abstractmethod
     async def _restore(self, record: ThreadRecord, rows: Sequence[EncodedCheckpoint]) -> bool:
         """Hook, one transaction: insert ``record`` and ``rows`` as given; False if the id exists."""
+
+    async def _replace_states(
+        self, thread_id: str, latest_step: int, count: int, rows: Sequence[EncodedCheckpoint]
+    ) -> bool:
+        """Hook, one transaction: replace the thread's rows with ``rows`` (the same steps).
+
+        False, writing nothing, unless the thread exists with ``latest_step``
+        and ``count`` checkpoints. The thread record is not touched
+        (``updated_at`` stays: a rewrite is no activity). The default refuses,
+        for backends that cannot rewrite stored states.
+        """
+        raise CheckpointError(
+            f"{type(self).__name__} cannot rewrite stored states", thread_id=thread_id
+        )
 
 
 def _utcnow() -> datetime:

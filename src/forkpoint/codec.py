@@ -27,8 +27,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, NamedTuple, cast
 
-from pydantic import ValidationError
-
 from ._pydantic import construct, core_schema, may_hold_non_finite, strict_serializer
 from .errors import InvalidInput, SerializationError, StateTooLarge
 from .models import (
@@ -44,6 +42,7 @@ from .models import (
     check_step,
     check_thread_id,
 )
+from .versioning import StateReader
 
 __all__ = [
     "EncodedCheckpoint",
@@ -240,6 +239,8 @@ class EncodedCheckpoint(NamedTuple):
     queue: str
     metadata: str
     state: str
+    state_version: int
+    """The version of the state class that wrote ``state`` (see :mod:`forkpoint.versioning`)."""
 
 
 class StateCodec(Generic[S]):
@@ -259,6 +260,7 @@ class StateCodec(Generic[S]):
         self.state_type = state_type
         self.max_state_bytes = max_state_bytes
         self._serializer = strict_serializer(state_type, _plain_json)
+        self._reader: StateReader[S] = StateReader(state_type)
         # Scanning JSON for NaN/Infinity costs ~1.5 µs per KB; states that cannot hold a
         # float (only str/int/bool/... fields) skip it on encode and decode alike.
         self._scan = may_hold_non_finite(core_schema(state_type))
@@ -300,23 +302,39 @@ class StateCodec(Generic[S]):
         return raw.decode("utf-8")
 
     def decode_state(
-        self, text: object, *, thread_id: str, step: int, path: str | None = None
+        self,
+        text: object,
+        *,
+        thread_id: str,
+        step: int,
+        path: str | None = None,
+        version: int | None = None,
     ) -> S:
-        """Validate stored state JSON against the state type; SerializationError if it fails."""
+        """Stored state JSON of ``version`` (default: the class's), upgraded and validated.
+
+        SerializationError if it is no JSON object; StateVersionError (one) if
+        the class cannot read it (see :class:`~forkpoint.versioning.StateReader`).
+        """
         try:
             if not isinstance(text, str):
                 raise ValueError(f"state is stored as {type(text).__name__}, not JSON text")
             bad = _non_finite_path(text) if self._scan else None
             if bad is not None:
                 raise ValueError(f"state holds a NaN/Infinity constant at {bad}")
-            return self.state_type.model_validate_json(text)
-        except (ValueError, ValidationError, RecursionError) as exc:
+        except ValueError as exc:
             raise SerializationError(
                 f"stored state does not decode as {self.state_type.__name__}: {exc}",
                 thread_id=thread_id,
                 step=step,
                 path=path,
             ) from exc
+        return self._reader.read(
+            text,
+            self._reader.version if version is None else version,
+            thread_id=thread_id,
+            step=step,
+            path=path,
+        )
 
     # --- whole checkpoints ------------------------------------------------------------------
 
@@ -354,7 +372,16 @@ class StateCodec(Generic[S]):
         metadata = self.encode_metadata(checkpoint.metadata, thread_id=thread_id, step=step)
         state = self.encode_state(checkpoint.state.data, thread_id=thread_id, step=step)
         return EncodedCheckpoint(
-            thread_id, step, checkpoint.node, stored_at, queue, metadata, state
+            thread_id,
+            step,
+            checkpoint.node,
+            stored_at,
+            queue,
+            metadata,
+            state,
+            checkpoint.state.data.stored_version  # JsonState writes back what it read
+            if self._reader.any_version
+            else self._reader.version,
         )
 
     def encode_save(
@@ -430,7 +457,9 @@ class StateCodec(Generic[S]):
                 step=step,
                 path=path,
             ) from exc
-        state = self.decode_state(row.state, thread_id=row.thread_id, step=row.step, path=path)
+        state = self.decode_state(
+            row.state, thread_id=row.thread_id, step=row.step, path=path, version=row.state_version
+        )
         try:
             queue = decode_queue(row.queue)
             metadata = decode_metadata(row.metadata)

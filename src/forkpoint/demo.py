@@ -3,11 +3,14 @@
 The story, against a real SQLite file and with no network or keys:
 
 1. The agent (plan → search → three parallel reads → draft → review → publish)
-   runs in a **child process**, which is killed with ``SIGKILL`` in the middle
-   of ``read_2``: no exception, no cleanup, exactly like a crash or an OOM kill.
+   runs in a **child process**. Its search API fails once and the node is
+   retried (a ``RetryPolicy``); the three reads run concurrently, each saved as
+   its own checkpoint when it finishes. The child is killed with ``SIGKILL``
+   while ``read_2`` is still reading: no exception, no cleanup, exactly like a
+   crash or an OOM kill.
 2. This process resumes the thread from its latest checkpoint. The nodes the
    child finished are not run again (a counter file proves it); ``read_2``,
-   which died mid-flight, runs again from the start.
+   the one branch that died mid-flight, runs again from the start.
 3. The run pauses before ``publish`` (``interrupt_before``). A "human" decision
    is supplied with ``resume(update=...)``: saved as a new checkpoint that keeps
    the pending queue, and the run finishes.
@@ -35,7 +38,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from .models import Append, StateSchema
-from .runner import Next, Runner, RunResult
+from .runner import Next, NodeContext, RetryPolicy, Runner, RunResult
 from .sqlite import SqliteCheckpointer
 
 __all__ = ["ResearchState", "build_runner", "main"]
@@ -89,8 +92,11 @@ async def plan(state: ResearchState) -> dict[str, Any]:
     return {"plan": steps}
 
 
-async def search(state: ResearchState) -> Next:
+async def search(state: ResearchState, ctx: NodeContext) -> Next:
     _count("search")
+    if ctx.attempt == 1 and os.environ.get(SLOW_ENV):
+        _say("  search   ✗ attempt 1: the search API timed out (retried)")
+        raise ConnectionError("the search API timed out")
     sources = ["sqlite.org/wal.html", "sqlite.org/atomiccommit.html", "a blog on fsync"]
     if "Redis" in state.question:
         sources = ["redis.io/docs/persistence", "a forum thread", "a benchmark gist"]
@@ -98,20 +104,28 @@ async def search(state: ResearchState) -> Next:
     return Next(["read_1", "read_2", "read_3"], update={"sources": sources})
 
 
-def _reader(index: int) -> Any:
+def _reader(index: int, cp: SqliteCheckpointer[ResearchState]) -> Any:
     name = f"read_{index}"
 
-    async def read(state: ResearchState) -> dict[str, Any]:
+    async def read(state: ResearchState, ctx: NodeContext) -> dict[str, Any]:
         _count(name)
         source = state.sources[index - 1]
         if os.environ.get(SLOW_ENV) == name:
-            _say(f"  {name}   … reading {source} (slow; the process dies here)")
+            await _saved(cp, ctx.thread_id, {f"read_{i}" for i in (1, 2, 3)} - {name})
+            _say(f"  {name}   … still reading {source} (slow; the process dies here)")
             await asyncio.sleep(3600)  # the parent kills us long before this returns
         _say(f"  {name}   → note from {source}")
         return {"notes": [f"{source}: relevant"]}
 
     read.__name__ = name
     return read
+
+
+async def _saved(cp: SqliteCheckpointer[ResearchState], thread_id: str, nodes: set[str]) -> None:
+    """Wait until ``nodes`` are checkpoints of the thread (so the kill lands between branches)."""
+    # ASYNC110: the runner saves the other branches; nothing else could signal it, so poll.
+    while not nodes <= {m.node for m in await cp.list_checkpoints(thread_id)}:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
 
 
 async def draft(state: ResearchState) -> dict[str, Any]:
@@ -138,15 +152,15 @@ async def publish(state: ResearchState) -> dict[str, Any]:
 
 
 def build_runner(cp: SqliteCheckpointer[ResearchState]) -> Runner[ResearchState]:
-    """The research agent's workflow, pausing before ``publish`` for a human."""
+    """The research agent's workflow: search retried, reads in parallel, a human before publish."""
     return Runner(
         cp,
         nodes={
             "plan": plan,
             "search": search,
-            "read_1": _reader(1),
-            "read_2": _reader(2),
-            "read_3": _reader(3),
+            "read_1": _reader(1, cp),
+            "read_2": _reader(2, cp),
+            "read_3": _reader(3, cp),
             "draft": draft,
             "review": review,
             "publish": publish,
@@ -161,6 +175,8 @@ def build_runner(cp: SqliteCheckpointer[ResearchState]) -> Runner[ResearchState]
             "review": "publish",
         },
         interrupt_before=["publish"],
+        node_retry={"search": RetryPolicy(max_attempts=3, initial_delay=0.2)},
+        max_concurrency=3,
     )
 
 
@@ -215,7 +231,7 @@ def _cli(db: str, *args: str) -> None:
 
 async def _story(db: str, runs: str) -> None:
     print("forkpoint demo: a research agent whose every step is a checkpoint in", db)
-    print("\n1. Run the agent in a child process, and kill it (SIGKILL) in the middle of read_2")
+    print("\n1. Run the agent in a child process (search retried, reads in parallel); SIGKILL it")
     pid = _kill_child_mid_run(db, runs)
     async with SqliteCheckpointer.open(db, ResearchState) as cp:
         latest = await cp.load(THREAD)
@@ -231,7 +247,8 @@ async def _story(db: str, runs: str) -> None:
         print(f"  ⏸ paused before {result.next_node} at step {result.step} (interrupt_before)")
         counts = _executions(runs)
         print("  executions: " + ", ".join(f"{n} {c}" for n, c in counts.items()))
-        print("  (read_2 ran twice: the first run died with the child; nothing else re-ran)")
+        print("  (search's first attempt failed and was retried; read_2 ran twice: its first run")
+        print("   died with the child; the reads that had finished did not run again)")
 
         print("\n3. A human reviews the draft and approves it, with a sharper title")
         decision = {"decision": "approve", "title": "SQLite it is"}

@@ -8,11 +8,13 @@ they are chained as ``__cause__`` of one of these.
 
     CheckpointError                  the root: catch it to handle every forkpoint error
     ├── InvalidInput (ValueError)    bad argument, caught before anything is written
-    │   └── StateTooLarge            encoded state over ``max_state_bytes``
+    │   ├── StateTooLarge            encoded state over ``max_state_bytes``
+    │   └── InvalidUpdate            a reducer refused a value of the wrong shape (names the field)
     ├── CheckpointNotFound (LookupError)  an operation needs a thread or step that does not exist
     ├── StepConflict                 step not after the thread's latest (and not an identical retry)
     ├── ThreadExists                 fork into a caller-chosen id that is taken by another thread
     ├── SerializationError           a state that cannot be stored, or a stored row that no longer decodes
+    │   └── StateVersionError        a stored state its class cannot read: newer, unknown keys, failed step
     ├── SchemaVersionError           database schema newer than this forkpoint, or not migrated
     ├── StorageError                 the database file or the disk failed us
     │   ├── NotAForkpointDatabase    not SQLite, or another application's SQLite file
@@ -24,10 +26,22 @@ they are chained as ``__cause__`` of one of these.
     │   ├── CheckpointerClosed       used after close()
     │   └── ForkedProcess            used in a child after os.fork(); open a new one there
     ├── ForkNotSupported             a checkpointer that keeps no history to fork from
-    └── CalledFromEventLoop (RuntimeError)  a forkpoint.sync call in a thread running an event loop
+    ├── CalledFromEventLoop (RuntimeError)  a forkpoint.sync call in a thread running an event loop
+    └── RunnerError                  the runner's errors
+        ├── InvalidGraph (InvalidInput)       nodes, edges, routers or options that make no graph
+        │   └── UnknownNodes                  a stored queue names nodes this runner lacks
+        ├── InvalidNodeResult (InvalidInput)  a node returned something that is no update
+        ├── ThreadAlreadyStarted     run() on a thread that already has checkpoints
+        ├── ThreadFinished           resume() on a thread whose queue is empty
+        ├── StepLimitReached         a run executed max_steps nodes and work is still pending
+        ├── NodeFailed               a node raised and has no retry left (the cause is chained)
+        └── NodeTimeout (TimeoutError)  one attempt of a node ran past its timeout
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "CalledFromEventLoop",
@@ -39,16 +53,27 @@ __all__ = [
     "DiskIOError",
     "ForkNotSupported",
     "ForkedProcess",
+    "InvalidGraph",
     "InvalidInput",
+    "InvalidNodeResult",
+    "InvalidUpdate",
+    "NodeFailed",
+    "NodeTimeout",
     "NotAForkpointDatabase",
     "ReadOnlyDatabase",
+    "RunnerError",
     "SchemaVersionError",
     "SerializationError",
     "StateTooLarge",
+    "StateVersionError",
     "StepConflict",
+    "StepLimitReached",
     "StorageError",
     "StorageFull",
+    "ThreadAlreadyStarted",
     "ThreadExists",
+    "ThreadFinished",
+    "UnknownNodes",
 ]
 
 
@@ -91,6 +116,18 @@ class StateTooLarge(InvalidInput):
     """The encoded state is larger than the checkpointer's ``max_state_bytes``."""
 
 
+class InvalidUpdate(InvalidInput):
+    """A reducer refused an update: the value has the wrong shape for the field.
+
+    ``field`` names the state field; e.g. a string given to an ``Append``
+    field (a string is not a list of characters).
+    """
+
+    def __init__(self, message: str, *, field: str, **where: Any) -> None:
+        self.field = field
+        super().__init__(message, **where)
+
+
 class CheckpointNotFound(CheckpointError, LookupError):
     """An operation needs a thread, or a step within it, that does not exist.
 
@@ -115,6 +152,38 @@ class ThreadExists(CheckpointError):
 
 class SerializationError(CheckpointError):
     """A state cannot be stored as JSON, or a stored row no longer decodes."""
+
+
+class StateVersionError(SerializationError):
+    """A stored state that the state class, as it is now, cannot read without losing or inventing data.
+
+    Raised when the row was written by a newer version of the class, when an
+    upgrade step fails, or when the (upgraded) state does not validate, in
+    particular when it holds keys the class does not know (``unknown_keys``).
+    ``state_type`` is the class name; ``stored_version`` the version that
+    wrote the row, ``current_version`` the class's; ``failed_step`` the
+    version whose upgrade step failed, if one did.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        state_type: str,
+        stored_version: int,
+        current_version: int,
+        unknown_keys: tuple[str, ...] = (),
+        failed_step: int | None = None,
+        thread_id: str | None = None,
+        step: int | None = None,
+        path: str | None = None,
+    ) -> None:
+        self.state_type = state_type
+        self.stored_version = stored_version
+        self.current_version = current_version
+        self.unknown_keys = unknown_keys
+        self.failed_step = failed_step
+        super().__init__(message, thread_id=thread_id, step=step, path=path)
 
 
 class SchemaVersionError(CheckpointError):
@@ -168,3 +237,93 @@ class CalledFromEventLoop(CheckpointError, RuntimeError):
     (or, on the sync checkpointer's own loop, never end). Await the async
     checkpointer in async code.
     """
+
+
+# --- the runner's errors (forkpoint.Runner) ------------------------------------------------
+
+
+class RunnerError(CheckpointError):
+    """Base of the runner's own errors."""
+
+
+class InvalidGraph(RunnerError, InvalidInput):
+    """The workflow definition is wrong: unknown node names, no entry node, bad callables.
+
+    Raised by the ``Runner`` constructor; nothing is written.
+    """
+
+
+class UnknownNodes(InvalidGraph):
+    """A stored queue names nodes this runner does not have (``nodes``, sorted).
+
+    Raised by ``resume`` / ``recover`` before any node runs. If the nodes were
+    renamed, pass ``renamed_nodes={"old": "new"}`` to the ``Runner``.
+    """
+
+    def __init__(self, message: str, *, nodes: Sequence[str], **where: Any) -> None:
+        self.nodes = tuple(nodes)
+        super().__init__(message, **where)
+
+
+class InvalidNodeResult(RunnerError, InvalidInput):
+    """A node or router returned something unusable (wrong type, unknown next node,
+    an update that does not apply to the state). Nothing is saved for that node,
+    so fixing the code and resuming runs it again."""
+
+
+class ThreadAlreadyStarted(RunnerError):
+    """``Runner.run`` was given a thread id that already has checkpoints; use resume."""
+
+
+class ThreadFinished(RunnerError):
+    """``Runner.resume`` on a thread whose latest checkpoint has an empty queue."""
+
+
+class StepLimitReached(RunnerError):
+    """A run executed ``limit`` nodes and the thread still has pending work.
+
+    Raised after the last node's checkpoint is saved (``step`` is that
+    checkpoint's): inspect the thread, then ``resume`` it, with a higher
+    ``max_steps`` if the work is legitimately long.
+    """
+
+    def __init__(self, message: str, *, limit: int, **where: Any) -> None:
+        self.limit = limit
+        super().__init__(message, **where)
+
+
+class NodeFailed(RunnerError):
+    """A node raised on its last allowed attempt (or raised an exception its retry
+    policy does not retry). The node's exception is ``__cause__`` (also ``cause``);
+    ``node``, ``attempts`` and ``failures`` (one line per failed attempt) say what
+    happened. Nothing was saved for the node: ``step`` is the thread's latest
+    checkpoint, and ``resume`` runs the node again."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        node: str,
+        cause: BaseException,
+        failures: Sequence[str],
+        **where: Any,
+    ) -> None:
+        self.node = node
+        self.cause = cause
+        self.failures = tuple(failures)
+        self.attempts = len(self.failures)
+        super().__init__(message, **where)
+
+
+class NodeTimeout(RunnerError, TimeoutError):
+    """One attempt of a node ran past its timeout and was cancelled.
+
+    It is what a retry policy sees for that attempt (retried unless the
+    policy's ``retry_on`` excludes it); when no attempt is left it is the
+    ``__cause__`` of :class:`NodeFailed`.
+    """
+
+    def __init__(self, message: str, *, node: str, seconds: float, **where: Any) -> None:
+        self.node = node
+        self.seconds = seconds
+        super().__init__(message, **where)

@@ -228,6 +228,20 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
             )
             return True
 
+    async def _replace_states(
+        self, thread_id: str, latest_step: int, count: int, rows: Sequence[EncodedCheckpoint]
+    ) -> bool:
+        with self._lock:
+            thread = self._threads.get(thread_id)
+            if (
+                thread is None
+                or next(reversed(thread.rows)) != latest_step
+                or len(thread.rows) != count
+            ):
+                return False
+            thread.rows = {row.step: row for row in rows}
+            return True
+
     # --- reads --------------------------------------------------------------------------------
 
     async def _read_row(self, thread_id: str, step: int | None) -> EncodedCheckpoint | None:

@@ -20,12 +20,14 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    PrivateAttr,
     ValidationError,
     field_validator,
 )
 
 from ._checks import MAX_STEP, MAX_THREAD_ID_LENGTH, check_step, check_thread_id
-from .errors import InvalidInput
+from .errors import InvalidInput, InvalidUpdate
+from .versioning import UpgradeStep, declare_version
 
 __all__ = [
     "INTERRUPT_KEY",
@@ -58,7 +60,10 @@ def _utcnow() -> datetime:
 class Reducer:
     """Per-field reducer for :meth:`StateSchema.apply`, declared with ``Annotated``.
 
-    ``fn(current_value, update_value)`` returns the field's new value.
+    ``fn(current_value, update_value)`` returns the field's new value. A
+    reducer refuses a value it cannot combine by raising ``TypeError`` or
+    ``ValueError``; :meth:`StateSchema.apply` turns that into
+    :class:`~forkpoint.InvalidUpdate` naming the field.
     """
 
     fn: Callable[[Any, Any], Any]
@@ -67,11 +72,28 @@ class Reducer:
         return self.fn(current, update)
 
 
+def _kind(value: object) -> str:
+    return type(value).__name__
+
+
 def _append(current: Any, update: Any) -> Any:
+    # Only real sequences of items: a str (or bytes) is iterable but is one value, and a
+    # set or dict has no order to append in.
+    if not isinstance(update, list | tuple):
+        raise TypeError(
+            f"Append needs a list of items to append, not {_kind(update)}"
+            + (" (wrap a single string in a list)" if isinstance(update, str | bytes) else "")
+        )
+    if not isinstance(current, list | tuple):
+        raise TypeError(f"Append needs a list field, but the current value is {_kind(current)}")
     return [*current, *update]
 
 
 def _merge(current: Any, update: Any) -> Any:
+    if not isinstance(update, Mapping):
+        raise TypeError(f"Merge needs a mapping of keys to merge in, not {_kind(update)}")
+    if not isinstance(current, Mapping):
+        raise TypeError(f"Merge needs a dict field, but the current value is {_kind(current)}")
     return {**current, **update}
 
 
@@ -79,10 +101,14 @@ Overwrite = Reducer(lambda _current, update: update)
 """The update replaces the field (the default for fields without a reducer)."""
 
 Append = Reducer(_append)
-"""List field: the update's items are appended, e.g. ``Annotated[list[str], Append]``."""
+"""List field: the update (a list or tuple) is appended, e.g. ``Annotated[list[str], Append]``.
+
+Any other value, a ``str`` included, raises :class:`~forkpoint.InvalidUpdate`.
+"""
 
 Merge = Reducer(_merge)
-"""Dict field: the update's keys are merged in."""
+"""Dict field: the update's keys (a mapping) are merged in; anything else raises
+:class:`~forkpoint.InvalidUpdate`."""
 
 
 class StateSchema(BaseModel):
@@ -90,14 +116,38 @@ class StateSchema(BaseModel):
 
     Subclass it with the fields of your state. :meth:`apply` is the reducer
     that folds a node's update into the current state.
+
+    **Versions.** ``class Ticket(StateSchema, version=3)`` declares the
+    version (default 1) that every checkpoint saved with the class records;
+    ``@upgrade_from(N)`` functions in the class body upgrade a stored state of
+    version N to N + 1, and the chain must be complete when the class is
+    defined (see :mod:`forkpoint.versioning`).
+
+    **No unknown keys.** A state class forbids keys it does not declare
+    (``extra="forbid"``): constructing it with one is a ``ValidationError``,
+    and a stored state holding one is a ``StateVersionError`` naming the keys,
+    never a silent drop. A class that sets ``extra="ignore"`` opts in to
+    dropping them; ``extra="allow"`` keeps them (as :class:`JsonState` does).
     """
 
-    model_config = ConfigDict(ser_json_inf_nan="constants", validate_assignment=False)
+    model_config = ConfigDict(
+        ser_json_inf_nan="constants", validate_assignment=False, extra="forbid"
+    )
+
+    state_version: ClassVar[int] = 1
+    """The version this class stores; set with ``class X(StateSchema, version=N)``."""
 
     _reducers: ClassVar[dict[str, Reducer]] = {}
+    _upgrade_steps: ClassVar[dict[int, UpgradeStep]] = {}
+
+    def __init_subclass__(cls, *, version: int | None = None, **kwargs: Any) -> None:
+        # Checked as the class statement runs: a broken chain never defines a class.
+        cls.state_version, cls._upgrade_steps = declare_version(cls, version)
+        super().__init_subclass__(**kwargs)
 
     @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+    def __pydantic_init_subclass__(cls, *, version: int | None = None, **kwargs: Any) -> None:
+        # ``version`` was handled by __init_subclass__; pydantic passes class keywords to both.
         super().__pydantic_init_subclass__(**kwargs)
         reducers: dict[str, Reducer] = {}
         for name, field in cls.model_fields.items():
@@ -114,7 +164,9 @@ class StateSchema(BaseModel):
         explicitly set fields are used (a partial update). Fields declared with
         a :class:`Reducer` (``Annotated[list[str], Append]``) combine old and
         new value; the others are overwritten. ``current`` is not changed.
-        Unknown fields or values that fail validation raise ``InvalidInput``.
+        Unknown fields or values that fail validation raise ``InvalidInput``;
+        a value a reducer refuses (a ``str`` for an ``Append`` field) raises
+        :class:`~forkpoint.InvalidUpdate`, whose ``field`` names the field.
         """
         if not isinstance(current, cls):
             raise InvalidInput(
@@ -136,7 +188,13 @@ class StateSchema(BaseModel):
         merged = {name: getattr(current, name) for name in cls.model_fields}
         for name, value in changes.items():
             reducer = cls._reducers.get(name)
-            merged[name] = reducer(merged[name], value) if reducer else value
+            if reducer is None:
+                merged[name] = value
+                continue
+            try:
+                merged[name] = reducer(merged[name], value)
+            except (TypeError, ValueError) as exc:
+                raise InvalidUpdate(f"field {name!r} of {cls.__name__}: {exc}", field=name) from exc
         try:
             # Round-trip through python mode so the result shares nothing with `current`.
             return cls.model_validate(
@@ -151,9 +209,39 @@ class JsonState(StateSchema):
 
     The command-line interface opens databases with it: every field stored is
     kept (``extra="allow"``) and written back unchanged.
+
+    The rows it reads may have been written by any version of the user's
+    class; it runs no upgrade step, shows each state as stored and remembers
+    the version (:attr:`stored_version`), so writing the state back (a copy to
+    another database, an import) records the version that wrote the data.
+    Equality compares the data only.
     """
 
     model_config = ConfigDict(extra="allow")
+
+    _reads_any_version: ClassVar[bool] = True
+    _stored_version: int = PrivateAttr(default=1)
+
+    @property
+    def stored_version(self) -> int:
+        """The version of the user's class that wrote this state (1 for one made in code)."""
+        return self._stored_version
+
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any], version: int) -> Self:
+        """A state holding ``data`` as written by ``version`` of its class (for importers)."""
+        if type(version) is not int or version < 1:
+            raise InvalidInput(f"a state version is an int ≥ 1, not {version!r}")
+        state = cls.model_validate(dict(data))
+        state._stored_version = version
+        return state
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, JsonState):
+            return NotImplemented
+        return type(self) is type(other) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as every pydantic model
 
 
 S = TypeVar("S", bound=StateSchema)

@@ -48,5 +48,7 @@ checkpoints = Table(
     Column("state", Text, nullable=False),
     # 0: `state` is the full state JSON; 1: a reverse delta against the next newer step.
     Column("encoding", Integer, nullable=False, server_default=text("0")),
+    # The version of the state class that wrote the row (rows from before versions: 1).
+    Column("state_version", Integer, nullable=False, server_default=text("1")),
     PrimaryKeyConstraint("thread_id", "step"),
 )

@@ -12,6 +12,7 @@ from forkpoint.demo import FORK, THREAD, ResearchState
 from forkpoint.runner import INPUT_NODE, UPDATE_NODE
 
 NODES = ["plan", "search", "read_1", "read_2", "read_3", "draft", "review"]
+KILLED_RUN = ["plan", "search", "read_1", "read_3", "read_2", "draft", "review"]
 
 
 async def _stored(db: Path) -> dict[str, list[tuple[int, str, list[tuple[str, int]]]]]:
@@ -20,7 +21,7 @@ async def _stored(db: Path) -> dict[str, list[tuple[int, str, list[tuple[str, in
         for info in await cp.list_threads():
             rows = []
             for meta in await cp.list_checkpoints(info.thread_id):
-                full = await cp.get(info.thread_id, meta.seq)
+                full = await cp.get(info.thread_id, meta.step)
                 assert full is not None
                 rows.append((full.step, full.node, list(full.queue)))
             out[info.thread_id] = rows
@@ -54,20 +55,24 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
     out = result.stdout
     lines = out.splitlines()
 
-    # 1. really killed, part-way
+    # 1. the search retried, the reads in parallel, really killed part-way
     child = [line for line in lines if "[child]" in line]
-    assert [line.split()[1] for line in child] == ["plan", "search", "read_1", "read_2"]
+    assert [line.split()[1] for line in child] == [
+        "plan",
+        "search",
+        "search",
+        "read_1",
+        "read_3",
+        "read_2",
+    ]
+    assert "search   ✗ attempt 1" in child[1]
+    assert "the process dies here" in child[-1]
     assert "killed with SIGKILL" in out
-    assert "latest checkpoint: step 3 (node read_1), queue: read_2/2, read_3/3, draft/1" in out
+    assert "latest checkpoint: step 4 (node read_3), queue: read_2/2, draft/1" in out
     # 2. resumed without re-running finished nodes (the execution counter says so)
     part2 = out[out.index("2. Resume") : out.index("3. A human")]
-    assert [line.split()[0] for line in part2.splitlines()[1:5]] == [
-        "read_2",
-        "read_3",
-        "draft",
-        "review",
-    ]
-    assert "plan 1, search 1, read_1 1, read_2 2, read_3 1, draft 1, review 1" in part2
+    assert [line.split()[0] for line in part2.splitlines()[1:4]] == ["read_2", "draft", "review"]
+    assert "plan 1, search 2, read_1 1, read_2 2, read_3 1, draft 1, review 1" in part2
     assert "paused before publish at step 7" in part2
     # 3. the human decision, saved with the queue kept
     assert "the update is step 8 (node __update__) and keeps the queue: publish/1" in out
@@ -81,11 +86,12 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert "└── research-1-alt  forked at step 0" in out
     assert "$ forkpoint history research-1" in out
     assert "interrupt=before" in out
+    assert "attempts=2" in out
     assert len(lines) < 70  # about one screen
 
     stored = asyncio.run(_stored(db))
     assert sorted(stored) == [THREAD, FORK]
-    assert [n for _s, n, _q in stored[THREAD]] == [INPUT_NODE, *NODES, UPDATE_NODE, "publish"]
+    assert [n for _s, n, _q in stored[THREAD]] == [INPUT_NODE, *KILLED_RUN, UPDATE_NODE, "publish"]
     assert stored[THREAD][8] == (8, UPDATE_NODE, [("publish", 1)])
     assert stored[THREAD][-1] == (9, "publish", [])
     assert [n for _s, n, _q in stored[FORK]] == [

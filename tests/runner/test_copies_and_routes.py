@@ -20,7 +20,7 @@ async def cp(make_checkpointer: Factory) -> HistoryCheckpointer[Doc]:
 async def _states(cp: HistoryCheckpointer[Doc], thread: str) -> list[Doc]:
     out = []
     for meta in await cp.list_checkpoints(thread):
-        full = await cp.get(thread, meta.seq)
+        full = await cp.get(thread, meta.step)
         assert full is not None
         out.append(full.state.data)
     return out
@@ -29,7 +29,7 @@ async def _states(cp: HistoryCheckpointer[Doc], thread: str) -> list[Doc]:
 async def _queues(cp: HistoryCheckpointer[Doc], thread: str) -> list[list[tuple[str, int]]]:
     out = []
     for meta in await cp.list_checkpoints(thread):
-        full = await cp.get(thread, meta.seq)
+        full = await cp.get(thread, meta.step)
         assert full is not None
         out.append([(n, p) for n, p in full.queue])
     return out

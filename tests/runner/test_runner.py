@@ -15,6 +15,7 @@ from forkpoint import (
     InvalidInput,
     InvalidNodeResult,
     Next,
+    NodeFailed,
     Runner,
     StepConflict,
     ThreadAlreadyStarted,
@@ -28,7 +29,7 @@ from tests.runner.graphs import Doc, linear, list_recorder, logging_node, resear
 async def _history(cp: HistoryCheckpointer[Doc], thread: str) -> list[tuple[int, str, list[Any]]]:
     out = []
     for meta in await cp.list_checkpoints(thread):
-        full = await cp.get(thread, meta.seq)
+        full = await cp.get(thread, meta.step)
         assert full is not None
         out.append((full.step, full.node, list(full.queue)))
     return out
@@ -148,8 +149,11 @@ async def test_resume_after_a_node_failure_reruns_only_that_node(
         entry="a",
         edges={"a": "b", "b": "c"},
     )
-    with pytest.raises(RuntimeError, match="flaky"):
+    with pytest.raises(NodeFailed, match="flaky") as info:
         await runner.run("t", Doc())
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert info.value.cause is info.value.__cause__
+    assert (info.value.node, info.value.attempts) == ("b", 1)
     latest = await cp.load("t")
     assert latest is not None
     assert (latest.step, latest.node, latest.queue) == (1, "a", [("b", 0)])

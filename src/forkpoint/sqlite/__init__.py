@@ -226,6 +226,13 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
     async def _restore(self, record: ThreadRecord, rows: Sequence[EncodedCheckpoint]) -> bool:
         return await self._engine.write(jobs.restore, record, list(rows), thread_id=record[0])
 
+    async def _replace_states(
+        self, thread_id: str, latest_step: int, count: int, rows: Sequence[EncodedCheckpoint]
+    ) -> bool:
+        return await self._engine.write(
+            jobs.replace_states, thread_id, latest_step, count, list(rows), thread_id=thread_id
+        )
+
     # --- storage hooks: reads ------------------------------------------------------------------
 
     async def _read_row(self, thread_id: str, step: int | None) -> EncodedCheckpoint | None:

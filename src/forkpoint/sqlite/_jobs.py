@@ -39,6 +39,7 @@ __all__ = [
     "prune_chunk",
     "read_raw",
     "read_row",
+    "replace_states",
     "restore",
     "save",
     "set_thread_metadata",
@@ -69,7 +70,7 @@ class StorageStats:
 
 # --- reading rows -----------------------------------------------------------------------------
 
-_Row = tuple[str, str, str, str, str]  # node, created_at, queue, metadata, full state
+_Row = tuple[str, str, str, str, str, int]  # node, created_at, queue, metadata, full state, version
 
 
 def _full_row(conn: sqlite3.Connection, thread_id: str, step: int) -> _Row | None:
@@ -81,9 +82,9 @@ def _full_row(conn: sqlite3.Connection, thread_id: str, step: int) -> _Row | Non
     row = conn.execute(SQL.ROW, (thread_id, step)).fetchone()
     if row is None:
         return None
-    node, created_at, queue, metadata, state, encoding = row
+    node, created_at, queue, metadata, state, version, encoding = row
     if encoding == 0:
-        return node, created_at, queue, metadata, state
+        return node, created_at, queue, metadata, state, version
     try:
         if encoding != 1 or not isinstance(state, str):
             raise ValueError(f"unknown storage encoding {encoding!r}")
@@ -93,7 +94,8 @@ def _full_row(conn: sqlite3.Connection, thread_id: str, step: int) -> _Row | Non
                 if not isinstance(text, str):
                     raise ValueError("the full state this delta refers to is not text")
                 deltas.reverse()
-                return node, created_at, queue, metadata, apply_deltas(text, deltas)
+                # Deltas are textual: a row keeps its own version whatever its newer rows hold.
+                return node, created_at, queue, metadata, apply_deltas(text, deltas), version
             deltas.append(text)
         raise ValueError("the delta chain has no full state to start from")
     except ValueError as exc:
@@ -112,10 +114,10 @@ def read_row(
     row = conn.execute(SQL.LATEST_ROW, (thread_id,)).fetchone()
     if row is None:
         return None
-    step, node, created_at, queue, metadata, state, encoding = row
+    step, node, created_at, queue, metadata, state, version, encoding = row
     if encoding != 0:  # not written by forkpoint; rebuild rather than misread
         return read_row(conn, thread_id, step)
-    return EncodedCheckpoint(thread_id, step, node, created_at, queue, metadata, state)
+    return EncodedCheckpoint(thread_id, step, node, created_at, queue, metadata, state, version)
 
 
 def states_down(
@@ -133,7 +135,7 @@ def states_down(
     size = 0
     cursor = conn.execute(SQL.STATES_DOWN, (thread_id, top))
     try:
-        for step, node, created_at, queue, metadata, state, encoding in cursor:
+        for step, node, created_at, queue, metadata, state, version, encoding in cursor:
             if encoding == 0 and isinstance(state, str):
                 full = state
             elif newer is None:
@@ -150,7 +152,10 @@ def states_down(
                     raise SerializationError(
                         f"stored state cannot be rebuilt: {exc}", thread_id=thread_id, step=step
                     ) from exc
-            out.append(EncodedCheckpoint(thread_id, step, node, created_at, queue, metadata, full))
+            # A delta is text against the newer row; the row keeps its own version.
+            out.append(
+                EncodedCheckpoint(thread_id, step, node, created_at, queue, metadata, full, version)
+            )
             newer = full
             size += len(full)
             if size >= max_chars:
@@ -350,6 +355,34 @@ def fork(conn: sqlite3.Connection, thread_id: str, at_step: int, target: str, no
         (target, now, now, at_step, copied + 1, thread_id, at_step, run, thread_id),
     )
     return target
+
+
+def replace_states(
+    conn: sqlite3.Connection,
+    thread_id: str,
+    latest_step: int,
+    count: int,
+    rows: list[EncodedCheckpoint],
+) -> bool:
+    """Replace a thread's rows with ``rows`` (its steps, rewritten states), stored as a save would.
+
+    Nothing is written unless the thread still has ``latest_step`` and
+    ``count`` rows. The rows go in oldest first, each earlier one turned into
+    a reverse delta of the next where that pays, so the thread stays as small
+    as if it had been saved this way; the thread record keeps its times.
+    """
+    shape = conn.execute(SQL.THREAD_SHAPE, (thread_id,)).fetchone()
+    if shape is None or tuple(shape) != (latest_step, count):
+        return False
+    conn.execute(SQL.DELETE_ROWS, (thread_id,))
+    run, previous = 0, None
+    for row in rows:
+        conn.execute(SQL.INSERT, row)
+        if previous is not None:
+            run = _previous_to_delta(conn, thread_id, previous, run, row.state)
+        previous = row.step
+    conn.execute(SQL.SET_DELTA_RUN, (run, thread_id))
+    return True
 
 
 def delete_thread(conn: sqlite3.Connection, thread_id: str) -> bool:

@@ -25,13 +25,15 @@ class SQL:
     )
 
     THREAD_LATEST = "SELECT latest_step, delta_run FROM threads WHERE thread_id = ?"
+    THREAD_SHAPE = "SELECT latest_step, checkpoint_count FROM threads WHERE thread_id = ?"
+    SET_DELTA_RUN = "UPDATE threads SET delta_run = ? WHERE thread_id = ?"
     ROW = (
-        "SELECT node, created_at, queue, metadata, state, encoding FROM checkpoints "
+        "SELECT node, created_at, queue, metadata, state, state_version, encoding FROM checkpoints "
         "WHERE thread_id = ? AND step = ?"
     )
     LATEST_ROW = (
-        "SELECT step, node, created_at, queue, metadata, state, encoding FROM checkpoints "
-        "WHERE thread_id = ? ORDER BY step DESC LIMIT 1"
+        "SELECT step, node, created_at, queue, metadata, state, state_version, encoding "
+        "FROM checkpoints WHERE thread_id = ? ORDER BY step DESC LIMIT 1"
     )
     NEWER_STATES = "SELECT encoding, state FROM checkpoints WHERE thread_id = ? AND step > ? ORDER BY step LIMIT ?"
     STORED_STATE = "SELECT state, encoding FROM checkpoints WHERE thread_id = ? AND step = ?"
@@ -40,21 +42,22 @@ class SQL:
     # small delta would leave one nearly empty leaf page behind per checkpoint.
     TO_DELTA = (
         "INSERT OR REPLACE INTO checkpoints "
-        "(thread_id, step, created_at, node, metadata, queue, state, encoding) "
-        "SELECT thread_id, step, created_at, node, metadata, queue, ?, 1 FROM checkpoints "
-        "WHERE thread_id = ? AND step = ?"
+        "(thread_id, step, created_at, node, metadata, queue, state, encoding, state_version) "
+        "SELECT thread_id, step, created_at, node, metadata, queue, ?, 1, state_version "
+        "FROM checkpoints WHERE thread_id = ? AND step = ?"
     )
     RUN_BELOW = "SELECT encoding FROM checkpoints WHERE thread_id = ? AND step < ? ORDER BY step DESC LIMIT ?"
     # Newest to oldest, full rows and deltas alike: iter_states rebuilds each delta once.
     STATES_DOWN = (
-        "SELECT step, node, created_at, queue, metadata, state, encoding FROM checkpoints "
-        "WHERE thread_id = ? AND step <= ? ORDER BY step DESC"
+        "SELECT step, node, created_at, queue, metadata, state, state_version, encoding "
+        "FROM checkpoints WHERE thread_id = ? AND step <= ? ORDER BY step DESC"
     )
     RAW_STATE = "SELECT state FROM checkpoints WHERE thread_id = ? AND step = ?"
     # Columns in EncodedCheckpoint's field order: a row is bound as it is.
     INSERT = (
-        "INSERT INTO checkpoints (thread_id, step, node, created_at, queue, metadata, state) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO checkpoints "
+        "(thread_id, step, node, created_at, queue, metadata, state, state_version) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
     )
     INSERT_THREAD = (
         "INSERT INTO threads (thread_id, created_at, updated_at, latest_step, checkpoint_count, "
@@ -74,9 +77,10 @@ class SQL:
     # Rows below the fork point are copied verbatim (deltas included); the fork
     # point itself is inserted in full, since it becomes the new thread's latest.
     FORK_ROWS = (
-        "INSERT INTO checkpoints (thread_id, step, created_at, node, metadata, queue, state, encoding) "
-        "SELECT ?, step, created_at, node, metadata, queue, state, encoding FROM checkpoints "
-        "WHERE thread_id = ? AND step < ?"
+        "INSERT INTO checkpoints "
+        "(thread_id, step, created_at, node, metadata, queue, state, encoding, state_version) "
+        "SELECT ?, step, created_at, node, metadata, queue, state, encoding, state_version "
+        "FROM checkpoints WHERE thread_id = ? AND step < ?"
     )
     FORK_THREAD = (
         "INSERT INTO threads (thread_id, created_at, updated_at, latest_step, checkpoint_count, "
