@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import ast
-import hashlib
 import os
 import re
 import shutil
@@ -47,10 +46,6 @@ class Block:
     @property
     def id(self) -> str:
         return f"{self.section or 'top'}-L{self.line}"
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.text.encode()).hexdigest()[:16]
 
 
 def readme_blocks(text: str) -> list[Block]:
@@ -86,6 +81,11 @@ def readme_blocks(text: str) -> list[Block]:
     return blocks
 
 
+def blocks(text: str, lang: str) -> list[str]:
+    """The contents of the fenced blocks of ``text`` whose info string is ``lang``."""
+    return [b.text for b in readme_blocks(text) if b.lang == lang]
+
+
 def section(name: str) -> str:
     text = README.read_text(encoding="utf-8")
     start, end = f"<!-- section: {name} -->", f"<!-- /section: {name} -->"
@@ -97,16 +97,6 @@ def section(name: str) -> str:
 BLOCKS = readme_blocks(README.read_text(encoding="utf-8"))
 PYTHON = [b for b in BLOCKS if b.lang == "python"]
 
-# Blocks known not to run yet, by their exact text: a changed block is tested again.
-KNOWN_BROKEN: dict[str, str] = {
-    "d3360b193d001098": "the runner example uses `async with` outside a function",
-}
-
-
-def _marks(block: Block) -> list[pytest.MarkDecorator]:
-    reason = KNOWN_BROKEN.get(block.digest)
-    return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-
 
 def _env() -> dict[str, str]:
     """This interpreter's environment, its ``bin`` (the ``forkpoint`` command) first on PATH."""
@@ -116,7 +106,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("block", [pytest.param(b, id=b.id, marks=_marks(b)) for b in PYTHON])
+@pytest.mark.parametrize("block", [pytest.param(b, id=b.id) for b in PYTHON])
 def test_python_block_runs_twice_in_a_fresh_directory(block: Block, tmp_path: Path) -> None:
     script = tmp_path.parent / f"{tmp_path.name}-block.py"
     script.write_text(block.text, encoding="utf-8")
@@ -230,11 +220,6 @@ FORBIDDEN = re.compile(r"\bseed(?:'s)?\b|\bwesichain\b|\bissues?\b", re.IGNORECA
 
 SOURCES = sorted(p for p in (ROOT / "src" / "forkpoint").rglob("*.py"))
 
-# Files known to still say them, by exact content: any change to the file tests it again.
-KNOWN_WORDY: dict[str, str] = {
-    "src/forkpoint/runner.py@b002044eeebee945": "the runner's docstrings still name the seed",
-}
-
 
 def readme_offences(text: str) -> list[str]:
     """Lines of the README (outside its credits section) that use a forbidden word."""
@@ -262,19 +247,13 @@ def source_offences(path: Path, root: Path = ROOT) -> list[str]:
     ]
 
 
-def _wordy_marks(path: Path) -> list[pytest.MarkDecorator]:
-    key = f"{path.relative_to(ROOT)}@{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
-    reason = KNOWN_WORDY.get(key)
-    return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-
-
 def test_the_readme_speaks_of_forkpoint_alone() -> None:
     assert readme_offences(README.read_text(encoding="utf-8")) == []
 
 
 @pytest.mark.parametrize(
     "path",
-    [pytest.param(p, id=str(p.relative_to(ROOT / "src")), marks=_wordy_marks(p)) for p in SOURCES],
+    [pytest.param(p, id=str(p.relative_to(ROOT / "src"))) for p in SOURCES],
 )
 def test_source_strings_speak_of_forkpoint_alone(path: Path) -> None:
     assert source_offences(path) == []
