@@ -52,21 +52,30 @@ class _ForwardingClass(type):
             setattr(cls._kind, name, original)
 
 
-class AsyncOverSync:
+class AsyncOverSync(metaclass=_ForwardingClass):
     """Looks like the async checkpointer it wraps; runs each call on a :class:`SyncCheckpointer`.
 
     ``kind`` is the async class behind the sync face: its coroutine methods
     become awaitables here; its other methods (iterators, plain getters) are
     called at once, and an iterator the sync face returns becomes an async one.
-    Make one with :func:`over_sync`, whose class forwards to ``kind``.
+    Make one with :func:`over_sync`, whose class forwards to ``kind`` (this
+    base class forwards to ``HistoryCheckpointer``, as a backend's base does).
+
+    A test that reaches past the public face (a storage hook such as
+    ``cp._thread_rows``) reaches the backend behind it: private attributes
+    come from the async checkpointer, and its coroutines run on the sync
+    face's loop, where that checkpointer lives.
     """
 
-    _kind: type[HistoryCheckpointer[Any]]
+    _kind: type[Any] = HistoryCheckpointer
+    _saved: dict[str, Any] = {}  # noqa: RUF012 - the forwarding metaclass's bookkeeping
 
     def __init__(self, sync: SyncCheckpointer[Any]) -> None:
         self.sync = sync
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") and not name.startswith("__"):
+            return self._behind(name)
         value = getattr(self.sync, name)
         if not inspect.ismethod(value) and not inspect.isfunction(value):
             return value  # a property (state_type, path)
@@ -82,6 +91,18 @@ class AsyncOverSync:
             return _aiter(result) if isinstance(result, Iterator) else result
 
         return direct
+
+    def _behind(self, name: str) -> Any:
+        """A private attribute of the async checkpointer behind the sync face."""
+        backend = self.sync._cp  # the test plumbing reaches past the face on purpose
+        value = getattr(backend, name)
+        if not inspect.iscoroutinefunction(value):
+            return value
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(self.sync._call, lambda: value(*args, **kwargs))
+
+        return call
 
     @property
     def state_type(self) -> Any:
