@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 FLOOR_VENV := .venv-floor
 FLOOR_STAMP := $(FLOOR_VENV)/.installed
 
-.PHONY: help install lint typecheck test test-floor soak demo bench bench-quick bench-runner clean
+.PHONY: help install lint typecheck test test-floor soak demo bench bench-quick bench-runner bench-cli clean
 
 help:
 	@echo "make demo        set up and run the demonstration (kill, resume, interrupt, fork)"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench       the benchmark suite, writes bench/RESULTS.md"
 	@echo "make bench-quick a smoke run of the benchmark harness"
 	@echo "make bench-runner only the runner's row (parallel branches vs sequential)"
+	@echo "make bench-cli   the CLI's cost against the library calls it makes (bench/cli.py)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +66,9 @@ bench-quick: $(STAMP)
 
 bench-runner: $(STAMP)
 	$(PY) -m bench.runner
+
+bench-cli: $(STAMP)
+	$(PY) -m bench.cli
 
 clean:
 	rm -rf $(VENV) $(FLOOR_VENV) .mypy_cache .ruff_cache .pytest_cache dist build

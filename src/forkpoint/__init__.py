@@ -76,6 +76,7 @@ from .runner import (
 )
 from .sqlite import Durability, SqliteCheckpointer, StorageStats
 from .state_check import StateCheckReport, StateProblem, StateUpgradeReport, ThreadStateCheck
+from .transfer import ExportReport, ImportReport, export_threads, import_threads
 from .versioning import UpgradeStep, upgrade_from
 
 __version__ = "0.1.0"
@@ -102,10 +103,12 @@ __all__ = [
     "DatabaseLocked",
     "DiskIOError",
     "Durability",
+    "ExportReport",
     "ForkNotSupported",
     "ForkedProcess",
     "GraphState",
     "HistoryCheckpointer",
+    "ImportReport",
     "InMemoryCheckpointer",
     "Interrupt",
     "InvalidGraph",
@@ -154,5 +157,7 @@ __all__ = [
     "UnknownNodes",
     "UpgradeStep",
     "__version__",
+    "export_threads",
+    "import_threads",
     "upgrade_from",
 ]

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
 APPLICATION_ID = 0x666B7074  # "fkpt": stamped into every forkpoint database's header
-KNOWN_REVISIONS = ("0001", "0002", "0003")
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
 """Every alembic revision this version knows, oldest first; a test keeps it equal to the scripts."""
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 

@@ -52,3 +52,63 @@ checkpoints = Table(
     Column("state_version", Integer, nullable=False, server_default=text("1")),
     PrimaryKeyConstraint("thread_id", "step"),
 )
+
+
+# --- LangGraph saver (revision 0004; see forkpoint/langgraph/store.py for why its own tables) ---
+
+lg_checkpoints = Table(
+    "lg_checkpoints",
+    metadata,
+    Column("seq", Integer, nullable=False),  # insertion counter: orders a thread's checkpoints
+    Column("thread_id", Text, nullable=False),
+    Column("checkpoint_ns", Text, nullable=False),
+    Column("checkpoint_id", Text, nullable=False),
+    Column("parent_checkpoint_id", Text, nullable=True),
+    Column("run_id", Text, nullable=True),
+    Column("created_at", Text, nullable=False),
+    Column("metadata", Text, nullable=False),
+    Column("channels", Text, nullable=False),  # {channel: lg_blobs.key}
+    Column("checkpoint", Text, nullable=False),  # the checkpoint without its channel values
+    PrimaryKeyConstraint("seq"),
+    Index("ux_lg_checkpoints_id", "thread_id", "checkpoint_ns", "checkpoint_id", unique=True),
+    Index("ix_lg_checkpoints_order", "thread_id", "checkpoint_ns", "seq"),
+    Index("ix_lg_checkpoints_run", "run_id"),
+)
+
+lg_blobs = Table(
+    "lg_blobs",
+    metadata,
+    Column("thread_id", Text, nullable=False),
+    Column("checkpoint_ns", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("encoding", Integer, nullable=False, server_default=text("0")),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("thread_id", "checkpoint_ns", "channel", "key"),
+)
+
+lg_list_items = Table(  # list values stored element by element, shared by their versions
+    "lg_list_items",
+    metadata,
+    Column("thread_id", Text, nullable=False),
+    Column("checkpoint_ns", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("list_id", Text, nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("thread_id", "checkpoint_ns", "channel", "list_id", "idx"),
+)
+
+lg_writes = Table(
+    "lg_writes",
+    metadata,
+    Column("thread_id", Text, nullable=False),
+    Column("checkpoint_ns", Text, nullable=False),
+    Column("checkpoint_id", Text, nullable=False),
+    Column("task_id", Text, nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("task_path", Text, nullable=False, server_default=text("''")),
+    Column("channel", Text, nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"),
+)

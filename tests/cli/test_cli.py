@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from forkpoint import Checkpoint, GraphState, JsonState, SqliteCheckpointer, ThreadInfo
-from forkpoint.cli import diff_values, parse_duration
+from forkpoint.cli._args import parse_duration
 from forkpoint.codec import format_time
+from forkpoint.jsondiff import diff_values
 from forkpoint.runner import Runner
 from tests.cli.conftest import Invoke, Note, assert_user_error, note_cp, parse_jsonl
 
@@ -225,8 +226,9 @@ def test_tree(cli: Invoke) -> None:
     main = forest[0]
     assert main["status"] == "done"
     assert [(c["thread_id"], c["parent_step"], c["status"]) for c in main["children"]] == [
-        ("alt", 2, "pending: d")
+        ("alt", 2, "running")
     ]
+    assert main["children"][0]["latest_node"] == "c"
     text = ok(cli("tree"))
     assert "forked at step 2" in text
     assert "└── alt" in text
@@ -256,10 +258,11 @@ async def _run_until_paused(path: Path) -> None:
 def test_tree_shows_a_thread_paused_by_an_interrupt(cli: Invoke, db: Path) -> None:
     asyncio.run(_run_until_paused(db))
     forest = {t["thread_id"]: t for t in as_json(cli("tree", "--json"))}
-    assert forest["paused"]["status"] == "paused before b"
+    assert (forest["paused"]["status"], forest["paused"]["latest_node"]) == ("interrupted", "a")
     text = ok(cli("tree", "paused"))
-    assert "paused before b" in text
+    assert "paused after a" in text
     assert "pending" not in text
+    assert "pending after c" in ok(cli("tree", "alt"))
 
 
 def test_fork_then_tree_and_delete_of_the_parent(cli: Invoke) -> None:
@@ -270,7 +273,7 @@ def test_fork_then_tree_and_delete_of_the_parent(cli: Invoke) -> None:
     history = as_json(cli("history", "again", "--json"))
     assert [r["step"] for r in history] == [0, 1]
 
-    assert ok(cli("delete", "main")).startswith("deleted thread main (5 checkpoints)")
+    assert ok(cli("delete", "main", "--yes")).startswith("deleted thread main (5 checkpoints)")
     assert_user_error(cli("show", "main"), "no thread 'main'")
     forest = as_json(cli("tree", "--json"))
     # The forks outlive their parent and become roots; lineage stays readable.
@@ -284,7 +287,10 @@ def test_fork_then_tree_and_delete_of_the_parent(cli: Invoke) -> None:
 
 
 def test_delete_json(cli: Invoke) -> None:
-    assert as_json(cli("delete", "solo", "--json")) == {"deleted": "solo", "checkpoints": 1}
+    assert as_json(cli("delete", "solo", "--yes", "--json")) == {
+        "deleted": "solo",
+        "checkpoints": 1,
+    }
     assert [t["thread_id"] for t in as_json(cli("threads", "--json"))] == ["alt", "main"]
 
 
@@ -297,8 +303,8 @@ async def _snapshot(path: Path) -> dict[str, Any]:
     async with SqliteCheckpointer.open(path, JsonState, read_only=True) as cp:
         for info in await cp.list_threads():
             metas = await cp.list_checkpoints(info.thread_id)
-            full = [await cp.get(info.thread_id, m.seq) for m in metas]
-            raw = [await cp.get_raw(info.thread_id, m.seq) for m in metas]
+            full = [await cp.get(info.thread_id, m.step) for m in metas]
+            raw = [await cp.get_raw(info.thread_id, m.step) for m in metas]
             out[info.thread_id] = (
                 info,
                 metas,
@@ -311,7 +317,7 @@ async def _snapshot(path: Path) -> dict[str, Any]:
 def test_export_import_round_trip_is_exact(cli: Invoke, db: Path, tmp_path: Path) -> None:
     dump = ok(cli("export"))
     records = parse_jsonl(dump)
-    assert records[0] == {"format": "forkpoint-export", "version": 1}
+    assert records[0] == {"format": "forkpoint-export", "version": 2}
     assert [r["kind"] for r in records[1:]].count("checkpoint") == 10
     target = tmp_path / "copy.db"
     export_file = tmp_path / "all.jsonl"
@@ -435,7 +441,7 @@ def test_forkpoint_progress_always_shows_progress_on_stderr(
     args = {
         "import": ("import", str(dump), "--db", str(tmp_path / "copy.db")),
         "check": ("check",),
-        "prune": ("prune", "--keep-last", "1"),
+        "prune": ("prune", "--keep-last", "1", "--yes"),
         "vacuum": ("vacuum",),
     }[command]
     quiet = cli(*args, "--json", env={"FORKPOINT_PROGRESS": "never"})
@@ -488,7 +494,34 @@ def test_check_finds_a_row_that_does_not_decode(cli: Invoke, db: Path) -> None:
     assert all(p.startswith("alt @ ") for p in problems), problems
     text = cli("check")
     assert text.exit_code == 1
-    assert f"{len(problems)} problems" in text.stdout
+    assert (f"{len(problems)} problems" if len(problems) > 1 else "1 problem\n") in text.stdout
+
+
+def test_check_reads_every_row_of_a_delta_thread_around_a_damaged_one(
+    cli: Invoke, db: Path
+) -> None:
+    asyncio.run(_save_big_thread(db, _big_states(10)))
+    with sqlite3.connect(db) as conn:
+        kinds = [
+            r[0]
+            for r in conn.execute(
+                "SELECT encoding FROM checkpoints WHERE thread_id = 'big' ORDER BY step"
+            )
+        ]
+        assert kinds[3:9] == [1] * 6, kinds  # steps 3-8 are reverse deltas
+        conn.execute(
+            "UPDATE checkpoints SET state = '{broken' WHERE thread_id = 'big' AND step = 6"
+        )
+    conn.close()
+    result = cli("check", "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["checkpoints"] == 20  # every row was looked at, above and below the damage
+    # step 6, and the older rows stored relative to it, cannot be rebuilt; 7-9 and 0-2 can
+    assert sorted(int(p.split(" @ ")[1].split(":")[0]) for p in report["problems"]) == [
+        *range(kinds.index(1), 7)
+    ]
+    assert not any("thread record says" in p for p in report["problems"])
 
 
 def test_check_counts_thread_record_mismatches_apart_from_decoding(cli: Invoke, db: Path) -> None:
@@ -505,11 +538,23 @@ def test_check_counts_thread_record_mismatches_apart_from_decoding(cli: Invoke, 
     assert result.exit_code == 1
     assert "10 of 10 in 3 threads" in result.stdout  # every checkpoint still decodes
     assert "2 of 3" in result.stdout  # one thread record disagrees
-    assert "1 problems" in result.stdout
+    assert "1 problem\n" in result.stdout
 
 
-def test_stats(cli: Invoke, db: Path) -> None:
+def test_stats_reads_thread_records_only(cli: Invoke, db: Path) -> None:
     report = as_json(cli("stats", "--json", "--top", "2"))
+    assert (report["threads"], report["forks"], report["checkpoints"]) == (3, 1, 10)
+    assert report["file_bytes"] == db.stat().st_size
+    assert [t["thread_id"] for t in report["largest_threads"]] == ["main", "alt"]  # by checkpoints
+    assert report["stored_state_bytes"] is None
+    assert report["largest_threads"][0]["stored_bytes"] is None
+    plain = cli("stats")
+    assert "stats --bytes" in plain.stderr
+    assert "stats --bytes" not in ok(plain)
+
+
+def test_stats_bytes(cli: Invoke, db: Path) -> None:
+    report = as_json(cli("stats", "--bytes", "--json", "--top", "2"))
     assert (report["threads"], report["forks"], report["checkpoints"]) == (3, 1, 10)
     assert report["file_bytes"] == db.stat().st_size
     assert [t["thread_id"] for t in report["largest_threads"]] == ["main", "alt"]
@@ -517,7 +562,8 @@ def test_stats(cli: Invoke, db: Path) -> None:
     assert main["stored_bytes"] >= alt["stored_bytes"] > 0
     assert 0 < main["latest_state_bytes"] <= main["stored_bytes"]
     assert report["stored_state_bytes"] >= main["stored_bytes"] + alt["stored_bytes"]
-    assert "largest threads" in ok(cli("stats"))
+    assert report["free_bytes"] >= 0
+    assert "largest threads" in ok(cli("stats", "--bytes"))
 
 
 # --- prune, vacuum ------------------------------------------------------------------------------
@@ -530,10 +576,12 @@ def test_prune_dry_run_then_prune_then_vacuum(cli: Invoke) -> None:
         cli("prune", "--keep-last", "1", "--dry-run")
     )
     assert len(as_json(cli("history", "main", "--json"))) == 5  # dry run removed nothing
-    one = as_json(cli("prune", "main", "--keep-last", "2", "--json"))
+    one = as_json(cli("prune", "main", "--keep-last", "2", "--yes", "--json"))
     assert one["checkpoints_removed"] == 3
     assert [r["step"] for r in as_json(cli("history", "main", "--json"))] == [3, 4]
-    aged = as_json(cli("prune", "--older-than", "1d", "--json"))  # the fixture is from January
+    aged = as_json(
+        cli("prune", "--older-than", "1d", "--yes", "--json")
+    )  # the fixture is from January
     assert aged["checkpoints_removed"] == 4  # alt's 0-2 and main's 3; never a latest
     assert ok(cli("prune", "--keep-last", "1")).startswith("removed 0 checkpoints")
     vac = as_json(cli("vacuum", "--json"))
@@ -546,7 +594,9 @@ def test_parse_duration() -> None:
     assert parse_duration("90s").total_seconds() == 90
     assert parse_duration("15m").total_seconds() == 900
     assert parse_duration("2w").days == 14
-    assert parse_duration("30").total_seconds() == 30
+    assert parse_duration("1week").days == 7
+    assert parse_duration("3 days").days == 3
+    assert parse_duration("1.5h").total_seconds() == 5400
 
 
 # --- which database, and what is not one --------------------------------------------------------

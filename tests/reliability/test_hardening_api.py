@@ -63,7 +63,6 @@ def _no_traceback(done: subprocess.CompletedProcess[str]) -> None:
 # --- item 3: a lineage cycle made by ordinary use -------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="item 3: `forkpoint tree` drops threads in a lineage cycle")
 async def test_tree_shows_threads_whose_lineage_forms_a_cycle(tmp_path: Path) -> None:
     """Delete main, then fork experiment back into a new thread named main: both are shown."""
     path = tmp_path / "cycle.db"
@@ -198,12 +197,7 @@ async def test_durations_older_than_the_calendar_remove_nothing(
     "age",
     [
         "3000000d",
-        pytest.param(
-            "99999999999999999999d",
-            marks=pytest.mark.xfail(
-                strict=True, reason="item 11: the CLI prints a traceback for this --older-than"
-            ),
-        ),
+        "99999999999999999999d",
     ],
 )
 async def test_cli_prune_with_a_huge_age_prints_no_traceback(tmp_path: Path, age: str) -> None:

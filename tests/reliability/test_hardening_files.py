@@ -357,7 +357,6 @@ async def test_read_only_never_folds_in_a_log_written_while_it_was_open(tmp_path
 # --- item 15: files forkpoint creates get the database's permissions --------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="item 15: `forkpoint export -o FILE` writes 0644")
 async def test_an_export_file_is_private_like_the_database(tmp_path: Path) -> None:
     path = tmp_path / "db.db"
     await _forkpoint_file(path)

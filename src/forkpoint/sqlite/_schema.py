@@ -197,4 +197,100 @@ SCHEMAS: dict[str, Schema] = {
             "index sqlite_autoindex_threads_1 UNIQUE (thread_id COLLATE BINARY) by pk",
         ],
     },
+    "0004": {
+        "alembic_version": [
+            "column version_num VARCHAR(32) NOT NULL PRIMARY KEY 1",
+            "index sqlite_autoindex_alembic_version_1 UNIQUE (version_num COLLATE BINARY) by pk",
+        ],
+        "checkpoints": [
+            "column thread_id TEXT NOT NULL PRIMARY KEY 1",
+            "column step INTEGER NOT NULL PRIMARY KEY 2",
+            "column created_at TEXT NOT NULL",
+            "column node TEXT NOT NULL",
+            "column metadata TEXT NOT NULL DEFAULT '{}'",
+            "column queue TEXT NOT NULL",
+            "column state TEXT NOT NULL",
+            "column encoding INTEGER NOT NULL DEFAULT 0",
+            "column state_version INTEGER NOT NULL DEFAULT 1",
+            (
+                "index sqlite_autoindex_checkpoints_1 UNIQUE (thread_id COLLATE BINARY, "
+                "step COLLATE BINARY) by pk"
+            ),
+        ],
+        "lg_blobs": [
+            "column thread_id TEXT NOT NULL PRIMARY KEY 1",
+            "column checkpoint_ns TEXT NOT NULL PRIMARY KEY 2",
+            "column channel TEXT NOT NULL PRIMARY KEY 3",
+            "column key TEXT NOT NULL PRIMARY KEY 4",
+            "column encoding INTEGER NOT NULL DEFAULT 0",
+            "column value TEXT NOT NULL",
+            (
+                "index sqlite_autoindex_lg_blobs_1 UNIQUE (thread_id COLLATE BINARY, "
+                "checkpoint_ns COLLATE BINARY, channel COLLATE BINARY, key COLLATE BINARY) by pk"
+            ),
+        ],
+        "lg_checkpoints": [
+            "column seq INTEGER NOT NULL PRIMARY KEY 1",
+            "column thread_id TEXT NOT NULL",
+            "column checkpoint_ns TEXT NOT NULL",
+            "column checkpoint_id TEXT NOT NULL",
+            "column parent_checkpoint_id TEXT",
+            "column run_id TEXT",
+            "column created_at TEXT NOT NULL",
+            "column metadata TEXT NOT NULL",
+            "column channels TEXT NOT NULL",
+            "column checkpoint TEXT NOT NULL",
+            (
+                "index ix_lg_checkpoints_order (thread_id COLLATE BINARY, "
+                "checkpoint_ns COLLATE BINARY, seq COLLATE BINARY) by c"
+            ),
+            "index ix_lg_checkpoints_run (run_id COLLATE BINARY) by c",
+            (
+                "index ux_lg_checkpoints_id UNIQUE (thread_id COLLATE BINARY, "
+                "checkpoint_ns COLLATE BINARY, checkpoint_id COLLATE BINARY) by c"
+            ),
+        ],
+        "lg_list_items": [
+            "column thread_id TEXT NOT NULL PRIMARY KEY 1",
+            "column checkpoint_ns TEXT NOT NULL PRIMARY KEY 2",
+            "column channel TEXT NOT NULL PRIMARY KEY 3",
+            "column list_id TEXT NOT NULL PRIMARY KEY 4",
+            "column idx INTEGER NOT NULL PRIMARY KEY 5",
+            "column value TEXT NOT NULL",
+            (
+                "index sqlite_autoindex_lg_list_items_1 UNIQUE (thread_id COLLATE BINARY, "
+                "checkpoint_ns COLLATE BINARY, channel COLLATE BINARY, list_id COLLATE BINARY, "
+                "idx COLLATE BINARY) by pk"
+            ),
+        ],
+        "lg_writes": [
+            "column thread_id TEXT NOT NULL PRIMARY KEY 1",
+            "column checkpoint_ns TEXT NOT NULL PRIMARY KEY 2",
+            "column checkpoint_id TEXT NOT NULL PRIMARY KEY 3",
+            "column task_id TEXT NOT NULL PRIMARY KEY 4",
+            "column idx INTEGER NOT NULL PRIMARY KEY 5",
+            "column task_path TEXT NOT NULL DEFAULT ''",
+            "column channel TEXT NOT NULL",
+            "column value TEXT NOT NULL",
+            (
+                "index sqlite_autoindex_lg_writes_1 UNIQUE (thread_id COLLATE BINARY, "
+                "checkpoint_ns COLLATE BINARY, checkpoint_id COLLATE BINARY, "
+                "task_id COLLATE BINARY, idx COLLATE BINARY) by pk"
+            ),
+        ],
+        "threads": [
+            "column thread_id TEXT NOT NULL PRIMARY KEY 1",
+            "column created_at TEXT NOT NULL",
+            "column updated_at TEXT NOT NULL",
+            "column latest_step INTEGER NOT NULL",
+            "column checkpoint_count INTEGER NOT NULL",
+            "column parent_thread_id TEXT",
+            "column parent_step INTEGER",
+            "column metadata TEXT NOT NULL DEFAULT '{}'",
+            "column delta_run INTEGER NOT NULL DEFAULT 0",
+            "index ix_threads_parent (parent_thread_id COLLATE BINARY) by c",
+            "index ix_threads_updated_at (updated_at COLLATE BINARY) by c",
+            "index sqlite_autoindex_threads_1 UNIQUE (thread_id COLLATE BINARY) by pk",
+        ],
+    },
 }

@@ -1,0 +1,588 @@
+"""The LangGraph saver's rows: named jobs ``(sqlite3.Connection, ...) -> result``.
+
+Why its own tables (``lg_checkpoints``, ``lg_blobs``, ``lg_list_items``,
+``lg_writes``, revision 0004) instead of forkpoint's ``(thread_id, step)`` rows: in a LangGraph thread
+``metadata.step`` repeats (an ``update`` and a ``loop`` checkpoint share a step),
+branches made with ``update_state`` on an old checkpoint share a parent, every
+subgraph call opens a new checkpoint namespace, checkpoints are addressed by id
+and may be replaced by id, and pending writes belong to a checkpoint that may
+not be committed yet. None of that is a linear list of steps.
+
+* ``lg_checkpoints`` — one row per ``(thread_id, checkpoint_ns,
+  checkpoint_id)``. ``seq`` is an insertion counter assigned inside the write
+  transaction; it orders a thread's checkpoints ("latest", ``list``,
+  ``before``), so order never depends on the clock that made the uuid6 ids.
+  Replacing an id keeps its ``seq``. ``checkpoint`` is the checkpoint without its
+  channel values; ``channels`` maps each channel to its ``lg_blobs`` key.
+* ``lg_blobs`` — one channel value per ``(thread_id, checkpoint_ns, channel,
+  key)``; the key is the channel's version, so a checkpoint whose channel did not
+  change refers to the stored value instead of storing it again. If the same
+  version arrives with a different value (a branch that reused a version), the
+  new value gets the key ``<version>@<checkpoint id>``. ``encoding`` 0: ``value``
+  is the value's JSON; 1: ``value`` is ``{"list": id, "len": n}``, a list value
+  made of the first ``n`` items of ``lg_list_items`` list ``id``.
+* ``lg_list_items`` — list values (a conversation's messages) element by
+  element, each element's JSON in its own row. A version that extends the last
+  stored list appends only its new elements, so a conversation stores each
+  message once however many checkpoints hold it; a version that does not (a
+  branch, an edit, a list that was trimmed meanwhile) starts a list of its own.
+  Reading one is one ordered range query, no chain to follow.
+* ``lg_writes`` — pending writes by ``(…, checkpoint_id, task_id, idx)``, with no
+  foreign key: a write may arrive before its checkpoint. A negative ``idx``
+  (errors, interrupts, resume values) replaces; others are kept if present.
+
+Every job runs on forkpoint's SQLite engine (``forkpoint.sqlite._engine``): a
+write job inside the engine's ``BEGIN IMMEDIATE … COMMIT`` (shared with other
+writes by group commit; a job refuses only before it writes), a read job on the
+reader connection. Copy and prune are one ``INSERT … SELECT`` / ``DELETE`` per
+table in that one transaction; deletions then drop the values and list items no
+remaining checkpoint uses. All SQL binds its values; nothing from the
+caller is ever spliced into SQL text.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from ..errors import CheckpointNotFound, InvalidInput, ThreadExists
+
+__all__ = [
+    "BlobIn",
+    "PutRequest",
+    "StoredCheckpoint",
+    "copy_thread",
+    "delete_for_runs",
+    "delete_inactive",
+    "delete_thread",
+    "get_checkpoint",
+    "list_checkpoints",
+    "prune",
+    "put_checkpoint",
+    "put_writes",
+]
+
+
+VALUE = 0
+"""``lg_blobs.encoding``: ``value`` is the stored value."""
+LIST = 1
+"""``lg_blobs.encoding``: ``value`` is ``{"list": id, "len": n}``, the first n ``lg_list_items``."""
+
+
+class BlobIn(NamedTuple):
+    """One channel value of a checkpoint being stored.
+
+    ``version`` is the channel's version as JSON text (``None``: the channel has
+    no version). ``value`` is the encoded text, or a function that encodes it,
+    called only if no stored value for that version can be reused. ``items``
+    (a list value's element texts) asks for list storage, appending to
+    ``base`` — ``(list_id, length)`` of a list this value extends — when that
+    list still ends there.
+    """
+
+    channel: str
+    version: str | None
+    value: str | Callable[[], str]
+    items: list[str] | None = None
+    base: tuple[str, int] | None = None
+
+
+class PutRequest(NamedTuple):
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    run_id: str | None
+    created_at: str
+    metadata: str
+    checkpoint: str
+    blobs: Sequence[BlobIn]
+
+
+class StoredCheckpoint(NamedTuple):
+    """A checkpoint row with everything needed to rebuild its tuple (still encoded)."""
+
+    seq: int
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    metadata: str
+    checkpoint: str
+    values: dict[str, str | None]  # None: the value this row refers to is missing
+    writes: list[tuple[str, str, str, str, int]]  # task_id, channel, value, task_path, idx
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> dict[str, tuple[str, int]]:
+    """Store (or replace, keeping its place in the order) one checkpoint and its new values.
+
+    Every read and every encoding happens before the first write, so a value
+    that cannot be encoded refuses the job with nothing written. Returns
+    ``{channel: (list_id, length)}`` for the values stored as lists.
+    """
+    parent_keys: dict[str, str] = {}
+    if req.parent_checkpoint_id is not None:
+        row = conn.execute(
+            "SELECT channels FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+            "AND checkpoint_id = ?",
+            (req.thread_id, req.checkpoint_ns, req.parent_checkpoint_id),
+        ).fetchone()
+        if row is not None:
+            parent_keys = json.loads(row[0])
+    keys: dict[str, str] = {}
+    inserts: list[tuple[str, str, str, bool, int]] = []  # channel, key, text, replace, encoding
+    appends: list[tuple[str, str, int, list[str]]] = []  # channel, list_id, start, items
+    lists: dict[str, tuple[str, int]] = {}
+    for blob in req.blobs:
+        if blob.items is not None and blob.version is not None:
+            key, list_id, start = _plan_list(conn, req, blob.channel, blob.version, blob)
+            ref = json.dumps({"list": list_id, "len": len(blob.items)}, separators=(",", ":"))
+            inserts.append((blob.channel, key, ref, True, LIST))
+            appends.append((blob.channel, list_id, start, blob.items[start:]))
+            lists[blob.channel] = (list_id, len(blob.items))
+        else:
+            key, text, replace = _plan_blob(conn, req, blob, parent_keys.get(blob.channel))
+            if text is not None:
+                inserts.append((blob.channel, key, text, replace, VALUE))
+        keys[blob.channel] = key
+    for channel, list_id, start, items in appends:
+        where = (req.thread_id, req.checkpoint_ns, channel, list_id)
+        if start == 0:  # a new list: nothing of an older list by that id may survive
+            conn.execute(
+                "DELETE FROM lg_list_items WHERE thread_id = ? AND checkpoint_ns = ? "
+                "AND channel = ? AND list_id = ?",
+                where,
+            )
+        conn.executemany(
+            "INSERT INTO lg_list_items (thread_id, checkpoint_ns, channel, list_id, idx, value) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(*where, start + offset, item) for offset, item in enumerate(items)],
+        )
+    for channel, key, text, replace, encoding in inserts:
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        conn.execute(
+            f"{verb} INTO lg_blobs (thread_id, checkpoint_ns, channel, key, encoding, value) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (req.thread_id, req.checkpoint_ns, channel, key, encoding, text),
+        )
+    conn.execute(
+        "INSERT INTO lg_checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
+        "parent_checkpoint_id, run_id, created_at, metadata, channels, checkpoint) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET "
+        "parent_checkpoint_id = excluded.parent_checkpoint_id, run_id = excluded.run_id, "
+        "created_at = excluded.created_at, metadata = excluded.metadata, "
+        "channels = excluded.channels, checkpoint = excluded.checkpoint",
+        (
+            req.thread_id,
+            req.checkpoint_ns,
+            req.checkpoint_id,
+            req.parent_checkpoint_id,
+            req.run_id,
+            req.created_at,
+            req.metadata,
+            json.dumps(keys, ensure_ascii=False, separators=(",", ":")),
+            req.checkpoint,
+        ),
+    )
+    return lists
+
+
+def _plan_list(
+    conn: sqlite3.Connection, req: PutRequest, channel: str, version: str, blob: BlobIn
+) -> tuple[str, str, int]:
+    """``(blob key, list_id, first index to insert)``: append to ``base`` if it still ends there."""
+    where = (req.thread_id, req.checkpoint_ns, channel)
+    key = version
+    if _blob_text(conn, where, key) is not None:  # this version is taken (a branch reused it)
+        key = f"{version}@{req.checkpoint_id}"
+    if blob.base is not None and blob.items is not None:
+        list_id, length = blob.base
+        count, top = conn.execute(
+            "SELECT count(*), max(idx) FROM lg_list_items WHERE thread_id = ? "
+            "AND checkpoint_ns = ? AND channel = ? AND list_id = ?",
+            (*where, list_id),
+        ).fetchone()
+        if 0 < length <= len(blob.items) and count == length and top == length - 1:
+            return key, list_id, length
+    return key, key, 0
+
+
+def _plan_blob(
+    conn: sqlite3.Connection, req: PutRequest, blob: BlobIn, parent_key: str | None
+) -> tuple[str, str | None, bool]:
+    """``(key, text to insert or None to reuse a stored value, replace?)`` for one value."""
+    where = (req.thread_id, req.checkpoint_ns, blob.channel)
+    if blob.version is None:
+        return "@" + req.checkpoint_id, _text(blob), True
+    if callable(blob.value):  # unchanged channel: reuse the parent's value, else the version's
+        if (
+            parent_key is not None
+            and _key_version(parent_key) == blob.version
+            and _blob_text(conn, where, parent_key) is not None
+        ):
+            return parent_key, None, False
+        if _blob_text(conn, where, blob.version) is not None:
+            return blob.version, None, False
+    text = _text(blob)
+    stored = _blob_text(conn, where, blob.version)
+    if stored is None:
+        return blob.version, text, False
+    if stored == text:
+        return blob.version, None, False
+    return f"{blob.version}@{req.checkpoint_id}", text, True
+
+
+def _text(blob: BlobIn) -> str:
+    return blob.value() if callable(blob.value) else blob.value
+
+
+def _key_version(key: str) -> str:
+    return key.split("@", 1)[0]
+
+
+def _blob_text(conn: sqlite3.Connection, where: tuple[str, str, str], key: str) -> str | None:
+    row = conn.execute(
+        "SELECT value FROM lg_blobs WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? "
+        "AND key = ?",
+        (*where, key),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def put_writes(
+    conn: sqlite3.Connection,
+    thread_id: str,
+    checkpoint_ns: str,
+    checkpoint_id: str,
+    task_id: str,
+    task_path: str,
+    rows: Sequence[tuple[int, str, str]],
+) -> None:
+    """Store a task's writes: ``(idx, channel, encoded value)``; negative idx replaces."""
+    for idx, channel, text in rows:
+        verb = "INSERT OR REPLACE" if idx < 0 else "INSERT OR IGNORE"
+        conn.execute(
+            f"{verb} INTO lg_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, "
+            "task_path, channel, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, task_path, channel, text),
+        )
+
+
+def delete_thread(conn: sqlite3.Connection, thread_id: str) -> None:
+    """Remove every checkpoint, value and write of a thread (all namespaces)."""
+    for table in ("lg_checkpoints", "lg_blobs", "lg_list_items", "lg_writes"):
+        conn.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,))  # noqa: S608 - fixed table names
+
+
+def delete_inactive(conn: sqlite3.Connection, cutoff: str) -> list[str]:
+    """Remove the threads whose newest checkpoint was written before ``cutoff``; their ids."""
+    stale = [
+        row[0]
+        for row in conn.execute(
+            "SELECT thread_id FROM lg_checkpoints GROUP BY thread_id "
+            "HAVING max(created_at) < ? ORDER BY thread_id",
+            (cutoff,),
+        )
+    ]
+    for thread_id in stale:
+        delete_thread(conn, thread_id)
+    return stale
+
+
+def delete_for_runs(conn: sqlite3.Connection, run_ids: Sequence[str]) -> None:
+    """Remove the checkpoints made by these runs, their writes, and values no longer used."""
+    runs = json.dumps(list(run_ids))
+    threads = [
+        row[0]
+        for row in conn.execute(
+            "SELECT DISTINCT thread_id FROM lg_checkpoints "
+            "WHERE run_id IN (SELECT value FROM json_each(?))",
+            (runs,),
+        )
+    ]
+    conn.execute(
+        "DELETE FROM lg_writes WHERE (thread_id, checkpoint_ns, checkpoint_id) IN ("
+        "SELECT thread_id, checkpoint_ns, checkpoint_id FROM lg_checkpoints "
+        "WHERE run_id IN (SELECT value FROM json_each(?)))",
+        (runs,),
+    )
+    conn.execute(
+        "DELETE FROM lg_checkpoints WHERE run_id IN (SELECT value FROM json_each(?))", (runs,)
+    )
+    _collect_blobs(conn, threads)
+
+
+def copy_thread(conn: sqlite3.Connection, source: str, target: str) -> None:
+    """Copy a thread's checkpoints (in order), values and writes to a new thread id."""
+    if source == target:
+        raise InvalidInput("copy_thread needs two different thread ids", thread_id=source)
+    if (
+        conn.execute("SELECT 1 FROM lg_checkpoints WHERE thread_id = ?", (source,)).fetchone()
+        is None
+    ):
+        raise CheckpointNotFound("no checkpoints to copy", thread_id=source)
+    taken = conn.execute(
+        "SELECT 1 FROM lg_checkpoints WHERE thread_id = ? UNION ALL "
+        "SELECT 1 FROM lg_writes WHERE thread_id = ? LIMIT 1",
+        (target, target),
+    ).fetchone()
+    if taken is not None:
+        raise ThreadExists("the target thread already has checkpoints", thread_id=target)
+    conn.execute(
+        "INSERT INTO lg_checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
+        "parent_checkpoint_id, run_id, created_at, metadata, channels, checkpoint) "
+        "SELECT ?, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, created_at, "
+        "metadata, channels, checkpoint FROM lg_checkpoints WHERE thread_id = ? ORDER BY seq",
+        (target, source),
+    )
+    conn.execute(
+        "INSERT INTO lg_blobs (thread_id, checkpoint_ns, channel, key, encoding, value) "
+        "SELECT ?, checkpoint_ns, channel, key, encoding, value FROM lg_blobs WHERE thread_id = ?",
+        (target, source),
+    )
+    conn.execute(
+        "INSERT INTO lg_list_items (thread_id, checkpoint_ns, channel, list_id, idx, value) "
+        "SELECT ?, checkpoint_ns, channel, list_id, idx, value FROM lg_list_items "
+        "WHERE thread_id = ?",
+        (target, source),
+    )
+    conn.execute(
+        "INSERT INTO lg_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, "
+        "task_path, channel, value) SELECT ?, checkpoint_ns, checkpoint_id, task_id, idx, "
+        "task_path, channel, value FROM lg_writes WHERE thread_id = ?",
+        (target, source),
+    )
+
+
+def prune(conn: sqlite3.Connection, thread_ids: Sequence[str], strategy: str) -> None:
+    """``keep_latest``: keep each namespace's latest checkpoint (and its writes); ``delete``: all."""
+    if strategy == "delete":
+        for thread_id in thread_ids:
+            delete_thread(conn, thread_id)
+        return
+    if strategy != "keep_latest":
+        raise InvalidInput(f"prune strategy must be 'keep_latest' or 'delete', not {strategy!r}")
+    threads = json.dumps(list(thread_ids))
+    conn.execute(
+        "DELETE FROM lg_writes WHERE thread_id IN (SELECT value FROM json_each(?1)) "
+        "AND (thread_id, checkpoint_ns, checkpoint_id) NOT IN ("
+        "SELECT thread_id, checkpoint_ns, checkpoint_id FROM lg_checkpoints WHERE seq IN ("
+        "SELECT max(seq) FROM lg_checkpoints WHERE thread_id IN (SELECT value FROM json_each(?1)) "
+        "GROUP BY thread_id, checkpoint_ns))",
+        (threads,),
+    )
+    conn.execute(
+        "DELETE FROM lg_checkpoints WHERE thread_id IN (SELECT value FROM json_each(?1)) "
+        "AND seq NOT IN ("
+        "SELECT max(seq) FROM lg_checkpoints WHERE thread_id IN (SELECT value FROM json_each(?1)) "
+        "GROUP BY thread_id, checkpoint_ns)",
+        (threads,),
+    )
+    _collect_blobs(conn, list(thread_ids))
+
+
+def _collect_blobs(conn: sqlite3.Connection, thread_ids: Sequence[str]) -> None:
+    """Delete the values of these threads that no remaining checkpoint refers to."""
+    if not thread_ids:
+        return
+    threads = json.dumps(list(thread_ids))
+    conn.execute(
+        "DELETE FROM lg_blobs WHERE thread_id IN (SELECT value FROM json_each(?1)) "
+        "AND (thread_id, checkpoint_ns, channel, key) NOT IN ("
+        "SELECT c.thread_id, c.checkpoint_ns, j.key, j.value "
+        "FROM lg_checkpoints c, json_each(c.channels) j "
+        "WHERE c.thread_id IN (SELECT value FROM json_each(?1)))",
+        (threads,),
+    )
+    # list items past the longest remaining version of their list (all of them if none is left)
+    conn.execute(
+        "WITH keep (thread_id, checkpoint_ns, channel, list_id, n) AS ("
+        "SELECT thread_id, checkpoint_ns, channel, json_extract(value, '$.list'), "
+        "max(json_extract(value, '$.len')) FROM lg_blobs "
+        "WHERE encoding = 1 AND thread_id IN (SELECT value FROM json_each(?1)) "
+        "GROUP BY 1, 2, 3, 4) "
+        "DELETE FROM lg_list_items WHERE thread_id IN (SELECT value FROM json_each(?1)) "
+        "AND idx >= coalesce((SELECT k.n FROM keep k WHERE k.thread_id = lg_list_items.thread_id "
+        "AND k.checkpoint_ns = lg_list_items.checkpoint_ns AND k.channel = lg_list_items.channel "
+        "AND k.list_id = lg_list_items.list_id), 0)",
+        (threads,),
+    )
+
+
+# --- reading -------------------------------------------------------------------------------
+
+_COLUMNS = (
+    "seq, thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, metadata, checkpoint"
+)
+
+
+def get_checkpoint(
+    conn: sqlite3.Connection, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
+) -> StoredCheckpoint | None:
+    """One checkpoint by id, or the namespace's latest (highest ``seq``) when id is None."""
+    if checkpoint_id is None:
+        seq_row = conn.execute(
+            "SELECT max(seq) FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ?",
+            (thread_id, checkpoint_ns),
+        ).fetchone()
+    else:
+        seq_row = conn.execute(
+            "SELECT seq FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+            "AND checkpoint_id = ?",
+            (thread_id, checkpoint_ns, checkpoint_id),
+        ).fetchone()
+    if seq_row is None or seq_row[0] is None:
+        return None
+    return _load(conn, [int(seq_row[0])])[0]
+
+
+def list_checkpoints(
+    conn: sqlite3.Connection,
+    thread_id: str | None,
+    checkpoint_ns: str | None,
+    checkpoint_id: str | None,
+    before: str | None,
+    below_seq: int | None,
+    keep: Callable[[str], bool] | None,
+    count: int,
+) -> list[StoredCheckpoint]:
+    """Up to ``count`` checkpoints, newest first, with ``seq`` below ``below_seq``.
+
+    ``before`` is a checkpoint id: only checkpoints inserted before it are listed
+    (an id that is not stored compares as text, as LangGraph's savers do).
+    ``keep`` filters on the metadata text, so filter keys never reach SQL.
+    """
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("thread_id", thread_id),
+        ("checkpoint_ns", checkpoint_ns),
+        ("checkpoint_id", checkpoint_id),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if before is not None:
+        scope = "checkpoint_id = ?" + (" AND thread_id = ?" if thread_id is not None else "")
+        found = conn.execute(
+            f"SELECT min(seq) FROM lg_checkpoints WHERE {scope}",  # noqa: S608 - fixed fragments
+            (before,) if thread_id is None else (before, thread_id),
+        ).fetchone()
+        if found is not None and found[0] is not None:
+            where.append("seq < ?")
+            params.append(int(found[0]))
+        else:
+            where.append("checkpoint_id < ?")
+            params.append(before)
+    if below_seq is not None:
+        where.append("seq < ?")
+        params.append(below_seq)
+    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    sql = f"SELECT seq, metadata FROM lg_checkpoints {clause} ORDER BY seq DESC"  # noqa: S608 - fixed fragments
+    seqs: list[int] = []
+    if keep is None:
+        seqs = [row[0] for row in conn.execute(sql + " LIMIT ?", (*params, count))]
+    else:
+        for seq, metadata in conn.execute(sql, params):
+            if keep(metadata):
+                seqs.append(seq)
+                if len(seqs) >= count:
+                    break
+    return _load(conn, seqs)
+
+
+def _load(conn: sqlite3.Connection, seqs: list[int]) -> list[StoredCheckpoint]:
+    """Rows for ``seqs`` (in that order) with their values and writes: three queries in all."""
+    if not seqs:
+        return []
+    wanted = json.dumps(seqs)
+    rows = {
+        row[0]: row
+        for row in conn.execute(
+            f"SELECT {_COLUMNS} FROM lg_checkpoints "  # noqa: S608 - fixed column list
+            "WHERE seq IN (SELECT value FROM json_each(?))",
+            (wanted,),
+        )
+    }
+    values: dict[int, dict[str, str | None]] = {seq: {} for seq in rows}
+    wanted_lists: list[tuple[int, str, str, str, str, int]] = []
+    for seq, tid, ns, channel, text, encoding in conn.execute(
+        "SELECT c.seq, c.thread_id, c.checkpoint_ns, j.key, b.value, b.encoding "
+        "FROM lg_checkpoints c, json_each(c.channels) j "
+        "LEFT JOIN lg_blobs b ON b.thread_id = c.thread_id AND b.checkpoint_ns = c.checkpoint_ns "
+        "AND b.channel = j.key AND b.key = j.value "
+        "WHERE c.seq IN (SELECT value FROM json_each(?))",
+        (wanted,),
+    ):
+        if encoding == LIST:
+            ref = json.loads(text)
+            wanted_lists.append((seq, tid, ns, channel, str(ref["list"]), int(ref["len"])))
+        else:
+            values[seq][channel] = text
+    for seq, channel, text in _assemble_lists(conn, wanted_lists):
+        values[seq][channel] = text
+    writes: dict[tuple[str, str, str], list[tuple[str, str, str, str, int]]] = {}
+    for tid, ns, cid, task_id, channel, text, task_path, idx in conn.execute(
+        "SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.channel, w.value, "
+        "w.task_path, w.idx FROM lg_writes w JOIN lg_checkpoints c "
+        "ON c.thread_id = w.thread_id AND c.checkpoint_ns = w.checkpoint_ns "
+        "AND c.checkpoint_id = w.checkpoint_id "
+        "WHERE c.seq IN (SELECT value FROM json_each(?))",
+        (wanted,),
+    ):
+        writes.setdefault((tid, ns, cid), []).append((task_id, channel, text, task_path, idx))
+    out = []
+    for seq in seqs:
+        row = rows.get(seq)
+        if row is None:
+            continue
+        _, tid, ns, cid, parent, metadata, checkpoint = row
+        out.append(
+            StoredCheckpoint(
+                seq,
+                tid,
+                ns,
+                cid,
+                parent,
+                metadata,
+                checkpoint,
+                values[seq],
+                writes.get((tid, ns, cid), []),
+            )
+        )
+    return out
+
+
+def _assemble_lists(
+    conn: sqlite3.Connection, wanted: list[tuple[int, str, str, str, str, int]]
+) -> list[tuple[int, str, str | None]]:
+    """``(seq, channel, full JSON text)`` for list-stored values: one query per list.
+
+    A list shorter than a version needs is reported as missing (``None``).
+    """
+    longest: dict[tuple[str, str, str, str], int] = {}
+    for _, tid, ns, channel, list_id, n in wanted:
+        key = (tid, ns, channel, list_id)
+        longest[key] = max(n, longest.get(key, 0))
+    items: dict[tuple[str, str, str, str], list[str]] = {}
+    for key, n in longest.items():
+        items[key] = [
+            row[0]
+            for row in conn.execute(
+                "SELECT value FROM lg_list_items WHERE thread_id = ? AND checkpoint_ns = ? "
+                "AND channel = ? AND list_id = ? AND idx < ? ORDER BY idx",
+                (*key, n),
+            )
+        ]
+    out: list[tuple[int, str, str | None]] = []
+    for seq, tid, ns, channel, list_id, n in wanted:
+        stored = items[(tid, ns, channel, list_id)]
+        text = "[" + ",".join(stored[:n]) + "]" if len(stored) >= n else None
+        out.append((seq, channel, text))
+    return out
