@@ -4,11 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lint typecheck test soak demo bench bench-quick bench-runner bench-lgsaver bench-cli clean
+FLOOR_VENV := .venv-floor
+FLOOR_STAMP := $(FLOOR_VENV)/.installed
+
+.PHONY: help install lint typecheck test test-floor soak demo bench bench-quick bench-runner bench-lgsaver bench-cli clean
 
 help:
 	@echo "make demo        set up and run the demonstration (kill, resume, interrupt, fork)"
 	@echo "make test        set up, then ruff, mypy --strict and the whole test suite"
+	@echo "make test-floor  the test suite again, in .venv-floor, on the lowest versions pyproject allows"
 	@echo "make soak        the long fault tests (10x iterations)"
 	@echo "make bench       the benchmark suite, writes bench/RESULTS.md"
 	@echo "make bench-quick a smoke run of the benchmark harness"
@@ -33,6 +37,19 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(VENV)/bin/pytest -q
+
+# The floors come from pyproject.toml itself (tests/floors.py), so they cannot drift from it.
+$(FLOOR_STAMP): pyproject.toml tests/floors.py | $(STAMP)
+	rm -rf $(FLOOR_VENV)
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PY) -m tests.floors > $(FLOOR_VENV)/constraints.txt
+	$(FLOOR_VENV)/bin/python -m pip install --quiet -c $(FLOOR_VENV)/constraints.txt -e '.[dev]'
+	touch $(FLOOR_STAMP)
+
+test-floor: $(FLOOR_STAMP)
+	$(FLOOR_VENV)/bin/python -m tests.floors --check
+	$(FLOOR_VENV)/bin/pytest -q -p no:cacheprovider
 
 soak: $(STAMP)
 	FORKPOINT_SOAK=1 $(VENV)/bin/pytest -q -m soak tests
@@ -61,4 +78,4 @@ bench-cli: $(STAMP)
 	$(PY) -m bench.cli
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist build
+	rm -rf $(VENV) $(FLOOR_VENV) .mypy_cache .ruff_cache .pytest_cache dist build

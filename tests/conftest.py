@@ -27,6 +27,7 @@ from forkpoint import (
 )
 from forkpoint.migrate import upgrade
 from tests.postgres.support import open_store as _postgres
+from tests.sync_face import over_sync
 
 
 class Counter(StateSchema):
@@ -84,10 +85,18 @@ async def _sqlite(
     return await SqliteCheckpointer.open(path, state_type, **kw)
 
 
+async def _sync_sqlite(
+    tmp_path: Path, state_type: type[StateSchema] = Counter, **kw: Any
+) -> HistoryCheckpointer[Any]:
+    """SQLite driven through ``forkpoint.sync``'s plain calls (see tests/sync_face.py)."""
+    return await over_sync(lambda: _sqlite(tmp_path, state_type, **kw))
+
+
 BACKENDS: dict[str, Callable[..., Awaitable[HistoryCheckpointer[Any]]]] = {
     "memory": _memory,
     "sqlite": _sqlite,
     "postgres": _postgres,
+    "sync": _sync_sqlite,
 }
 
 

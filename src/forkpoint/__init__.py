@@ -10,6 +10,7 @@ from __future__ import annotations
 from .base import Checkpointer, HistoryCheckpointer, MetadataFilter, PruneReport
 from .copying import copy_threads
 from .errors import (
+    CalledFromEventLoop,
     CheckpointerClosed,
     CheckpointError,
     CheckpointNotFound,
@@ -94,6 +95,7 @@ __all__ = [
     "MAX_THREAD_ID_LENGTH",
     "UPDATE_NODE",
     "Append",
+    "CalledFromEventLoop",
     "Checkpoint",
     "CheckpointError",
     "CheckpointMetadata",

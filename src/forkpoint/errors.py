@@ -27,6 +27,7 @@ they are chained as ``__cause__`` of one of these.
     │   ├── CheckpointerClosed       used after close()
     │   └── ForkedProcess            used in a child after os.fork(); open a new one there
     ├── ForkNotSupported             a checkpointer that keeps no history to fork from
+    ├── CalledFromEventLoop (RuntimeError)  a forkpoint.sync call in a thread running an event loop
     └── RunnerError                  the runner's errors
         ├── InvalidGraph (InvalidInput)       nodes, edges, routers or options that make no graph
         │   └── UnknownNodes                  a stored queue names nodes this runner lacks
@@ -44,6 +45,7 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "CalledFromEventLoop",
     "CheckpointError",
     "CheckpointNotFound",
     "CheckpointerClosed",
@@ -236,6 +238,15 @@ class ForkedProcess(StorageError):
 
 class ForkNotSupported(CheckpointError):
     """This backend keeps no history to fork from."""
+
+
+class CalledFromEventLoop(CheckpointError, RuntimeError):
+    """A blocking ``forkpoint.sync`` call was made in a thread that is running an event loop.
+
+    Raised at once, before anything runs: waiting there would block that loop
+    (or, on the sync checkpointer's own loop, never end). Await the async
+    checkpointer in async code.
+    """
 
 
 # --- the runner's errors (forkpoint.Runner) ------------------------------------------------
