@@ -5,7 +5,7 @@
     SerializationError
     ├── UnregisteredType     a value of a type the registry does not know, refused on save
     └── UndecodableValue     a stored value that is not what forkpoint writes (forged, damaged)
-    CheckpointError
+    CalledFromEventLoop      (forkpoint.sync's: one concept, one base to catch)
     └── SyncCallOnEventLoop  a sync saver method called on a thread that runs an event loop
 
 Each carries ``channel`` (the channel, write or field being encoded) and
@@ -14,7 +14,7 @@ Each carries ``channel`` (the channel, write or field being encoded) and
 
 from __future__ import annotations
 
-from ..errors import CheckpointError, SerializationError
+from ..errors import CalledFromEventLoop, SerializationError
 
 __all__ = ["SyncCallOnEventLoop", "UndecodableValue", "UnregisteredType", "ValueCodecError"]
 
@@ -48,7 +48,7 @@ class UndecodableValue(ValueCodecError):
     """A stored value is malformed, names an unknown registry entry, or fails validation."""
 
 
-class SyncCallOnEventLoop(CheckpointError, RuntimeError):
+class SyncCallOnEventLoop(CalledFromEventLoop):
     """A sync method was called on a thread that is running an event loop.
 
     Waiting there for the database would block the very loop that may have to
