@@ -20,14 +20,14 @@ base class's; this class implements its storage hooks as row jobs.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
-from types import TracebackType
-from typing import Any, Generic
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from ..base import CheckpointRow, HistoryCheckpointer, ThreadRecord, ThreadRow
 from ..codec import EncodedCheckpoint
 from ..errors import CheckpointerClosed, InvalidInput
 from ..models import MAX_STEP, S
+from ..opening import Opening
 from . import _jobs as jobs
 from ._engine import Durability, SqliteEngine
 from ._jobs import StorageStats
@@ -37,30 +37,6 @@ __all__ = ["Durability", "SqliteCheckpointer", "StorageStats"]
 
 _PRUNE_CHUNK = 64  # threads per prune transaction, so other writers interleave
 _STATES_PAGE_CHARS = 4 * 2**20  # iter_states reads about this much state text per hop
-
-
-class _Opening(Generic[S]):
-    """What :meth:`SqliteCheckpointer.open` returns: await it, or use ``async with``."""
-
-    def __init__(self, opener: Callable[[], Awaitable[SqliteCheckpointer[S]]]) -> None:
-        self._opener = opener
-        self._opened: SqliteCheckpointer[S] | None = None
-
-    def __await__(self) -> Generator[Any, None, SqliteCheckpointer[S]]:
-        return self._opener().__await__()
-
-    async def __aenter__(self) -> SqliteCheckpointer[S]:
-        self._opened = await self._opener()
-        return self._opened
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._opened is not None:
-            await self._opened.close()
 
 
 class SqliteCheckpointer(HistoryCheckpointer[S]):
@@ -87,7 +63,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         read_only: bool = False,
         max_state_bytes: int | None = None,
         keep_last: int | None = None,
-    ) -> _Opening[S]:
+    ) -> Opening[SqliteCheckpointer[S]]:
         """Open (creating and migrating if needed) the forkpoint database at ``path``.
 
         ``durability="full"`` (default): WAL with ``synchronous=FULL``, a save
@@ -116,7 +92,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
                 keep_last,
             )
 
-        return _Opening(opener)
+        return Opening(opener)
 
     @classmethod
     async def _open(
