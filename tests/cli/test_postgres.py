@@ -57,7 +57,7 @@ def _export_lines(text: str) -> list[dict[str, object]]:
 def test_copy_sqlite_to_postgres_and_back_keeps_everything(
     cli: Invoke, db: Path, pg: str, tmp_path: Path
 ) -> None:
-    assert "copied 3 threads" in ok(cli("copy", str(db), pg))
+    assert "copied 3 threads" in ok(cli("copy", f"sqlite:///{db}", pg))
     back = tmp_path / "back.db"
     ok(cli("copy", pg, str(back)))
     for where in (pg, str(back)):

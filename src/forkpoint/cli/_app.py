@@ -169,9 +169,13 @@ def is_url(target: str) -> bool:
 
 
 def db_path(ctx: typer.Context, db: str | None) -> Target:
-    """``--db`` (after or before the command), else ``$FORKPOINT_DB``, else ``./forkpoint.db``."""
+    """``--db`` (after or before the command), else ``$FORKPOINT_DB``, else ``./forkpoint.db``.
+
+    A PostgreSQL URL stays text; ``sqlite:///relative.db`` and ``sqlite:////absolute.db`` are
+    their file.
+    """
     chosen = db or ctx.obj or os.environ.get("FORKPOINT_DB") or DEFAULT_DB
-    return chosen if is_url(chosen) else Path(chosen)
+    return chosen if is_url(chosen) else Path(chosen.removeprefix("sqlite:///"))
 
 
 P = ParamSpec("P")
