@@ -25,7 +25,7 @@ One module per job: ``_app`` (the Typer app, options, running a command),
 
 from __future__ import annotations
 
-from . import _diff, _editing, _langgraph, _maintenance, _reading, _states, _transfer, _tree
+from . import _copy, _diff, _editing, _langgraph, _maintenance, _reading, _states, _transfer, _tree
 from ._app import app
 
 __all__ = ["app", "main"]
@@ -39,6 +39,7 @@ _COMMANDS = (
     _maintenance,
     _states,
     _langgraph,
+    _copy,
 )  # registered on import
 
 

@@ -22,8 +22,10 @@ import typer
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from .. import __version__
+from ..base import HistoryCheckpointer
 from ..errors import CheckpointError
 from ..models import Checkpoint, JsonState, StateSchema, ThreadInfo
+from ..opening import POSTGRES_SCHEMES, open_checkpointer
 from ..sqlite import SqliteCheckpointer
 from ._args import UsageError, UserError
 from ._text import err, one_line
@@ -39,10 +41,13 @@ __all__ = [
     "db_path",
     "no_checkpoint",
     "open_db",
+    "open_sqlite",
     "require_checkpoint",
     "require_thread",
+    "sqlite_path",
     "step_argument",
     "sub_app",
+    "where",
 ]
 
 DEFAULT_DB = "forkpoint.db"
@@ -88,10 +93,10 @@ app = typer.Typer(
 )
 
 DbOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--db",
-        help="Database file (default: $FORKPOINT_DB, else ./forkpoint.db).",
+        help="Database file or postgresql:// URL (default: $FORKPOINT_DB, else ./forkpoint.db).",
         show_default=False,
     ),
 ]
@@ -155,10 +160,22 @@ def _root(
     ctx.obj = db
 
 
-def db_path(ctx: typer.Context, db: Path | None) -> Path:
-    """``--db`` (after or before the command), else ``$FORKPOINT_DB``, else ``./forkpoint.db``."""
+Target = Path | str  # a database file, or a PostgreSQL URL (kept as typed: no Path folding)
+
+
+def is_url(target: str) -> bool:
+    """Whether ``target`` is a ``postgresql://`` (or ``postgres://``) URL."""
+    return "://" in target and target.split("://", 1)[0].lower() in POSTGRES_SCHEMES
+
+
+def db_path(ctx: typer.Context, db: str | None) -> Target:
+    """``--db`` (after or before the command), else ``$FORKPOINT_DB``, else ``./forkpoint.db``.
+
+    A PostgreSQL URL stays text; ``sqlite:///relative.db`` and ``sqlite:////absolute.db`` are
+    their file.
+    """
     chosen = db or ctx.obj or os.environ.get("FORKPOINT_DB") or DEFAULT_DB
-    return Path(chosen)
+    return chosen if is_url(chosen) else Path(chosen.removeprefix("sqlite:///"))
 
 
 P = ParamSpec("P")
@@ -231,34 +248,63 @@ def _check_path(path: Path, *, create: bool) -> bool:
 
 @contextlib.asynccontextmanager
 async def open_db(
-    path: Path,
+    target: Target,
     *,
     write: bool = False,
     create: bool = False,
     migrate: bool = False,
     state_type: type[StateSchema] = JsonState,
-) -> AsyncIterator[SqliteCheckpointer[Any]]:
-    """Open ``path`` with ``state_type`` (JsonState: any stored JSON), read-only unless ``write``.
+) -> AsyncIterator[HistoryCheckpointer[Any]]:
+    """Open ``target`` with ``state_type`` (JsonState: any stored JSON), read-only unless ``write``.
 
-    A missing file is created only if ``create``.
+    A missing SQLite file is created only if ``create``; on PostgreSQL the
+    schema is created or upgraded only by ``create`` or ``migrate`` (else a
+    missing schema is a ``SchemaVersionError``, and nothing is created).
     """
-    exists = _check_path(path, create=create)
-    cp: SqliteCheckpointer[Any] = await SqliteCheckpointer.open(
-        path,
-        state_type,
-        read_only=not (write or create or migrate),
-        migrate=migrate or not exists,
-    )
-    try:
+    read_only = not (write or create or migrate)
+    if isinstance(target, str):
+        options: dict[str, Any] = {"read_only": read_only, "migrate": migrate or create}
+    else:
+        options = {
+            "read_only": read_only,
+            "migrate": migrate or not _check_path(target, create=create),
+        }
+    async with open_checkpointer(target, state_type, **options) as cp:
         yield cp
-    finally:
-        await cp.close()
 
 
-async def require_thread(cp: SqliteCheckpointer[JsonState], thread_id: str) -> ThreadInfo:
+def sqlite_path(ctx: typer.Context, db: str | Path | None) -> Path:
+    """``db_path`` for a command only SQLite files have: a PostgreSQL URL is a UserError."""
+    target = db_path(ctx, None if db is None else str(db))
+    if isinstance(target, str):
+        raise UserError("this command works on SQLite database files only, not on PostgreSQL")
+    return target
+
+
+@contextlib.asynccontextmanager
+async def open_sqlite(
+    path: Path, *, write: bool = False, migrate: bool = False
+) -> AsyncIterator[SqliteCheckpointer[Any]]:
+    """``open_db`` for a command only SQLite files have (``path`` from ``sqlite_path``)."""
+    async with open_db(path, write=write, migrate=migrate) as cp:
+        if not isinstance(cp, SqliteCheckpointer):  # a plain path always opens SQLite
+            raise UserError(f"{path} is not an SQLite database")
+        yield cp
+
+
+def where(cp: HistoryCheckpointer[Any]) -> str:
+    """What messages call the database: its file, or its URL without the password."""
+    if isinstance(cp, SqliteCheckpointer):
+        return cp.path
+    from ..postgres import PostgresCheckpointer  # only a URL opened one, so the extra is there
+
+    return cp.url if isinstance(cp, PostgresCheckpointer) else type(cp).__name__
+
+
+async def require_thread(cp: HistoryCheckpointer[JsonState], thread_id: str) -> ThreadInfo:
     info = await cp.thread_info(thread_id)
     if info is None:
-        raise UserError(f"no thread {thread_id!r} in {cp.path}")
+        raise UserError(f"no thread {thread_id!r} in {where(cp)}")
     return info
 
 
@@ -270,7 +316,7 @@ def no_checkpoint(info: ThreadInfo, step: int | None) -> UserError:
 
 
 async def require_checkpoint(
-    cp: SqliteCheckpointer[JsonState], thread_id: str, step: int | None
+    cp: HistoryCheckpointer[JsonState], thread_id: str, step: int | None
 ) -> Checkpoint[JsonState]:
     found = await (cp.load(thread_id) if step is None else cp.get(thread_id, step))
     if found is None:  # only now is the thread record worth reading, for the message

@@ -24,7 +24,9 @@ from typing import Annotated, Any
 import typer
 
 from ..sqlite import SqliteCheckpointer
-from ._app import DbOption, JsonOption, YesOption, command, db_path, open_db, sub_app
+from ._app import DbOption, JsonOption, YesOption, command, sub_app
+from ._app import open_sqlite as open_db  # LangGraph's tables are SQLite-only
+from ._app import sqlite_path as db_path
 from ._args import DURATION_HELP, UsageError, UserError, confirm, parse_duration
 from ._states import import_named
 from ._text import Grid, echo, meta_text, plural, print_json, progress_of, size, spinner
@@ -57,7 +59,7 @@ def _langgraph() -> ModuleType:
 
 
 @contextlib.asynccontextmanager
-async def _reader(ctx: typer.Context, db: Path | None) -> AsyncIterator[SqliteCheckpointer[Any]]:
+async def _reader(ctx: typer.Context, db: DbOption) -> AsyncIterator[SqliteCheckpointer[Any]]:
     """The database opened read-only (never created), after checking the extra is installed."""
     _langgraph()
     async with open_db(db_path(ctx, db)) as cp:
@@ -257,7 +259,7 @@ async def stats(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = F
 
 
 @contextlib.asynccontextmanager
-async def _saver(ctx: typer.Context, db: Path | None) -> AsyncIterator[Any]:
+async def _saver(ctx: typer.Context, db: DbOption) -> AsyncIterator[Any]:
     """The existing database opened with ``ForkpointSaver`` (refused if missing: never created)."""
     module = _langgraph()
     path = db_path(ctx, db)

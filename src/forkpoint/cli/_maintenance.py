@@ -11,8 +11,19 @@ import typer
 
 from ..errors import SerializationError
 from ..migrate import HEAD_REVISION, database_revision
+from ..sqlite import SqliteCheckpointer
 from ..state_check import StateCheckReport
-from ._app import DbOption, JsonOption, YesOption, command, db_path, open_db, require_thread
+from ._app import (
+    DbOption,
+    JsonOption,
+    YesOption,
+    command,
+    db_path,
+    open_db,
+    require_thread,
+    sqlite_path,
+    where,
+)
 from ._args import DURATION_HELP, UsageError, UserError, confirm, parse_duration
 from ._reads import all_threads, checkpoints
 from ._states import StateOption, check_summary, load_state_class, problem_lines, state_progress
@@ -39,6 +50,14 @@ def _revision(path: Path) -> str | None:
 async def migrate(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False) -> None:
     """Upgrade the database schema to this forkpoint's head (creating the file if missing)."""
     path = db_path(ctx, db)
+    if isinstance(path, str):  # PostgreSQL: the schema is created or upgraded in place
+        async with open_db(path, migrate=True) as cp:
+            shown = where(cp)
+        if as_json:
+            print_json({"path": shown, "to": HEAD_REVISION})
+        else:
+            echo(f"{shown} is at schema revision {HEAD_REVISION}")
+        return
     existed = path.exists()
     before = _revision(path)
     async with open_db(path, migrate=True, create=True):
@@ -79,8 +98,12 @@ async def check(
     states: StateCheckReport | None = None
     problems: list[str] = []
     async with open_db(db_path(ctx, db)) as cp:
-        integrity = await cp.integrity_check()
-        if integrity != ["ok"]:
+        if isinstance(cp, SqliteCheckpointer):
+            integrity = await cp.integrity_check()
+        else:
+            integrity = ["skipped"]
+            err().print("forkpoint: integrity check is SQLite-only; skipped", markup=False)
+        if integrity not in (["ok"], ["skipped"]):
             problems += [f"integrity: {line}" for line in integrity]
         infos = await all_threads(cp)
         checked = undecodable = mismatched = 0
@@ -171,8 +194,9 @@ async def stats(
     ``--bytes`` adds the stored bytes per thread and the free pages, which
     takes one pass over every checkpoint row.
     """
-    path = db_path(ctx, db)
+    path = sqlite_path(ctx, db)
     async with open_db(path) as cp:
+        assert isinstance(cp, SqliteCheckpointer)  # a file path opens SQLite
         infos = await all_threads(cp)
         storage = await cp.storage_stats() if with_bytes else None
     stored = storage.stored_bytes if storage else {}
@@ -295,7 +319,23 @@ async def vacuum(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = 
     write-ahead log is truncated too, but that is no space the data took.
     """
     path = db_path(ctx, db)
+    if isinstance(path, str):  # PostgreSQL: VACUUM FULL, which locks the tables while it runs
+        from ..postgres import PostgresCheckpointer  # a URL opened: the extra is installed
+
+        async with open_db(path, write=True) as pg:
+            assert isinstance(pg, PostgresCheckpointer)  # a postgresql:// URL opens PostgreSQL
+            shown = where(pg)
+            with spinner("vacuuming (VACUUM FULL locks forkpoint's tables meanwhile)…"):
+                freed = await pg.vacuum(full=True)
+        if as_json:
+            print_json({"reclaimed_bytes": freed})
+        else:
+            echo(
+                f"vacuumed {shown} (VACUUM FULL, tables locked meanwhile): {size(freed)} reclaimed"
+            )
+        return
     async with open_db(path, write=True) as cp:
+        assert isinstance(cp, SqliteCheckpointer)  # a file path opens SQLite
         before, wal_before = _file_size(path), _file_size(_wal(path))
         with spinner("vacuuming…"):
             await cp.vacuum()

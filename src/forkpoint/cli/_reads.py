@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from ..base import HistoryCheckpointer
 from ..errors import SerializationError
 from ..models import Checkpoint, CheckpointMetadata, JsonState, ThreadInfo
-from ..sqlite import SqliteCheckpointer
 
 __all__ = ["all_threads", "checkpoints", "history", "status_text"]
 
-Db = SqliteCheckpointer[JsonState]
+Db = HistoryCheckpointer[JsonState]
 Read = Checkpoint[JsonState] | SerializationError
 
 

@@ -11,7 +11,7 @@ import typer
 from ..errors import InvalidInput, ThreadExists
 from ..models import JsonState
 from ..transfer import export_threads, import_threads, read_export
-from ._app import DbOption, JsonOption, command, db_path, open_db, require_thread
+from ._app import DbOption, JsonOption, command, db_path, open_db, require_thread, where
 from ._args import UserError
 from ._reads import all_threads
 from ._text import echo, err, plural, print_json, progress
@@ -78,7 +78,7 @@ async def import_(
             with progress("importing", contents.total) as advance:
                 report = await import_threads(cp, contents, progress=advance)
         except ThreadExists as exc:
-            raise UserError(f"{exc.message} in {cp.path}") from exc
+            raise UserError(f"{exc.message} in {where(cp)}") from exc
     if as_json:
         print_json({"threads": report.threads, "checkpoints": report.checkpoints})
     else:

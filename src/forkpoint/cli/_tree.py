@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from ..models import ThreadInfo
-from ._app import DbOption, JsonOption, command, db_path, open_db
+from ._app import DbOption, JsonOption, command, db_path, open_db, where
 from ._args import UserError
 from ._reads import all_threads, status_text
 from ._text import echo, plural, print_json
@@ -135,7 +135,7 @@ async def tree(
         infos = await all_threads(cp)
         by_id = {i.thread_id: i for i in infos}
         if thread is not None and thread not in by_id:
-            raise UserError(f"no thread {thread!r} in {cp.path}")
+            raise UserError(f"no thread {thread!r} in {where(cp)}")
     trees = forest(infos, thread)
     if as_json:
         print_json([_json(t) for t in trees])
