@@ -166,7 +166,11 @@ def forkpoint_commands(block: Block) -> list[Command]:
     return commands
 
 
-SHELL = [b for b in BLOCKS if b.lang in SHELLS and forkpoint_commands(b)]
+# The LangGraph section's commands read the agent.db its python example makes, not the demo
+# database: tests/langgraph/test_readme_langgraph.py runs them there.
+SHELL = [
+    b for b in BLOCKS if b.lang in SHELLS and b.section != "langgraph" and forkpoint_commands(b)
+]
 CLOCK = re.compile(r"\d\d:\d\d:\d\d|\d{4}-\d\d-\d\d")
 
 

@@ -14,7 +14,7 @@ README_URL = 'URL = "postgresql://agent@db.internal:5432/agents"'
 CHECK = """
 async def local_thread() -> None:
     async with SqliteCheckpointer.open("runs.db", Chat) as local:
-        await local.save(checkpoint("local-1", 0, "user", Chat(topic="moved")))
+        await local.append("local-1", Chat(topic="moved"), node="user")
 
 
 async def moved() -> None:
@@ -31,7 +31,7 @@ asyncio.run(moved())
 def test_postgres_section_runs_as_written(pg_url: str, tmp_path: Path) -> None:
     quick = blocks(section("quickstart"), "python")[0]
     assert quick.rstrip().endswith("asyncio.run(main())")
-    definitions = quick.rstrip().removesuffix("asyncio.run(main())")  # Chat and checkpoint()
+    definitions = quick.rstrip().removesuffix("asyncio.run(main())")  # the Chat state class
     code = "\n\n".join(blocks(section("postgres"), "python"))
     assert README_URL in code
     code = code.replace(README_URL, f"URL = {pg_url!r}")
