@@ -45,7 +45,7 @@ SCRIPT = textwrap.dedent(
             latest = await cp.load("t")
             assert latest is not None and latest.state.data.n == 2, latest
             fork = await cp.fork("t", 1)
-            assert [m.seq for m in await cp.list_checkpoints(fork)] == [0, 1]
+            assert [m.step for m in await cp.list_checkpoints(fork)] == [0, 1]
         print("FILE", os.path.realpath(forkpoint.__file__))
         print("MIGRATIONS", os.path.realpath(migrations_dir()))
         print("HEAD", HEAD_REVISION)
