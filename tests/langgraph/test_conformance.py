@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip(
-    "langgraph.checkpoint.conformance",
-    reason="langgraph-checkpoint-conformance is not installed (pip install -e '.[dev]')",
+    "langgraph.checkpoint.conformance", reason="langgraph-checkpoint-conformance is not installed"
 )
 
 from langgraph.checkpoint.conformance import checkpointer_test, validate

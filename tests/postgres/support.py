@@ -45,7 +45,7 @@ def unavailable(reason: str) -> None:
     message = f"PostgreSQL tests need a server ({server_url()}): {reason}"
     if os.environ.get("FORKPOINT_REQUIRE_POSTGRES") == "1":
         pytest.fail(message + " (FORKPOINT_REQUIRE_POSTGRES=1)", pytrace=False)
-    pytest.skip(message)
+    pytest.skip(reason=message)
 
 
 async def run_database() -> str:
