@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from forkpoint import HistoryCheckpointer, Next, NodeContext, Runner, SqliteCheckpointer
-from tests.runner.graphs import Doc, Recorder, file_recorder
+from tests.runner.graphs import FAN_EDGES, Doc, Recorder, file_recorder
 
 BRANCH_NODES = ("plan", "search", "read_1", "read_2", "read_3", "draft", "publish")
 
@@ -43,13 +43,7 @@ def branches(cp: HistoryCheckpointer[Doc], record: Recorder, read_2: Any = None)
         cp,
         nodes=nodes,
         entry="plan",
-        edges={
-            "plan": "search",
-            "read_1": "draft",
-            "read_2": "draft",
-            "read_3": "draft",
-            "draft": "publish",
-        },
+        edges=FAN_EDGES,
         max_concurrency=3,
     )
 

@@ -62,6 +62,16 @@ def linear(cp: HistoryCheckpointer[Doc], record: Recorder, **kw: Any) -> Runner[
     )
 
 
+FAN_EDGES = {
+    "plan": "search",
+    "read_1": "draft",
+    "read_2": "draft",
+    "read_3": "draft",
+    "draft": "publish",
+}
+"""The research graph's fixed edges: ``search`` fans out to the three readers, which join at ``draft``."""
+
+
 def research(cp: HistoryCheckpointer[Doc], record: Recorder, **kw: Any) -> Runner[Doc]:
     """plan → search ⇒ (read_1, read_2, read_3) → draft → publish."""
 
@@ -76,13 +86,7 @@ def research(cp: HistoryCheckpointer[Doc], record: Recorder, **kw: Any) -> Runne
         cp,
         nodes=nodes,
         entry="plan",
-        edges={
-            "plan": "search",
-            "read_1": "draft",
-            "read_2": "draft",
-            "read_3": "draft",
-            "draft": "publish",
-        },
+        edges=FAN_EDGES,
         **kw,
     )
 

@@ -23,7 +23,7 @@ from forkpoint import (
 )
 from forkpoint.runner import INPUT_NODE
 from tests.conftest import Factory
-from tests.runner.graphs import Doc, logging_node
+from tests.runner.graphs import FAN_EDGES, Doc, logging_node
 
 
 @pytest.fixture
@@ -156,13 +156,7 @@ async def test_the_join_waits_for_every_branch_and_runs_once(
         cp,
         nodes=graph_nodes,
         entry="plan",
-        edges={
-            "plan": "search",
-            "read_1": "draft",
-            "read_2": "draft",
-            "read_3": "draft",
-            "draft": "publish",
-        },
+        edges=FAN_EDGES,
     )
     result = await runner.run("t", Doc())
     assert result.executed == ("plan", "search", "read_2", "read_3", "read_1", "draft", "publish")
