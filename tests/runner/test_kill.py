@@ -20,16 +20,18 @@ REPO = Path(__file__).resolve().parents[2]
 MARKER = "inside-b"
 
 
-def _run_child_and_kill_it_inside_b(db: str, runs: str) -> None:
-    """Start the workflow in a child process and SIGKILL it while node b is running."""
+def _kill_child_at_marker(module: str, *args: str) -> None:
+    """Run ``python -m module args``; SIGKILL it once it prints the marker.
+
+    readline blocks until the child prints the marker from inside a node (or exits: "").
+    """
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.runner.graphs", db, runs, MARKER],
+        [sys.executable, "-m", module, *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
     )
     assert child.stdout is not None
-    # readline blocks until the child prints the marker from inside node b (or exits: "").
     seen = child.stdout.readline().strip()
     os.kill(child.pid, signal.SIGKILL)
     child.stdout.close()
@@ -40,7 +42,7 @@ def _run_child_and_kill_it_inside_b(db: str, runs: str) -> None:
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
 async def test_resume_after_sigkill_does_not_rerun_finished_nodes(tmp_path: Path) -> None:
     db, runs = str(tmp_path / "kill.db"), str(tmp_path / "runs.log")
-    _run_child_and_kill_it_inside_b(db, runs)
+    _kill_child_at_marker("tests.runner.graphs", db, runs, MARKER)  # killed inside node b
 
     async with SqliteCheckpointer.open(db, Doc) as cp:
         latest = await cp.load("k")
@@ -60,28 +62,12 @@ async def test_resume_after_sigkill_does_not_rerun_finished_nodes(tmp_path: Path
         assert nodes == [INPUT_NODE, "a", "b", "c"]
 
 
-def _kill_child_at_marker(*args: str) -> None:
-    """Run ``tests.runner.children`` with ``args``; SIGKILL it once it prints the marker."""
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tests.runner.children", *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None
-    seen = child.stdout.readline().strip()
-    os.kill(child.pid, signal.SIGKILL)
-    child.stdout.close()
-    assert child.wait() == -signal.SIGKILL
-    assert seen == MARKER
-
-
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
 async def test_concurrent_branches_killed_rerun_only_the_unfinished_branch(
     tmp_path: Path,
 ) -> None:
     db, runs = str(tmp_path / "kill.db"), str(tmp_path / "runs.log")
-    _kill_child_at_marker("branches", db, runs, MARKER)
+    _kill_child_at_marker("tests.runner.children", "branches", db, runs, MARKER)
 
     async with SqliteCheckpointer.open(db, Doc) as cp:
         latest = await cp.load("k")
@@ -114,7 +100,7 @@ async def test_recovery_resumes_every_killed_thread_and_leaves_the_others(
         await linear3(cp, record).run("done", Doc())
         paused = await linear3(cp, record, interrupt_before=["c"]).run("paused", Doc())
         assert paused.status == "interrupted"
-    _kill_child_at_marker("threads", db, runs, MARKER, "4")
+    _kill_child_at_marker("tests.runner.children", "threads", db, runs, MARKER, "4")
 
     killed = [f"t{i}" for i in range(4)]
     async with SqliteCheckpointer.open(db, Doc) as cp:
