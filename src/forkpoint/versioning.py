@@ -148,6 +148,19 @@ def _step_name(fn: UpgradeStep) -> str:
     return str(getattr(fn, "__qualname__", None) or repr(fn))
 
 
+def _check_stored_version(
+    stored_version: object, thread_id: str | None, step: int | None, path: str | None
+) -> None:
+    """Refuse a stored version that is not an int ≥ 1 (a damaged or forged row)."""
+    if type(stored_version) is not int or stored_version < 1:
+        raise SerializationError(
+            f"stored state version {stored_version!r} is not a version (an int ≥ 1)",
+            thread_id=thread_id,
+            step=step,
+            path=path,
+        )
+
+
 def upgrade_state(
     state_type: type[StateSchema],
     data: object,
@@ -173,13 +186,7 @@ def upgrade_state(
         "stored_version": stored_version,
         "current_version": current,
     }
-    if type(stored_version) is not int or stored_version < 1:
-        raise SerializationError(
-            f"stored state version {stored_version!r} is not a version (an int ≥ 1)",
-            thread_id=thread_id,
-            step=step,
-            path=path,
-        )
+    _check_stored_version(stored_version, thread_id, step, path)
     if stored_version > current:
         raise StateVersionError(
             f"stored state is version {stored_version} of {state_type.__name__}, newer than "
@@ -249,13 +256,7 @@ class StateReader(Generic[M]):
         if stored_version == self.version:
             upgraded = False  # the hot path: a current row is validated as stored
         elif self.any_version:
-            if type(stored_version) is not int or stored_version < 1:
-                raise SerializationError(
-                    f"stored state version {stored_version!r} is not a version (an int ≥ 1)",
-                    thread_id=thread_id,
-                    step=step,
-                    path=path,
-                )
+            _check_stored_version(stored_version, thread_id, step, path)
             upgraded = False
         else:
             try:
