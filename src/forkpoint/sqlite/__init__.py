@@ -20,8 +20,8 @@ base class's; this class implements its storage hooks as row jobs.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar
 
 from ..base import CheckpointRow, HistoryCheckpointer, ThreadRecord, ThreadRow
 from ..codec import EncodedCheckpoint
@@ -34,6 +34,9 @@ from ._jobs import StorageStats
 from ._sql import SQL, page_query
 
 __all__ = ["Durability", "SqliteCheckpointer", "StorageStats"]
+
+R = TypeVar("R")
+T = TypeVar("T")
 
 _PRUNE_CHUNK = 64  # threads per prune transaction, so other writers interleave
 _STATES_PAGE_CHARS = 4 * 2**20  # iter_states reads about this much state text per hop
@@ -216,6 +219,13 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
             jobs.read_row, thread_id, step, thread_id=thread_id, step=step
         )
 
+    async def _read_decoded(
+        self, thread_id: str, step: int | None, decode: Callable[[EncodedCheckpoint], R]
+    ) -> R | None:
+        # Decoding inside the reader's hop: measured on a 10,000-step ~1 KB thread, a load
+        # took 84 µs decoding on the loop after the hop and 45 µs decoding inside it.
+        return await self._decoding(jobs.read_decoded, (thread_id, step), decode, thread_id, step)
+
     async def _stream_rows(
         self, thread_id: str, top: int | None
     ) -> AsyncIterator[EncodedCheckpoint]:
@@ -245,30 +255,55 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         newest_first: bool,
         filter: dict[str, Any] | None,
     ) -> list[CheckpointRow]:
-        sql, params = page_query(
-            SQL.HISTORY,
-            [thread_id],
-            [("c.step > ?", after), ("c.step < ?", before)],
-            filter,
-            "c.metadata",
-            "c.step DESC" if newest_first else "c.step",
-            limit,
-        )
-        return await self._engine.read(jobs.fetch_rows, sql, params, thread_id=thread_id)
+        query = _history_query(thread_id, after, before, limit, newest_first, filter)
+        return await self._engine.read(jobs.fetch_rows, *query, thread_id=thread_id)
+
+    async def _page_checkpoints_decoded(
+        self,
+        decode: Callable[[Sequence[CheckpointRow]], list[R]],
+        thread_id: str,
+        after: int | None,
+        before: int | None,
+        limit: int | None,
+        newest_first: bool,
+        filter: dict[str, Any] | None,
+    ) -> list[R]:
+        # Decoded a chunk at a time on the reader's thread as the cursor runs: a 10,000-row
+        # listing peaked at 7.55 MiB (tracemalloc) when every raw row was fetched first.
+        query = _history_query(thread_id, after, before, limit, newest_first, filter)
+        return await self._decoding(jobs.fetch_decoded, query, decode, thread_id, None)
 
     async def _page_threads(
         self, after: str | None, limit: int | None, filter: dict[str, Any] | None
     ) -> list[ThreadRow]:
-        sql, params = page_query(
-            SQL.THREADS + " WHERE 1",
-            [],
-            [("t.thread_id > ?", after)],
-            filter,
-            "t.metadata",
-            "t.thread_id",
-            limit,
-        )
-        return await self._engine.read(jobs.fetch_rows, sql, params)
+        return await self._engine.read(jobs.fetch_rows, *_threads_query(after, limit, filter))
+
+    async def _page_threads_decoded(
+        self,
+        decode: Callable[[Sequence[ThreadRow]], list[R]],
+        after: str | None,
+        limit: int | None,
+        filter: dict[str, Any] | None,
+    ) -> list[R]:
+        query = _threads_query(after, limit, filter)
+        return await self._decoding(jobs.fetch_decoded, query, decode, None, None)
+
+    async def _decoding(
+        self,
+        job: Callable[..., T],
+        args: tuple[Any, ...],
+        decode: Callable[[Any], Any],
+        thread_id: str | None,
+        step: int | None,
+    ) -> T:
+        """``job(conn, *args, decoder)`` on the reader; what ``decode`` raised, raised unchanged."""
+        try:
+            return await self._engine.read(
+                job, *args, jobs.Decoder(decode), thread_id=thread_id, step=step
+            )
+        except jobs.DecoderFailed as failed:
+            error = failed.error
+        raise error  # outside the except block: the decoder's error exactly as it was raised
 
     async def _thread_record(self, thread_id: str) -> ThreadRow | None:
         found = await self._engine.read(
@@ -313,3 +348,36 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         """SQLite's ``PRAGMA integrity_check``: ``["ok"]`` for a healthy file."""
         self._usable()
         return await self._engine.read(jobs.integrity_check)
+
+
+def _history_query(
+    thread_id: str,
+    after: int | None,
+    before: int | None,
+    limit: int | None,
+    newest_first: bool,
+    filter: dict[str, Any] | None,
+) -> tuple[str, list[Any]]:
+    return page_query(
+        SQL.HISTORY,
+        [thread_id],
+        [("c.step > ?", after), ("c.step < ?", before)],
+        filter,
+        "c.metadata",
+        "c.step DESC" if newest_first else "c.step",
+        limit,
+    )
+
+
+def _threads_query(
+    after: str | None, limit: int | None, filter: dict[str, Any] | None
+) -> tuple[str, list[Any]]:
+    return page_query(
+        SQL.THREADS + " WHERE 1",
+        [],
+        [("t.thread_id > ?", after)],
+        filter,
+        "t.metadata",
+        "t.thread_id",
+        limit,
+    )

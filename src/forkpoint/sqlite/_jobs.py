@@ -10,10 +10,13 @@ class did both; jobs only move encoded rows.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import os
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .._delta import DELTA_MIN_CHARS, MAX_RUN, apply_deltas, make_delta
 from ..codec import EncodedCheckpoint
@@ -29,14 +32,19 @@ from ._files import check_path, file_size
 from ._sql import SQL
 
 __all__ = [
+    "Decoder",
+    "DecoderFailed",
+    "NotUtf8",
     "StorageStats",
     "backup",
     "delete_inactive",
     "delete_thread",
+    "fetch_decoded",
     "fetch_rows",
     "fork",
     "integrity_check",
     "prune_chunk",
+    "read_decoded",
     "read_raw",
     "read_row",
     "replace_states",
@@ -50,6 +58,9 @@ __all__ = [
 ]
 
 _CHUNK = 256  # listing rows fetched per C call
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,81 @@ class StorageStats:
 
 
 # --- reading rows -----------------------------------------------------------------------------
+
+
+class NotUtf8(bytes):
+    """A stored TEXT value that is not UTF-8 (only a crafted file holds one), read as its bytes.
+
+    It is not a ``str``, so the codec's column checks refuse it like any
+    other wrong type: the row holding it fails as a ``SerializationError``
+    naming it, instead of the whole read failing in the driver.
+    """
+
+
+def _text_or_bytes(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return NotUtf8(data)  # type: ignore[return-value]  # the value a crafted row stores
+
+
+def _any_text(job: Callable[..., T]) -> Callable[..., T]:
+    """``job`` that reads a crafted file's non-UTF-8 text as :class:`NotUtf8` instead of failing.
+
+    The driver refuses to read such text with an ``OperationalError`` that
+    carries no SQLite error code (SQLite itself read the row; Python could not
+    make a ``str`` of it). Only then is the job run again, inside the same read
+    transaction (so on the same snapshot), with every text read through
+    :func:`_text_or_bytes`; the fast path never pays for it.
+    """
+
+    @functools.wraps(job)
+    def run(conn: sqlite3.Connection, *args: Any) -> T:
+        try:
+            return job(conn, *args)
+        except sqlite3.OperationalError as exc:
+            if hasattr(exc, "sqlite_errorcode"):
+                raise
+        conn.text_factory = _text_or_bytes
+        try:
+            return job(conn, *args)
+        finally:
+            conn.text_factory = str
+
+    return run
+
+
+class DecoderFailed(Exception):
+    """What a caller's decoder raised on the reader's thread, carried past the engine.
+
+    The engine types driver errors; a decoder's own exception (a validator's,
+    say) is the caller's, so the checkpointer unwraps :attr:`error` and
+    raises it unchanged.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class Decoder(Generic[T, R]):
+    """``decode`` run on the reader's thread in a copy of the caller's context (contextvars).
+
+    Its exceptions come back as :class:`DecoderFailed`.
+    """
+
+    __slots__ = ("_context", "_decode")
+
+    def __init__(self, decode: Callable[[T], R]) -> None:
+        self._decode = decode
+        self._context = contextvars.copy_context()
+
+    def __call__(self, value: T) -> R:
+        try:
+            return self._context.run(self._decode, value)
+        except Exception as exc:  # noqa: BLE001 - every decoder error goes back to its caller
+            raise DecoderFailed(exc) from None
+
 
 _Row = tuple[str, str, str, str, str, int]  # node, created_at, queue, metadata, full state, version
 
@@ -104,7 +190,7 @@ def _full_row(conn: sqlite3.Connection, thread_id: str, step: int) -> _Row | Non
         ) from exc
 
 
-def read_row(
+def _read_row(
     conn: sqlite3.Connection, thread_id: str, step: int | None
 ) -> EncodedCheckpoint | None:
     """The row at ``step`` (None: the latest, always a full row, one read), state rebuilt."""
@@ -116,10 +202,26 @@ def read_row(
         return None
     step, node, created_at, queue, metadata, state, version, encoding = row
     if encoding != 0:  # not written by forkpoint; rebuild rather than misread
-        return read_row(conn, thread_id, step)
+        return _read_row(conn, thread_id, step)
     return EncodedCheckpoint(thread_id, step, node, created_at, queue, metadata, state, version)
 
 
+read_row = _any_text(_read_row)
+
+
+@_any_text
+def read_decoded(
+    conn: sqlite3.Connection,
+    thread_id: str,
+    step: int | None,
+    decode: Callable[[EncodedCheckpoint], R],
+) -> R | None:
+    """``decode`` of :func:`read_row`'s row, in the same hop (the base's ``_read_decoded``)."""
+    row = _read_row(conn, thread_id, step)
+    return None if row is None else decode(row)
+
+
+@_any_text
 def states_down(
     conn: sqlite3.Connection, thread_id: str, top: int, newer: str | None, max_chars: int
 ) -> list[EncodedCheckpoint]:
@@ -165,29 +267,52 @@ def states_down(
     return out
 
 
+@_any_text
 def read_raw(conn: sqlite3.Connection, thread_id: str, step: int) -> str | bytes | None:
-    """The state column exactly as stored (a delta stays a delta); None if there is no row."""
+    """The state column exactly as stored (a delta stays a delta); None if there is no row.
+
+    Text that is not UTF-8 comes back as its bytes.
+    """
     row = conn.execute(SQL.RAW_STATE, (thread_id, step)).fetchone()
     if row is None:
         return None
     value = row[0]
+    if isinstance(value, NotUtf8):
+        return bytes(value)
     return value if isinstance(value, str | bytes) else repr(value)
 
 
-def fetch_rows(conn: sqlite3.Connection, sql: str, params: Any) -> list[Any]:
-    """A listing's rows, fetched a chunk at a time (one C call per chunk).
+def _fetch(
+    conn: sqlite3.Connection, sql: str, params: Any, decode: Callable[[list[Any]], list[R]]
+) -> list[R]:
+    """A listing's entries: ``decode`` of each chunk of rows as the cursor runs.
 
+    One C call fetches a chunk; its raw rows are dropped once decoded, so a
+    long listing holds its entries and one chunk, never every raw row too.
     The cursor is closed even on error: an unfinished statement would keep its
     read snapshot, and so the WAL, for as long as the error's traceback lives.
     """
-    out: list[Any] = []
+    out: list[R] = []
     cursor = conn.execute(sql, params)
     try:
         while rows := cursor.fetchmany(_CHUNK):
-            out += rows
+            out += decode(rows)
     finally:
         cursor.close()
     return out
+
+
+fetch_decoded = _any_text(_fetch)
+
+
+def _as_fetched(rows: list[Any]) -> list[Any]:
+    return rows
+
+
+@_any_text
+def fetch_rows(conn: sqlite3.Connection, sql: str, params: Any) -> list[Any]:
+    """A listing's rows as stored, fetched a chunk at a time (see :func:`_fetch`)."""
+    return _fetch(conn, sql, params, _as_fetched)
 
 
 def thread_ids(conn: sqlite3.Connection) -> list[str]:
