@@ -29,14 +29,13 @@ from ..errors import CheckpointerClosed, InvalidInput
 from ..models import MAX_STEP, S
 from ..opening import Opening
 from . import _jobs as jobs
-from ._engine import Durability, SqliteEngine
+from ._engine import Decoder, Durability, SqliteEngine
 from ._jobs import StorageStats
 from ._sql import SQL, page_query
 
 __all__ = ["Durability", "SqliteCheckpointer", "StorageStats"]
 
 R = TypeVar("R")
-T = TypeVar("T")
 
 _PRUNE_CHUNK = 64  # threads per prune transaction, so other writers interleave
 _STATES_PAGE_CHARS = 4 * 2**20  # iter_states reads about this much state text per hop
@@ -224,7 +223,16 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
     ) -> R | None:
         # Decoding inside the reader's hop: measured on a 10,000-step ~1 KB thread, a load
         # took 84 µs decoding on the loop after the hop and 45 µs decoding inside it.
-        return await self._decoding(jobs.read_decoded, (thread_id, step), decode, thread_id, step)
+        # read_decoded frames its reads itself, only when there are several.
+        return await self._engine.read(
+            jobs.read_decoded,
+            thread_id,
+            step,
+            Decoder(decode),
+            thread_id=thread_id,
+            step=step,
+            framed=False,
+        )
 
     async def _stream_rows(
         self, thread_id: str, top: int | None
@@ -271,7 +279,9 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         # Decoded a chunk at a time on the reader's thread as the cursor runs: a 10,000-row
         # listing peaked at 7.55 MiB (tracemalloc) when every raw row was fetched first.
         query = _history_query(thread_id, after, before, limit, newest_first, filter)
-        return await self._decoding(jobs.fetch_decoded, query, decode, thread_id, None)
+        return await self._engine.read(
+            jobs.fetch_decoded, *query, Decoder(decode), thread_id=thread_id
+        )
 
     async def _page_threads(
         self, after: str | None, limit: int | None, filter: dict[str, Any] | None
@@ -286,24 +296,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         filter: dict[str, Any] | None,
     ) -> list[R]:
         query = _threads_query(after, limit, filter)
-        return await self._decoding(jobs.fetch_decoded, query, decode, None, None)
-
-    async def _decoding(
-        self,
-        job: Callable[..., T],
-        args: tuple[Any, ...],
-        decode: Callable[[Any], Any],
-        thread_id: str | None,
-        step: int | None,
-    ) -> T:
-        """``job(conn, *args, decoder)`` on the reader; what ``decode`` raised, raised unchanged."""
-        try:
-            return await self._engine.read(
-                job, *args, jobs.Decoder(decode), thread_id=thread_id, step=step
-            )
-        except jobs.DecoderFailed as failed:
-            error = failed.error
-        raise error  # outside the except block: the decoder's error exactly as it was raised
+        return await self._engine.read(jobs.fetch_decoded, *query, Decoder(decode))
 
     async def _thread_record(self, thread_id: str) -> ThreadRow | None:
         found = await self._engine.read(
