@@ -370,6 +370,13 @@ class StateCodec(Generic[S]):
             raise SerializationError(
                 "node name cannot be stored", thread_id=thread_id, step=step
             ) from exc
+        if "\x00" in checkpoint.node:
+            # Refused on every backend alike: PostgreSQL text cannot hold U+0000 at all.
+            raise SerializationError(
+                "node name holds U+0000 (NUL), which cannot be stored",
+                thread_id=thread_id,
+                step=step,
+            )
         # The cheap checks above run first; serialising a large state is the costly part.
         queue = self._encode_queue(checkpoint.queue, thread_id, step)
         metadata = self.encode_metadata(checkpoint.metadata, thread_id=thread_id, step=step)
