@@ -49,12 +49,29 @@ from .versioning import StateReader
 
 __all__ = [
     "EncodedCheckpoint",
+    "NotUtf8",
     "StateCodec",
     "decode_json_object",
     "dump_json",
     "format_time",
     "parse_time",
 ]
+
+
+class NotUtf8(bytes):
+    """A stored TEXT value that is not UTF-8 (only a crafted file holds one), as its bytes.
+
+    A store hands it over where it cannot make a ``str`` of the column. It is
+    not a ``str``, so every column check here refuses it like any other wrong
+    type, and the row holding it is a ``SerializationError`` naming it.
+    """
+
+
+def wrong_type(what: str, value: object, expected: str) -> str:
+    """The message for a stored ``what`` that is not the ``expected`` kind of value."""
+    if isinstance(value, NotUtf8):
+        return f"{what} is stored as text that is not UTF-8"
+    return f"{what} is stored as {type(value).__name__}, not {expected}"
 
 
 def format_time(value: datetime) -> str:
@@ -86,7 +103,7 @@ def parse_time(text: object) -> datetime:
     ValueError for anything that is not such a time in the range of ``datetime`` in UTC.
     """
     if type(text) is not str:
-        raise ValueError(f"a time is stored as {type(text).__name__}, not text")
+        raise ValueError(wrong_type("a time", text, "text"))
     value = datetime.fromisoformat(text)
     if text[-1:] == "Z":  # forkpoint's own format: already UTC, no second datetime needed
         return value
@@ -214,7 +231,7 @@ _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 def decode_json_object(text: object, what: str) -> Any:
     """Parse stored JSON text (never a NaN/Infinity token); ValueError if it is not."""
     if not isinstance(text, str):
-        raise ValueError(f"{what} is stored as {type(text).__name__}, not JSON text")
+        raise ValueError(wrong_type(what, text, "JSON text"))
     if text == "{}":
         return {}
     if text == "[]":
@@ -320,7 +337,7 @@ class StateCodec(Generic[S]):
         """
         try:
             if not isinstance(text, str):
-                raise ValueError(f"state is stored as {type(text).__name__}, not JSON text")
+                raise ValueError(wrong_type("state", text, "JSON text"))
             bad = _non_finite_path(text) if self._scan else None
             if bad is not None:
                 raise ValueError(f"state holds a NaN/Infinity constant at {bad}")
@@ -510,7 +527,7 @@ def _step(value: object, what: str) -> int:
 def _text(value: object, what: str) -> str:
     """A stored TEXT column."""
     if type(value) is not str:
-        raise ValueError(f"{what} is stored as {type(value).__name__}, not text")
+        raise ValueError(wrong_type(what, value, "text"))
     return value
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .._delta import DELTA_MIN_CHARS, MAX_RUN, apply_deltas, make_delta
-from ..codec import EncodedCheckpoint
+from ..codec import EncodedCheckpoint, NotUtf8
 from ..errors import (
     CheckpointNotFound,
     InvalidInput,
@@ -31,7 +31,6 @@ from ._files import check_path, file_size
 from ._sql import SQL
 
 __all__ = [
-    "NotUtf8",
     "StorageStats",
     "backup",
     "delete_inactive",
@@ -98,16 +97,8 @@ def in_one_snapshot(conn: sqlite3.Connection, job: Callable[..., T], args: tuple
                 conn.execute("COMMIT")
 
 
-class NotUtf8(bytes):
-    """A stored TEXT value that is not UTF-8 (only a crafted file holds one), read as its bytes.
-
-    It is not a ``str``, so the codec's column checks refuse it like any
-    other wrong type: the row holding it fails as a ``SerializationError``
-    naming it, instead of the whole read failing in the driver.
-    """
-
-
 def _text_or_bytes(data: bytes) -> str:
+    """The driver's text factory when a read met text that is not UTF-8 (see :func:`_any_text`)."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
