@@ -12,11 +12,15 @@ of unknown types, sets, tuples, bytes or models inside fields typed ``Any``
 (they would come back as lists, strings or dicts), lone surrogates, and
 circular references. The message names the field path.
 
-Encoding and decoding run on the caller's event loop, not on a worker
-thread: pydantic-core holds the GIL for the whole of a dump or a validation,
-so a thread would not shorten the loop's stall and would add a hop to every
-small state (measured, a 19 MB state: decoding stalls the loop 227 ms on it,
-238 ms from a thread; encoding 161 ms and 137-186 ms).
+Encoding runs on the caller's event loop, never on a thread of its own:
+pydantic-core holds the GIL for the whole of a dump or a validation, so a
+thread would not shorten the loop's stall and would add a hop to every small
+state (measured, a 19 MB state: decoding stalls the loop 227 ms on it, 238 ms
+from a thread; encoding 161 ms and 137-186 ms). Decoding may run where a
+backend reads, inside the round trip the read makes anyway (SQLite decodes on
+its reader thread, see ``Checkpointer._read_decoded``): no hop is added, the
+stall is the same, and the loop is not woken only to decode a row it was
+just handed.
 
 It stays one module (~600 lines) because encoding and decoding must agree
 exactly: every refusal on the way in has its twin check on the way out here.
