@@ -310,16 +310,27 @@ def _sections(text: str) -> list[tuple[str, str]]:
 
 
 def keep_foreign_sections(old: str, new: str) -> str:
-    """``new``, followed by the ``## `` sections of ``old`` that ``new`` does not have.
+    """``new``, with the ``## `` sections of ``old`` that ``new`` does not have, in their places.
 
-    Other tools (``bench.cli``) append their own sections to RESULTS.md; a new
-    run replaces only the sections it writes.
+    Other tools (``bench.cli``, a run of the LangGraph graphs alone) write
+    their own sections of RESULTS.md; a new run replaces only the sections it
+    writes. A kept section stays after the section it followed in ``old``.
     """
-    ours = {heading for heading, _ in _sections(new)}
-    kept = [body for heading, body in _sections(old) if heading and heading not in ours]
-    if not kept:
+    new_parts = _sections(new)
+    ours = {heading for heading, _ in new_parts}
+    following: dict[str, list[str]] = {}
+    anchor = ""
+    for heading, body in _sections(old):
+        if heading in ours:
+            anchor = heading
+        elif heading:
+            following.setdefault(anchor, []).append(body)
+    if not following:
         return new
-    return new.rstrip("\n") + "\n\n" + "".join(kept).rstrip("\n") + "\n"
+    chunks: list[str] = []
+    for heading, body in new_parts:
+        chunks += [body, *following.pop(heading, [])]
+    return "\n\n".join(chunk.rstrip("\n") for chunk in chunks if chunk.strip()) + "\n"
 
 
 def _version(dist: str) -> str:
