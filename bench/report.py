@@ -404,7 +404,9 @@ def render(
         "saves as one transaction: the ceiling for group commit, with no event loop and no "
         "checks.",
         "- W4: latency of `load` (LangGraph: `aget_tuple`, raw: select the latest row and "
-        "`model_validate_json`) of a 10,000-step ~1 KB thread, each call timed. W5: "
+        "`model_validate_json`) of a 10,000-step ~1 KB thread, each call timed; each "
+        "contender's loads run in 10 slices that take turns with the other contenders', so "
+        "a burst of other work on the machine falls on all of them alike. W5: "
         "`list_checkpoints` (LangGraph: `alist`, raw: `fetchall` of the metadata columns with "
         "time and metadata JSON decoded) of that thread; peak memory by `tracemalloc` in a "
         "separate pass of repetition 1. *worker-thread round trip doing nothing* is one "
