@@ -28,7 +28,7 @@ row locks it needs. :class:`~forkpoint.InMemoryCheckpointer` is the reference
 implementation of every hook; ``tests/contract`` holds each backend to it, and
 a new backend joins by adding one factory line to ``tests/conftest.py``.
 
-Why one module of ~800 lines: it is the specification, read top to bottom —
+Why one module of ~870 lines: it is the specification, read top to bottom —
 every public method with its documented checks and errors, then every hook
 with its atomicity. Splitting it would put a method and the hook it calls in
 different files; the checks themselves live in ``_checks.py``.

@@ -22,7 +22,7 @@ its reader thread, see ``Checkpointer._read_decoded``): no hop is added, the
 stall is the same, and the loop is not woken only to decode a row it was
 just handed.
 
-It stays one module (~600 lines) because encoding and decoding must agree
+It stays one module (~630 lines) because encoding and decoding must agree
 exactly: every refusal on the way in has its twin check on the way out here.
 """
 
