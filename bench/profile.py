@@ -4,7 +4,7 @@ Each section splits one of forkpoint's hot paths into its parts and prints
 medians. The proposals of NOTES.md that were applied now live in ``src/``;
 the two that were not (reading on the calling thread, forward deltas) are
 still prototyped here from forkpoint's own pieces and checked against it.
-Sections: hop, encode, load, list, delta, threads.
+Sections: hop, encode, load, list, reads, delta, threads.
 """
 
 # ruff: noqa: RUF001 - ratios are printed with the multiplication sign
@@ -25,7 +25,7 @@ from typing import Any
 
 import forkpoint.sqlite._jobs as fs_jobs
 import forkpoint.sqlite._writer as fs_writer
-from forkpoint import Checkpoint, GraphState
+from forkpoint import Checkpoint, GraphState, HistoryCheckpointer
 from forkpoint._delta import apply_deltas, make_delta
 from forkpoint.codec import (
     StateCodec,
@@ -36,7 +36,7 @@ from forkpoint.codec import (
 from forkpoint.sqlite._sql import SQL
 
 from .fp import ForkpointStore
-from .raw import RawStore
+from .raw import RawAioStore, RawStore
 from .state import BenchState, fixed_states, growing_states, json_size
 from .workloads import async_latencies, db_bytes, latencies
 
@@ -161,6 +161,74 @@ async def section_list(directory: str) -> None:
         f"{peak / 2**20:.2f} MiB | fetchall alone {statistics.median(t_fetch) * 1e3:.1f} ms | "
         f"decoding the rows alone {statistics.median(t_decode) * 1e3:.1f} ms"
     )
+    await store.close()
+
+
+async def section_reads(directory: str) -> None:
+    """Where SQLite decodes a read: inside the reader's hop (now) or on the loop after it.
+
+    The base class's default hooks are what every read did before SQLite
+    overrode them: read the row (one framed read transaction), then decode it
+    on the event loop; a listing fetched every raw row before decoding any.
+    Rounds alternate the variants; each figure is a median over rounds, and
+    ``÷ ceiling`` the median of per-round ratios to raw's own load run as one
+    call on a forkpoint connection thread.
+    """
+    path = await _thread_db(directory, 10_000, 1_000, "reads")
+    store = await ForkpointStore.open(path)
+    cp = store.cp
+    raw = await RawAioStore.open(f"{directory}/reads-raw.db", "full")
+    raw_store = RawStore(f"{directory}/reads-raw.db", "normal")
+    for step, state in enumerate(fixed_states(200, 1_000, seed=5)):
+        raw_store.save("long", step, state)
+    raw_store.close()
+
+    async def before() -> object:  # the base class's default: framed read, decode on the loop
+        return await HistoryCheckpointer._read_decoded(cp, "long", None, cp._decode_row)
+
+    variants: dict[str, Callable[[], Awaitable[object]]] = {
+        "load (decoded in the reader's hop, one SELECT)": lambda: cp.load("long"),
+        "framed read, decoded on the loop after the hop (before)": before,
+        "raw's load as one connection-thread call (ceiling)": lambda: raw.load("long"),
+        "round trip doing nothing": store.hop,
+    }
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for round_ in range(9):
+        names = list(variants)
+        names = names[round_ % len(names) :] + names[: round_ % len(names)]
+        for name in names:
+            times[name].append(statistics.median(await _atime(variants[name], 500)))
+    ceiling = times["raw's load as one connection-thread call (ceiling)"]
+    for name, values in times.items():
+        ratio = statistics.median(v / c for v, c in zip(values, ceiling, strict=True))
+        print(f"reads: {name}: {_us(values)} ({ratio:.2f}× ceiling)")
+
+    async def listed_before() -> list[Any]:  # the default hook: fetch all, decode on the loop
+        return await HistoryCheckpointer._page_checkpoints_decoded(
+            cp, cp._metadata_rows("long"), "long", None, None, None, False, None
+        )
+
+    async def listed() -> list[Any]:
+        return await cp.list_checkpoints("long")
+
+    peaks = {}
+    listings: dict[str, Callable[[], Awaitable[list[Any]]]] = {
+        "decoded a chunk at a time on the reader": listed,
+        "every raw row fetched, then decoded on the loop (before)": listed_before,
+    }
+    for name, listing in listings.items():
+        gc.collect()
+        tracemalloc.start()
+        result = await listing()
+        peaks[name] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert len(result) == 10_000
+        del result
+    print(
+        "reads: list_checkpoints of 10,000, peak (tracemalloc): "
+        + "; ".join(f"{name} {peak / 2**20:.2f} MiB" for name, peak in peaks.items())
+    )
+    await raw.close()
     await store.close()
 
 
@@ -347,6 +415,7 @@ SECTIONS: dict[str, Callable[[str], Awaitable[None]]] = {
     "encode": section_encode,
     "load": section_load,
     "list": section_list,
+    "reads": section_reads,
     "delta": section_delta,
 }
 

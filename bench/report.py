@@ -310,16 +310,27 @@ def _sections(text: str) -> list[tuple[str, str]]:
 
 
 def keep_foreign_sections(old: str, new: str) -> str:
-    """``new``, followed by the ``## `` sections of ``old`` that ``new`` does not have.
+    """``new``, with the ``## `` sections of ``old`` that ``new`` does not have, in their places.
 
-    Other tools (``bench.cli``) append their own sections to RESULTS.md; a new
-    run replaces only the sections it writes.
+    Other tools (``bench.cli``, a run of the LangGraph graphs alone) write
+    their own sections of RESULTS.md; a new run replaces only the sections it
+    writes. A kept section stays after the section it followed in ``old``.
     """
-    ours = {heading for heading, _ in _sections(new)}
-    kept = [body for heading, body in _sections(old) if heading and heading not in ours]
-    if not kept:
+    new_parts = _sections(new)
+    ours = {heading for heading, _ in new_parts}
+    following: dict[str, list[str]] = {}
+    anchor = ""
+    for heading, body in _sections(old):
+        if heading in ours:
+            anchor = heading
+        elif heading:
+            following.setdefault(anchor, []).append(body)
+    if not following:
         return new
-    return new.rstrip("\n") + "\n\n" + "".join(kept).rstrip("\n") + "\n"
+    chunks: list[str] = []
+    for heading, body in new_parts:
+        chunks += [body, *following.pop(heading, [])]
+    return "\n\n".join(chunk.rstrip("\n") for chunk in chunks if chunk.strip()) + "\n"
 
 
 def _version(dist: str) -> str:
@@ -393,7 +404,9 @@ def render(
         "saves as one transaction: the ceiling for group commit, with no event loop and no "
         "checks.",
         "- W4: latency of `load` (LangGraph: `aget_tuple`, raw: select the latest row and "
-        "`model_validate_json`) of a 10,000-step ~1 KB thread, each call timed. W5: "
+        "`model_validate_json`) of a 10,000-step ~1 KB thread, each call timed; each "
+        "contender's loads run in 10 slices that take turns with the other contenders', so "
+        "a burst of other work on the machine falls on all of them alike. W5: "
         "`list_checkpoints` (LangGraph: `alist`, raw: `fetchall` of the metadata columns with "
         "time and metadata JSON decoded) of that thread; peak memory by `tracemalloc` in a "
         "separate pass of repetition 1. *worker-thread round trip doing nothing* is one "

@@ -1,4 +1,4 @@
-"""``python -m bench.run [--quick] [--out PATH] [--reps N] [--no-langgraph]``.
+"""``python -m bench.run [--quick] [--out PATH] [--reps N] [--no-langgraph] [--no-graphs]``.
 
 Runs every workload for every contender in one process, alternating the
 contenders repetition by repetition, and writes the report (bench/RESULTS.md
@@ -70,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-langgraph", action="store_true", help="skip the LangGraph contender even if installed"
     )
+    parser.add_argument(
+        "--no-graphs",
+        action="store_true",
+        help="skip the LangGraph graphs on ForkpointSaver (G1-G3) but keep LangGraph's contender "
+        "in W1-W8; the report keeps that section as the previous run wrote it",
+    )
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a temp dir)")
     args = parser.parse_args(argv)
     argv_used = sys.argv[1:] if argv is None else argv
@@ -85,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     use_lg = have_lg and not args.no_langgraph
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    lg_sizes = _lg_sizes(args.quick, sizes.reps) if use_lg else None
+    lg_sizes = _lg_sizes(args.quick, sizes.reps) if use_lg and not args.no_graphs else None
     with tempfile.TemporaryDirectory(prefix="forkpoint-bench-", dir=args.workdir) as tmp:
         bench = Bench(Path(tmp), sizes, langgraph=use_lg)
         if not use_lg:

@@ -92,3 +92,9 @@ def test_a_new_run_keeps_the_sections_it_does_not_write() -> None:
     assert merged == new + "\n## CLI\n\ncli text\n\n### after\n\nx\n"
     assert keep_foreign_sections("", new) == new
     assert keep_foreign_sections(new, new) == new
+    # A kept section stays where it was: after the section it followed.
+    old = "# results\n\nold\n\n## W\n\nw\n\n## Graphs\n\ng\n\n## Notes\n\nn\n"
+    new = "# results\n\nnew\n\n## W\n\nw2\n\n## Notes\n\nn2\n"
+    assert keep_foreign_sections(old, new) == (
+        "# results\n\nnew\n\n## W\n\nw2\n\n## Graphs\n\ng\n\n## Notes\n\nn2\n"
+    )

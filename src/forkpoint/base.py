@@ -28,7 +28,7 @@ row locks it needs. :class:`~forkpoint.InMemoryCheckpointer` is the reference
 implementation of every hook; ``tests/contract`` holds each backend to it, and
 a new backend joins by adding one factory line to ``tests/conftest.py``.
 
-Why one module of ~800 lines: it is the specification, read top to bottom —
+Why one module of ~870 lines: it is the specification, read top to bottom —
 every public method with its documented checks and errors, then every hook
 with its atomicity. Splitting it would put a method and the hook it calls in
 different files; the checks themselves live in ``_checks.py``.
@@ -172,7 +172,7 @@ class Checkpointer(ABC, Generic[S]):
         """
         self._usable()
         check_thread_id(thread_id)
-        return self._decode(await self._read_row(thread_id, None))
+        return await self._read_decoded(thread_id, None, self._decode_row)
 
     async def close(self) -> None:
         """Release resources; every later call raises ``CheckpointerClosed``.
@@ -213,8 +213,8 @@ class Checkpointer(ABC, Generic[S]):
         """What errors raised here name as their ``path`` (a database file), if anything."""
         return None
 
-    def _decode(self, row: EncodedCheckpoint | None) -> Checkpoint[S] | None:
-        return None if row is None else self._codec.decode(row, path=self._error_path)
+    def _decode_row(self, row: EncodedCheckpoint) -> Checkpoint[S]:
+        return self._codec.decode(row, path=self._error_path)
 
     # --- storage hooks ------------------------------------------------------------------------
 
@@ -247,6 +247,21 @@ class Checkpointer(ABC, Generic[S]):
         rebuilt raises ``SerializationError`` naming thread and step.
         """
 
+    async def _read_decoded(
+        self, thread_id: str, step: int | None, decode: Callable[[EncodedCheckpoint], R]
+    ) -> R | None:
+        """Optional hook, one read snapshot: ``decode`` of :meth:`_read_row`'s row, or None.
+
+        ``decode`` does no I/O and never awaits; whatever it raises must reach
+        the caller unchanged (it may run user code: validators, upgrade steps).
+        The default reads the row, then decodes it on the caller's event loop.
+        A backend may run ``decode`` where it reads instead, in the same round
+        trip (SQLite: on its reader thread, so the loop is not woken only to
+        decode a row it was just handed).
+        """
+        row = await self._read_row(thread_id, step)
+        return None if row is None else decode(row)
+
     @abstractmethod
     async def _close(self) -> None:
         """Hook: release the backend's resources; called once per successful close."""
@@ -265,7 +280,7 @@ class HistoryCheckpointer(Checkpointer[S]):
         self._usable()
         check_thread_id(thread_id)
         check_step(step)
-        return self._decode(await self._read_row(thread_id, step))
+        return await self._read_decoded(thread_id, step, self._decode_row)
 
     async def get_raw(self, thread_id: str, step: int) -> str | bytes | None:
         """The stored state at ``step`` exactly as the store holds it, undecoded (for forensics).
@@ -370,9 +385,8 @@ class HistoryCheckpointer(Checkpointer[S]):
         check_thread_id(thread_id)
         lo, hi, n = check_bounds(after, before, limit)
         flt = None if filter is None else check_filter(filter)
-        rows = await self._page_checkpoints(thread_id, lo, hi, n, bool(newest_first), flt)
-        return self._rows(
-            rows, checkpoint_metadata, "checkpoint metadata", lambda r: (thread_id, r[0])
+        return await self._page_checkpoints_decoded(
+            self._metadata_rows(thread_id), thread_id, lo, hi, n, bool(newest_first), flt
         )
 
     async def list_threads(
@@ -390,7 +404,7 @@ class HistoryCheckpointer(Checkpointer[S]):
         n = None if limit is None else check_limit(limit)
         cursor = None if after is None else check_thread_id(after)
         flt = None if filter is None else check_filter(filter)
-        return self._thread_infos(await self._page_threads(cursor, n, flt))
+        return await self._page_threads_decoded(self._thread_infos, cursor, n, flt)
 
     async def thread_info(self, thread_id: str) -> ThreadInfo | None:
         """Summary and lineage of one thread, or None."""
@@ -429,7 +443,7 @@ class HistoryCheckpointer(Checkpointer[S]):
         cursor: str | None = None
         while True:
             self._usable()
-            page = self._thread_infos(await self._page_threads(cursor, size, flt))
+            page = await self._page_threads_decoded(self._thread_infos, cursor, size, flt)
             for info in page:
                 yield info
             if len(page) < size:
@@ -463,9 +477,8 @@ class HistoryCheckpointer(Checkpointer[S]):
         while True:
             self._usable()
             after, before = (None, cursor) if newest_first else (cursor, None)
-            rows = await self._page_checkpoints(thread_id, after, before, size, newest_first, flt)
-            page = self._rows(
-                rows, checkpoint_metadata, "checkpoint metadata", lambda r: (thread_id, r[0])
+            page = await self._page_checkpoints_decoded(
+                self._metadata_rows(thread_id), thread_id, after, before, size, newest_first, flt
             )
             for meta in page:
                 yield meta
@@ -674,6 +687,18 @@ class HistoryCheckpointer(Checkpointer[S]):
     def _thread_infos(self, rows: Sequence[ThreadRow]) -> list[ThreadInfo]:
         return self._rows(rows, thread_info, "thread record", lambda r: (r[0], None))
 
+    def _metadata_rows(
+        self, thread_id: str
+    ) -> Callable[[Sequence[CheckpointRow]], list[CheckpointMetadata]]:
+        """The decoder of ``thread_id``'s listing rows (a damaged one names thread and step)."""
+
+        def decode(rows: Sequence[CheckpointRow]) -> list[CheckpointMetadata]:
+            return self._rows(
+                rows, checkpoint_metadata, "checkpoint metadata", lambda r: (thread_id, r[0])
+            )
+
+        return decode
+
     def _rows(
         self,
         rows: Sequence[Any],
@@ -737,6 +762,39 @@ class HistoryCheckpointer(Checkpointer[S]):
         self, after: str | None, limit: int | None, filter: dict[str, Any] | None
     ) -> Sequence[ThreadRow]:
         """Hook, one read snapshot: thread records with id > ``after``, by id, filtered, limited."""
+
+    async def _page_checkpoints_decoded(
+        self,
+        decode: Callable[[Sequence[CheckpointRow]], list[R]],
+        thread_id: str,
+        after: int | None,
+        before: int | None,
+        limit: int | None,
+        newest_first: bool,
+        filter: dict[str, Any] | None,
+    ) -> list[R]:
+        """Optional hook: :meth:`_page_checkpoints`'s page, decoded by ``decode``.
+
+        ``decode`` turns consecutive runs of rows into their entries (it does
+        no I/O and raises ``SerializationError`` naming a damaged row); the
+        result is its outputs concatenated. The default reads the page, then
+        decodes it whole on the caller's loop. A backend may decode a chunk at
+        a time as it reads (SQLite: on its reader thread), so the raw rows of
+        a long page never all exist at once beside their entries.
+        """
+        return decode(
+            await self._page_checkpoints(thread_id, after, before, limit, newest_first, filter)
+        )
+
+    async def _page_threads_decoded(
+        self,
+        decode: Callable[[Sequence[ThreadRow]], list[R]],
+        after: str | None,
+        limit: int | None,
+        filter: dict[str, Any] | None,
+    ) -> list[R]:
+        """Optional hook: :meth:`_page_threads`'s page, decoded by ``decode`` (as above)."""
+        return decode(await self._page_threads(after, limit, filter))
 
     @abstractmethod
     async def _thread_record(self, thread_id: str) -> ThreadRow | None:

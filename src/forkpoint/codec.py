@@ -12,13 +12,17 @@ of unknown types, sets, tuples, bytes or models inside fields typed ``Any``
 (they would come back as lists, strings or dicts), lone surrogates, and
 circular references. The message names the field path.
 
-Encoding and decoding run on the caller's event loop, not on a worker
-thread: pydantic-core holds the GIL for the whole of a dump or a validation,
-so a thread would not shorten the loop's stall and would add a hop to every
-small state (measured, a 19 MB state: decoding stalls the loop 227 ms on it,
-238 ms from a thread; encoding 161 ms and 137-186 ms).
+Encoding runs on the caller's event loop, never on a thread of its own:
+pydantic-core holds the GIL for the whole of a dump or a validation, so a
+thread would not shorten the loop's stall and would add a hop to every small
+state (measured, a 19 MB state: decoding stalls the loop 227 ms on it, 238 ms
+from a thread; encoding 161 ms and 137-186 ms). Decoding may run where a
+backend reads, inside the round trip the read makes anyway (SQLite decodes on
+its reader thread, see ``Checkpointer._read_decoded``): no hop is added, the
+stall is the same, and the loop is not woken only to decode a row it was
+just handed.
 
-It stays one module (~600 lines) because encoding and decoding must agree
+It stays one module (~630 lines) because encoding and decoding must agree
 exactly: every refusal on the way in has its twin check on the way out here.
 """
 
@@ -49,12 +53,29 @@ from .versioning import StateReader
 
 __all__ = [
     "EncodedCheckpoint",
+    "NotUtf8",
     "StateCodec",
     "decode_json_object",
     "dump_json",
     "format_time",
     "parse_time",
 ]
+
+
+class NotUtf8(bytes):
+    """A stored TEXT value that is not UTF-8 (only a crafted file holds one), as its bytes.
+
+    A store hands it over where it cannot make a ``str`` of the column. It is
+    not a ``str``, so every column check here refuses it like any other wrong
+    type, and the row holding it is a ``SerializationError`` naming it.
+    """
+
+
+def wrong_type(what: str, value: object, expected: str) -> str:
+    """The message for a stored ``what`` that is not the ``expected`` kind of value."""
+    if isinstance(value, NotUtf8):
+        return f"{what} is stored as text that is not UTF-8"
+    return f"{what} is stored as {type(value).__name__}, not {expected}"
 
 
 def format_time(value: datetime) -> str:
@@ -86,7 +107,7 @@ def parse_time(text: object) -> datetime:
     ValueError for anything that is not such a time in the range of ``datetime`` in UTC.
     """
     if type(text) is not str:
-        raise ValueError(f"a time is stored as {type(text).__name__}, not text")
+        raise ValueError(wrong_type("a time", text, "text"))
     value = datetime.fromisoformat(text)
     if text[-1:] == "Z":  # forkpoint's own format: already UTC, no second datetime needed
         return value
@@ -214,7 +235,7 @@ _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 def decode_json_object(text: object, what: str) -> Any:
     """Parse stored JSON text (never a NaN/Infinity token); ValueError if it is not."""
     if not isinstance(text, str):
-        raise ValueError(f"{what} is stored as {type(text).__name__}, not JSON text")
+        raise ValueError(wrong_type(what, text, "JSON text"))
     if text == "{}":
         return {}
     if text == "[]":
@@ -320,7 +341,7 @@ class StateCodec(Generic[S]):
         """
         try:
             if not isinstance(text, str):
-                raise ValueError(f"state is stored as {type(text).__name__}, not JSON text")
+                raise ValueError(wrong_type("state", text, "JSON text"))
             bad = _non_finite_path(text) if self._scan else None
             if bad is not None:
                 raise ValueError(f"state holds a NaN/Infinity constant at {bad}")
@@ -370,6 +391,13 @@ class StateCodec(Generic[S]):
             raise SerializationError(
                 "node name cannot be stored", thread_id=thread_id, step=step
             ) from exc
+        if "\x00" in checkpoint.node:
+            # Refused on every backend alike: PostgreSQL text cannot hold U+0000 at all.
+            raise SerializationError(
+                "node name holds U+0000 (NUL), which cannot be stored",
+                thread_id=thread_id,
+                step=step,
+            )
         # The cheap checks above run first; serialising a large state is the costly part.
         queue = self._encode_queue(checkpoint.queue, thread_id, step)
         metadata = self.encode_metadata(checkpoint.metadata, thread_id=thread_id, step=step)
@@ -503,7 +531,7 @@ def _step(value: object, what: str) -> int:
 def _text(value: object, what: str) -> str:
     """A stored TEXT column."""
     if type(value) is not str:
-        raise ValueError(f"{what} is stored as {type(value).__name__}, not text")
+        raise ValueError(wrong_type(what, value, "text"))
     return value
 
 

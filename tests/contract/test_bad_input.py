@@ -236,6 +236,31 @@ async def test_metadata_json_cannot_hold_is_refused(
     assert await snapshot(checkpointer) == before
 
 
+@pytest.mark.parametrize("node", ["a\x00b", "\x00", "end\x00"], ids=["inside", "alone", "last"])
+async def test_a_node_name_holding_nul_is_refused(
+    checkpointer: HistoryCheckpointer[Counter], node: str
+) -> None:
+    """U+0000 in a node name is a SerializationError on every backend, before anything is written."""
+    before = await _seeded(checkpointer)
+    with pytest.raises(SerializationError, match="U\\+0000") as saved:
+        await checkpointer.save(make_cp("t", 2, node=node))
+    assert (saved.value.thread_id, saved.value.step) == ("t", 2)
+    with pytest.raises(SerializationError, match="U\\+0000"):
+        await checkpointer.save(make_cp("fresh", 0, node=node))
+    with pytest.raises(SerializationError, match="U\\+0000"):
+        await checkpointer.append("t", Counter(n=2), node=node)
+    info = await checkpointer.thread_info("t")
+    assert info is not None
+    kept = [c for c in [await checkpointer.get("t", 0), await checkpointer.get("t", 1)] if c]
+    kept[-1].node = node
+    with pytest.raises(SerializationError, match="U\\+0000"):
+        await checkpointer.restore_thread(
+            info.model_copy(update={"thread_id": "copy"}),
+            [c.model_copy(update={"thread_id": "copy"}) for c in kept],
+        )
+    assert await snapshot(checkpointer) == before
+
+
 async def test_non_mapping_metadata_is_invalid_input(
     checkpointer: HistoryCheckpointer[Counter],
 ) -> None:

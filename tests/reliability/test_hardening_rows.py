@@ -16,7 +16,7 @@ import re
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,10 @@ READS: dict[str, Read] = {
     "list_threads": lambda cp: cp.list_threads(),
     "thread_info": lambda cp: cp.thread_info("t"),
 }
+
+
+async def _all(items: AsyncIterator[object]) -> list[object]:
+    return [item async for item in items]
 
 
 async def _outcome(read: Awaitable[object]) -> object:
@@ -150,6 +154,39 @@ TYPED_ROWS = {
     "updated-at-blob": (
         "UPDATE threads SET updated_at = ? WHERE thread_id = 't'",
         (b"2026-01-01T00:00:00.000000Z",),
+        ["list_threads", "thread_info"],
+    ),
+    # TEXT that is not UTF-8: SQLite stores it as given; the driver cannot make a str of it.
+    "node-not-utf8": (
+        "UPDATE checkpoints SET node = CAST(X'6eff' AS TEXT) WHERE thread_id = 't' AND step = 2",
+        (),
+        ["load", "get", "list_checkpoints", "list_threads", "thread_info"],
+    ),
+    "state-not-utf8": (
+        "UPDATE checkpoints SET state = CAST(X'7bff7d' AS TEXT) WHERE thread_id = 't' AND step = 2",
+        (),
+        ["load", "get"],
+    ),
+    "queue-not-utf8": (
+        "UPDATE checkpoints SET queue = CAST(X'5bff5d' AS TEXT) WHERE thread_id = 't' AND step = 2",
+        (),
+        ["load", "get", "list_checkpoints", "list_threads", "thread_info"],
+    ),
+    "created-at-not-utf8": (
+        "UPDATE checkpoints SET created_at = CAST(X'32ff' AS TEXT) "
+        "WHERE thread_id = 't' AND step = 1",
+        (),
+        ["list_checkpoints"],
+    ),
+    "thread-metadata-not-utf8": (
+        "UPDATE threads SET metadata = CAST(X'7bff7d' AS TEXT) WHERE thread_id = 't'",
+        (),
+        ["list_threads", "thread_info"],
+    ),
+    "parent-id-not-utf8": (
+        "UPDATE threads SET parent_thread_id = CAST(X'70ff' AS TEXT), parent_step = 0 "
+        "WHERE thread_id = 't'",
+        (),
         ["list_threads", "thread_info"],
     ),
 }
@@ -436,19 +473,55 @@ def test_every_pydantic_internal_is_held_in_one_module() -> None:
 # --- a thread id that is not UTF-8 ------------------------------------------------------------
 
 
+async def test_a_state_that_is_not_utf8_is_its_bytes_raw_and_an_error_decoded(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "raw.db"
+    await _three_steps(path)
+    _edit(path, "UPDATE checkpoints SET state = CAST(X'7bff7d' AS TEXT) WHERE step = 2")
+    async with SqliteCheckpointer.open(path, Counter) as cp:
+        assert await cp.get_raw("t", 2) == b"{\xff}"
+        walked = await _outcome(_all(cp.iter_states("t")))
+        assert isinstance(walked, SerializationError), repr(walked)
+        assert (walked.thread_id, walked.step) == ("t", 2)
+
+
 async def test_a_thread_id_that_is_not_utf8_fails_only_what_names_it(tmp_path: Path) -> None:
-    """list_threads() is a typed error; an all-threads prune still prunes every other thread."""
+    """Reading its record is a SerializationError naming it; every other thread still reads.
+
+    An all-threads prune prunes every other thread (such an id cannot be bound
+    as a parameter, so no statement can address its thread).
+    """
     path = tmp_path / "utf8.db"
     async with SqliteCheckpointer.open(path, Counter) as cp:
         for step in range(3):
             await cp.save(make_cp("good", step))
             await cp.save(make_cp("bad", step))
+            await cp.save(make_cp("z-last", step))
     for table in ("threads", "checkpoints"):
         # S608: the table name comes from the tuple above.
-        _edit(path, f"UPDATE {table} SET thread_id = CAST(X'ff62' AS TEXT) WHERE thread_id = 'bad'")  # noqa: S608
+        _edit(path, f"UPDATE {table} SET thread_id = CAST(X'67ff' AS TEXT) WHERE thread_id = 'bad'")  # noqa: S608
+    named = repr(b"g\xff")
     async with SqliteCheckpointer.open(path, Counter) as cp:
-        listed = await _outcome(cp.list_threads())
-        assert isinstance(listed, CheckpointError), repr(listed)
+        for listing in (cp.list_threads(), _all(cp.iter_threads(page_size=1))):
+            listed = await _outcome(listing)
+            assert isinstance(listed, SerializationError), repr(listed)
+            assert listed.thread_id == named, listed
+            assert listed.path == str(path)
+            assert "thread record" in listed.message, listed
+            assert "not UTF-8" in listed.message, listed
+        # The threads around it: the page before it, and the page after it ("h" is the first
+        # id that sorts after the bytes 67 ff).
+        assert [t.thread_id for t in await cp.list_threads(limit=1)] == ["good"]
+        after = await cp.list_threads(after="h")
+        assert [t.thread_id for t in after] == ["z-last"]
+        for tid in ("good", "z-last"):
+            info = await cp.thread_info(tid)
+            assert info is not None
+            assert info.latest_step == 2
+            loaded = await cp.load(tid)
+            assert loaded is not None
+            assert loaded.step == 2
         report = await cp.prune(keep_last=1)
-        assert report.checkpoints_removed == 2
+        assert report.checkpoints_removed == 4
         assert [m.step for m in await cp.list_checkpoints("good")] == [2]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import make_cp
+from forkpoint import GraphState
+from forkpoint._delta import DELTA_MIN_CHARS
+from tests.conftest import Counter, make_cp
 
 
 async def test_fork_is_one_insert_select_whatever_the_thread_length(recorded: Any) -> None:
@@ -50,5 +52,28 @@ async def test_load_and_save_are_one_statement_batch_each(recorded: Any) -> None
     assert not any(sql.lstrip().upper().startswith("SELECT") for sql in seen), seen
     seen.clear()
     await cp.load("t")
-    # One SELECT, framed by the read transaction every read runs in (one snapshot per read).
-    assert [sql.split()[0].upper() for sql in seen] == ["BEGIN", "SELECT", "COMMIT"], seen
+    # One SELECT: a single statement reads one snapshot, so it needs no read transaction.
+    assert [sql.split()[0].upper() for sql in seen] == ["SELECT"], seen
+    seen.clear()
+    await cp.get("t", 0)
+    assert [sql.split()[0].upper() for sql in seen] == ["SELECT"], seen
+
+
+async def test_a_delta_step_is_rebuilt_inside_one_read_transaction(recorded: Any) -> None:
+    cp, seen, _ = recorded
+    for step in range(3):  # states over DELTA_MIN_CHARS: older steps are stored as deltas
+        state = Counter(n=0, log=["x" * DELTA_MIN_CHARS, str(step)])
+        await cp.save(make_cp("t", step).model_copy(update={"state": GraphState(data=state)}))
+    raw = await cp.get_raw("t", 0)
+    assert isinstance(raw, str)
+    assert len(raw) < DELTA_MIN_CHARS  # stored as a delta
+    seen.clear()
+    got = await cp.get("t", 0)
+    assert got is not None
+    assert got.state.data.log == ["x" * DELTA_MIN_CHARS, "0"]
+    # The first SELECT finds a delta; the row and the newer rows it is rebuilt from are then
+    # read again, together, in one snapshot.
+    words = [sql.split()[0].upper() for sql in seen]
+    assert words[:2] == ["SELECT", "BEGIN"], seen
+    assert words[-1] == "COMMIT", seen
+    assert set(words[2:-1]) == {"SELECT"}, seen

@@ -20,8 +20,8 @@ base class's; this class implements its storage hooks as row jobs.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar
 
 from ..base import CheckpointRow, HistoryCheckpointer, ThreadRecord, ThreadRow
 from ..codec import EncodedCheckpoint
@@ -29,11 +29,13 @@ from ..errors import CheckpointerClosed, InvalidInput
 from ..models import MAX_STEP, S
 from ..opening import Opening
 from . import _jobs as jobs
-from ._engine import Durability, SqliteEngine
+from ._engine import Decoder, Durability, SqliteEngine
 from ._jobs import StorageStats
 from ._sql import SQL, page_query
 
 __all__ = ["Durability", "SqliteCheckpointer", "StorageStats"]
+
+R = TypeVar("R")
 
 _PRUNE_CHUNK = 64  # threads per prune transaction, so other writers interleave
 _STATES_PAGE_CHARS = 4 * 2**20  # iter_states reads about this much state text per hop
@@ -216,6 +218,22 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
             jobs.read_row, thread_id, step, thread_id=thread_id, step=step
         )
 
+    async def _read_decoded(
+        self, thread_id: str, step: int | None, decode: Callable[[EncodedCheckpoint], R]
+    ) -> R | None:
+        # Decoding inside the reader's hop: measured on a 10,000-step ~1 KB thread, a load
+        # took 84 µs decoding on the loop after the hop and 45 µs decoding inside it.
+        # read_decoded frames its reads itself, only when there are several.
+        return await self._engine.read(
+            jobs.read_decoded,
+            thread_id,
+            step,
+            Decoder(decode),
+            thread_id=thread_id,
+            step=step,
+            framed=False,
+        )
+
     async def _stream_rows(
         self, thread_id: str, top: int | None
     ) -> AsyncIterator[EncodedCheckpoint]:
@@ -245,30 +263,40 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         newest_first: bool,
         filter: dict[str, Any] | None,
     ) -> list[CheckpointRow]:
-        sql, params = page_query(
-            SQL.HISTORY,
-            [thread_id],
-            [("c.step > ?", after), ("c.step < ?", before)],
-            filter,
-            "c.metadata",
-            "c.step DESC" if newest_first else "c.step",
-            limit,
+        query = _history_query(thread_id, after, before, limit, newest_first, filter)
+        return await self._engine.read(jobs.fetch_rows, *query, thread_id=thread_id)
+
+    async def _page_checkpoints_decoded(
+        self,
+        decode: Callable[[Sequence[CheckpointRow]], list[R]],
+        thread_id: str,
+        after: int | None,
+        before: int | None,
+        limit: int | None,
+        newest_first: bool,
+        filter: dict[str, Any] | None,
+    ) -> list[R]:
+        # Decoded a chunk at a time on the reader's thread as the cursor runs: a 10,000-row
+        # listing peaked at 7.55 MiB (tracemalloc) when every raw row was fetched first.
+        query = _history_query(thread_id, after, before, limit, newest_first, filter)
+        return await self._engine.read(
+            jobs.fetch_decoded, *query, Decoder(decode), thread_id=thread_id
         )
-        return await self._engine.read(jobs.fetch_rows, sql, params, thread_id=thread_id)
 
     async def _page_threads(
         self, after: str | None, limit: int | None, filter: dict[str, Any] | None
     ) -> list[ThreadRow]:
-        sql, params = page_query(
-            SQL.THREADS + " WHERE 1",
-            [],
-            [("t.thread_id > ?", after)],
-            filter,
-            "t.metadata",
-            "t.thread_id",
-            limit,
-        )
-        return await self._engine.read(jobs.fetch_rows, sql, params)
+        return await self._engine.read(jobs.fetch_rows, *_threads_query(after, limit, filter))
+
+    async def _page_threads_decoded(
+        self,
+        decode: Callable[[Sequence[ThreadRow]], list[R]],
+        after: str | None,
+        limit: int | None,
+        filter: dict[str, Any] | None,
+    ) -> list[R]:
+        query = _threads_query(after, limit, filter)
+        return await self._engine.read(jobs.fetch_decoded, *query, Decoder(decode))
 
     async def _thread_record(self, thread_id: str) -> ThreadRow | None:
         found = await self._engine.read(
@@ -313,3 +341,36 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         """SQLite's ``PRAGMA integrity_check``: ``["ok"]`` for a healthy file."""
         self._usable()
         return await self._engine.read(jobs.integrity_check)
+
+
+def _history_query(
+    thread_id: str,
+    after: int | None,
+    before: int | None,
+    limit: int | None,
+    newest_first: bool,
+    filter: dict[str, Any] | None,
+) -> tuple[str, list[Any]]:
+    return page_query(
+        SQL.HISTORY,
+        [thread_id],
+        [("c.step > ?", after), ("c.step < ?", before)],
+        filter,
+        "c.metadata",
+        "c.step DESC" if newest_first else "c.step",
+        limit,
+    )
+
+
+def _threads_query(
+    after: str | None, limit: int | None, filter: dict[str, Any] | None
+) -> tuple[str, list[Any]]:
+    return page_query(
+        SQL.THREADS + " WHERE 1",
+        [],
+        [("t.thread_id > ?", after)],
+        filter,
+        "t.metadata",
+        "t.thread_id",
+        limit,
+    )

@@ -19,15 +19,23 @@ contract is kept:
     that cannot get the lock within ``busy_timeout`` fails every job of its
     batch with ``DatabaseLocked`` at once (no job waits for the lock twice). Never run ``BEGIN``,
     ``COMMIT`` or ``SAVEPOINT`` in a job. ``ReadOnlyDatabase`` without a writer.
-``await engine.read(job, *args, thread_id=None, step=None)``
+``await engine.read(job, *args, thread_id=None, step=None, framed=True)``
     Runs ``job(conn, *args)`` on the reader thread (``query_only``): one hop,
     inside one read transaction, so every statement of the job sees the same
     snapshot whatever other writers commit meanwhile (a delta and the newer
     rows it is rebuilt from, the several totals of ``storage_stats``). WAL
-    readers never queue behind the writer.
+    readers never queue behind the writer. ``framed=False`` leaves out the
+    read transaction, for a job whose first statement usually answers it
+    alone (one statement reads one snapshot): such a job reads anything more
+    through ``_jobs.in_one_snapshot``, starting again from its first statement.
 ``await engine.on_writer(job, *args)``
     Runs ``job(conn, *args)`` on the writer thread *outside* any transaction,
     after every batch queued before it (maintenance: VACUUM, pragmas).
+``Decoder(decode)``
+    An argument that runs the caller's ``decode`` inside a job (decoding rows
+    on the reader thread as they are read): in a copy of the caller's
+    context (``contextvars``), and whatever ``decode`` raises reaches the
+    caller of ``read``/``write`` unchanged, never typed as a driver error.
 ``engine.check_usable()``
     ``ForkedProcess`` in a child after ``os.fork()``, ``CheckpointerClosed``
     after :meth:`close`. ``write``/``read`` call it first.
@@ -51,23 +59,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import os
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from ..errors import CheckpointerClosed, CheckpointError, ForkedProcess, ReadOnlyDatabase
 from ._errors import DRIVER_ERRORS, located, translate
 from ._files import close_reader, on_read_only_fs, prepare, reader_uri
+from ._jobs import in_one_snapshot
 from ._thread import ConnectionThread, ThreadStopped
 from ._writer import GroupCommitWriter
 
-__all__ = ["Durability", "SqliteEngine"]
+__all__ = ["Decoder", "Durability", "SqliteEngine"]
 
 Durability = Literal["full", "normal"]
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -105,23 +116,37 @@ def _connect(options: _Options, writer: bool) -> sqlite3.Connection:
     return conn
 
 
-def _in_one_snapshot(conn: sqlite3.Connection, job: Callable[..., T], args: tuple[Any, ...]) -> T:
-    """``job(conn, *args)`` in one read transaction: all its statements see one snapshot.
+class _DecoderFailed(Exception):
+    """What a caller's :class:`Decoder` raised on a connection thread, carried past the typing.
 
-    In autocommit mode each statement would take its own snapshot, and a
-    commit landing between two of them (a prune, a save) would be half seen.
-    ``BEGIN`` is deferred: the snapshot starts at the job's first read.
-    Costs two statements per read: about 2 µs (timeit, best of 7: 7.1 µs for a bare
-    one-row SELECT, 9.2 µs framed), against ~30 µs for the thread hop alone.
+    The engine types driver errors; a decoder's own exception (a validator's,
+    say) is the caller's, so the engine unwraps :attr:`error` and raises it
+    unchanged.
     """
-    conn.execute("BEGIN")
-    try:
-        return job(conn, *args)
-    finally:
-        if conn.in_transaction:
-            # Ending a read transaction cannot lose anything; a failure here is the job's error's.
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("COMMIT")
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class Decoder(Generic[T, R]):
+    """The caller's ``decode``, to run inside a job: see the module docstring.
+
+    Built on the caller's thread, so it copies the caller's context
+    (``contextvars``); its exceptions leave the job as :class:`_DecoderFailed`.
+    """
+
+    __slots__ = ("_context", "_decode")
+
+    def __init__(self, decode: Callable[[T], R]) -> None:
+        self._decode = decode
+        self._context = contextvars.copy_context()
+
+    def __call__(self, value: T) -> R:
+        try:
+            return self._context.run(self._decode, value)
+        except Exception as exc:  # noqa: BLE001 - every decoder error goes back to its caller
+            raise _DecoderFailed(exc) from None
 
 
 class SqliteEngine:
@@ -232,10 +257,14 @@ class SqliteEngine:
         *args: Any,
         thread_id: str | None = None,
         step: int | None = None,
+        framed: bool = True,
     ) -> T:
-        """Run ``job(conn, *args)`` on the reader's thread: one hop."""
+        """Run ``job(conn, *args)`` on the reader's thread: one hop (see the module docstring)."""
         self.check_usable()
-        return await self._typed(self.reader.call(_in_one_snapshot, job, args), thread_id, step)
+        work = (
+            self.reader.call(in_one_snapshot, job, args) if framed else self.reader.call(job, *args)
+        )
+        return await self._typed(work, thread_id, step)
 
     async def on_writer(self, job: Callable[..., T], *args: Any) -> T:
         """Run ``job(conn, *args)`` on the writer's thread outside a transaction (maintenance)."""
@@ -251,6 +280,9 @@ class SqliteEngine:
             raise CheckpointerClosed("the checkpointer is closed", path=self._opt.path) from exc
         except DRIVER_ERRORS as exc:
             raise translate(exc, path=self._opt.path, thread_id=thread_id, step=step) from exc
+        except _DecoderFailed as failed:
+            error = failed.error
+        raise error  # outside the except block: the decoder's error exactly as it was raised
 
     async def close(self) -> None:
         """Answer the writes already queued, then close the reader and then the writer.
