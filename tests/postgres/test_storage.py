@@ -87,16 +87,22 @@ def _grown(thread_id: str, step: int) -> Checkpoint[Counter]:
     )
 
 
-async def test_growing_states_store_older_steps_as_reverse_deltas(
+async def test_growing_states_are_stored_as_forward_deltas_inserted_once(
     open_pg: Opener, admin: asyncpg.Connection, schema: str
 ) -> None:
     cp = await open_pg()
     saved = [_grown("t", step) for step in range(40)]
     for c in saved:
         await cp.save(c)
-    rows = await admin.fetch("SELECT step, encoding, length(state) FROM checkpoints ORDER BY step")
-    assert [r[1] for r in rows] == [1] * 39 + [0]
-    assert max(r[2] for r in rows[:-1]) < 200  # a delta is the removed note, not the state
+    rows = await admin.fetch(
+        "SELECT step, encoding, length(state), xmin::text FROM checkpoints ORDER BY step"
+    )
+    encodings = [r[1] for r in rows]
+    assert encodings[0] == 0, encodings
+    assert set(encodings) == {0, 2}, encodings
+    assert encodings.count(0) <= 6, encodings  # a full row when the deltas pass half a state
+    assert max(r[2] for r, e in zip(rows, encodings, strict=True) if e == 2) < 600
+    assert len({r[3] for r in rows}) == 40  # each row written by its own save, never rewritten
     for c in saved:
         got = await cp.get("t", c.step)
         assert got is not None
@@ -155,7 +161,7 @@ async def test_get_raw_shows_the_stored_delta(open_pg: Opener) -> None:
     cp = await open_pg()
     for step in range(3):
         await cp.save(_grown("t", step))
-    raw = await cp.get_raw("t", 0)
+    raw = await cp.get_raw("t", 2)
     assert isinstance(raw, str)
     assert raw.startswith("[")
     assert await cp.get_raw("t", 9) is None
@@ -168,14 +174,19 @@ async def test_a_damaged_delta_row_names_its_step(
     for step in range(4):
         await cp.save(_grown("t", step))
     await admin.execute("UPDATE checkpoints SET state = 'not json' WHERE step = 2")
-    with pytest.raises(SerializationError) as info:
-        await cp.get("t", 1)
-    assert (info.value.thread_id, info.value.step) == ("t", 1)
-    latest = await cp.load("t")
-    assert latest is not None
-    assert latest.step == 3
+    got = await cp.get("t", 1)  # older steps do not depend on it
+    assert got is not None
+    assert got.state.data == _grown("t", 1).state.data
+    for call in (cp.get("t", 3), cp.load("t")):
+        with pytest.raises(SerializationError) as info:
+            await call
+        assert (info.value.thread_id, info.value.step) == ("t", 3)
     with pytest.raises(StepConflict):
         await cp.save(make_cp("t", 3))
+    await cp.save(_grown("t", 4))  # stored in full: the thread reads again from here
+    latest = await cp.load("t")
+    assert latest is not None
+    assert latest.state.data == _grown("t", 4).state.data
 
 
 async def test_concurrent_small_saves_share_statements_and_keep_their_own_outcomes(
@@ -220,26 +231,29 @@ async def test_backup_writes_an_sqlite_copy_and_vacuum_runs(
         await cp.backup(tmp_path / "copy.db")
     await cp.prune(keep_last=1)
     assert await cp.vacuum() >= 0
-    for step in range(5, 40):  # growing states: each older step is rewritten as a delta
+    for step in range(5, 40):
         await cp.save(_grown("t", step))
-    assert await cp.vacuum(full=True) > 0  # the rewritten full versions' space comes back
-    assert [m.step for m in await cp.list_checkpoints("t")] == list(range(4, 40))
+    await cp.prune(keep_last=10)
+    assert await cp.vacuum(full=True) > 0  # the removed rows' space comes back
+    assert [m.step for m in await cp.list_checkpoints("t")] == list(range(30, 40))
     with pytest.raises(InvalidInput):
         await cp.vacuum(full=1)  # type: ignore[arg-type]
 
 
-async def test_rewritten_histories_are_stored_as_reverse_deltas_again(
+async def test_rewritten_histories_are_stored_as_saves_store_them(
     open_pg: Opener, admin: asyncpg.Connection
 ) -> None:
     cp = await open_pg()
-    saved = [_grown("t", step) for step in range(12)]
+    saved = [_grown("t", step) for step in range(40)]
     for c in saved:
         await cp.save(c)
+    query = "SELECT encoding FROM checkpoints ORDER BY step"
+    as_saved = [r[0] for r in await admin.fetch(query)]
+    assert 2 in as_saved
     rows = [cp._codec.encode(c) for c in saved]
-    assert not await cp._replace_states("t", 11, 99, rows)  # the thread is not what was read
-    assert await cp._replace_states("t", 11, 12, rows)
-    encodings = await admin.fetch("SELECT encoding FROM checkpoints ORDER BY step")
-    assert [r[0] for r in encodings] == [1] * 11 + [0]
+    assert not await cp._replace_states("t", 39, 99, rows)  # the thread is not what was read
+    assert await cp._replace_states("t", 39, 40, rows)
+    assert [r[0] for r in await admin.fetch(query)] == as_saved
     for c in saved:
         got = await cp.get("t", c.step)
         assert got is not None

@@ -3,20 +3,22 @@
 The contract (argument checks, encoding, decoding, the closed state) is the
 base class's; this class implements its storage hooks. How, and why:
 
-* **A save is one statement** when the previous step stays stored in full (every
-  state under 2 KiB): a CTE checks the step, upserts the thread row and inserts
-  the checkpoint — one round trip, one commit. A larger state first reads the
-  previous latest row, computes its reverse delta (``forkpoint._delta``), and
-  then runs one statement that rewrites that row as the delta only if it is
-  still the thread's latest and unchanged (``xmin``); if another writer got
-  there first, the save starts over and meets the step rule.
+* **A save is one statement** when the state is stored in full (every state
+  under 2 KiB): a CTE checks the step, upserts the thread row and inserts the
+  checkpoint — one round trip, one commit. A larger state first reads the
+  thread's latest state (its full row and the forward deltas above it), then
+  inserts the new step as a forward delta against it (``_rows`` says why and
+  when a full row starts instead) only if the thread row is still the version
+  read (``xmin``); if another writer got there first, the save starts over and
+  meets the step rule. A save never rewrites a stored row.
 * **The step rule holds across machines.** The thread row is the lock: of two
   writers racing for one step, PostgreSQL serialises their upserts on it, the
   second finds ``latest_step`` already there and takes the checked path
   (identical retry → no-op, else ``StepConflict``). No explicit locks, so no
   deadlocks between savers.
-* **Reads are one statement**: the latest row for ``load``; for ``get`` of a
-  delta-stored step, the row and the newer ones up to the next full row.
+* **Reads are one statement** per row: the latest row for ``load``; for a
+  delta-stored step (``get``, or ``load`` when the latest is a delta), the row
+  and the ones it is rebuilt from, up or down to the nearest full row.
 * **Fork** is one transaction whose copy is one ``INSERT … SELECT``.
 * Errors, retries, cancellation and the pool live in ``_connect``; group commit in
   ``_group``; the row jobs (save, rebuild) in ``_rows``; the schema and its
@@ -31,7 +33,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from .._delta import DELTA_MIN_CHARS, MAX_RUN
+from .._delta import DELTA_MIN_CHARS
 from ..base import CheckpointRow, HistoryCheckpointer, ThreadRecord, ThreadRow
 from ..codec import EncodedCheckpoint
 from ..errors import (
@@ -259,7 +261,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
                 return
             async with conn.transaction():
                 if await jobs.save(conn, row, thread_metadata, now):
-                    await conn.execute(SQL.KEEP_LAST, row.thread_id, keep_last)
+                    await jobs.keep_last(conn, row.thread_id, keep_last)
 
         await self._run(work, thread_id=row.thread_id, step=row.step)
 
@@ -285,14 +287,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
                 status = await conn.execute(SQL.FORK_ROWS, target, thread_id, at_step)
                 copied = int(status.rsplit(" ", 1)[1])
                 await conn.execute(SQL.INSERT, *top._replace(thread_id=target))
-                run = 0
-                for (encoding,) in await conn.fetch(SQL.RUN_BELOW, thread_id, at_step, MAX_RUN + 1):
-                    if encoding != 1:
-                        break
-                    run += 1
-                await conn.execute(
-                    SQL.FORK_THREAD, target, now, at_step, copied + 1, thread_id, run
-                )
+                await conn.execute(SQL.FORK_THREAD, target, now, at_step, copied + 1, thread_id)
                 return target
 
         result: str = await self._run(work, thread_id=thread_id, step=at_step, unique=ThreadExists)
@@ -331,10 +326,9 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
                 async with conn.transaction():
                     for one, latest in await conn.fetch(SQL.THREAD_LATEST, chunk):
                         args = (one, latest, keep_last - 1, cutoff)
-                        count, size = await conn.fetchrow(SQL.PRUNE_SIZE, *args)
+                        count, size, cut, encoding = await conn.fetchrow(SQL.PRUNE_SIZE, *args)
                         if count and not dry_run:
-                            await conn.execute(SQL.PRUNE_DELETE, *args)
-                            await conn.execute(SQL.PRUNE_COUNT, one, count)
+                            await jobs.drop_below(conn, one, cut, encoding)
                         done.append((int(count), int(size)))
                 return done
 
@@ -358,7 +352,8 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
                 if await conn.fetchval(SQL.THREAD_EXISTS, record[0]) is not None:
                     return False
                 await conn.execute(SQL.RESTORE_THREAD, *record)
-                await conn.executemany(SQL.INSERT, rows)
+                stored = jobs.encoded_run(list(rows))
+                await conn.executemany(SQL.INSERT_STORED, [(*r, e) for r, e in stored])
                 return True
 
         return bool(await self._run(work, thread_id=record[0], unique=ThreadExists))
@@ -402,27 +397,31 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
 
             async def page(
                 conn: asyncpg.Connection, bound: int = bound, newer: str | None = newer
-            ) -> list[EncodedCheckpoint]:
-                out = []
+            ) -> tuple[list[EncodedCheckpoint], bool]:
+                """Full rows at steps <= bound, newest first, and whether older ones may remain."""
+                out: list[EncodedCheckpoint] = []
                 rows = await conn.fetch(SQL.STATES_DOWN, thread_id, bound, _STATES_PAGE)
                 for row, encoding in map(jobs.stored, rows):
                     if encoding == 0:
                         full = row
-                    elif newer is None:  # the first row is a delta: rebuild it from above
-                        found = await jobs.full_row(conn, thread_id, row.step)
-                        if found is None:
-                            break  # removed meanwhile (a prune): nothing older remains either
-                        full = found
-                    else:
+                    elif encoding == 1 and newer is not None:
                         full = row._replace(state=jobs.apply_one(newer, row, encoding))
+                    else:
+                        # A forward delta: its run, rebuilt once up from its full row; the
+                        # next page starts below that. (Or a reverse delta with no row
+                        # read above it.) Empty: removed meanwhile by a prune, and with it
+                        # everything older.
+                        run = await jobs.run_rows(conn, thread_id, row.step)
+                        out.extend(reversed(run))
+                        return out, bool(run)
                     out.append(full)
                     newer = full.state
-                return out
+                return out, len(rows) == _STATES_PAGE
 
-            rows: list[EncodedCheckpoint] = await self._run(page, thread_id=thread_id)
+            rows, more = await self._run(page, thread_id=thread_id)
             for row in rows:
                 yield row
-            if len(rows) < _STATES_PAGE:
+            if not (more and rows):
                 return
             newer, bound = rows[-1].state, rows[-1].step - 1
 
