@@ -202,6 +202,8 @@ def translate(
         )
     elif code in ("22P02", "22032"):
         kind, message = SerializationError, f"a stored value is not valid JSON: {detail}"
+    elif code == "22021":
+        kind, message = SerializationError, f"text PostgreSQL cannot store: {detail}"
     elif code in _REFUSED:
         kind, message = DatabaseUnavailable, f"{_REFUSED[code]}: {detail}"
     elif connection_lost(exc):

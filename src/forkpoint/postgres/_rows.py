@@ -34,7 +34,6 @@ from ._sql import SQL, N
 __all__ = [
     "FORWARD_RUN",
     "apply_one",
-    "check_node",
     "drop_below",
     "encoded_run",
     "full_row",
@@ -50,22 +49,6 @@ FORWARD_RUN = 128
 
 _SAVE_ATTEMPTS = 16  # a large-state save that keeps losing its race to other writers
 _CHAIN_ROWS = max(MAX_RUN, FORWARD_RUN) + 2  # more rows than any chain forkpoint writes
-
-
-def check_node(row: EncodedCheckpoint) -> EncodedCheckpoint:
-    """PostgreSQL text cannot hold U+0000: a node name with one is refused before any SQL.
-
-    States, queues and metadata are JSON text, where U+0000 is the six
-    characters ``\\u0000`` and round-trips (metadata refuses it on every
-    backend, for filters); the node name is plain text.
-    """
-    if "\x00" in row.node:
-        raise SerializationError(
-            "node name holds U+0000 (NUL), which PostgreSQL cannot store",
-            thread_id=row.thread_id,
-            step=row.step,
-        )
-    return row
 
 
 def forward_delta(state: str, previous: str | None, run: int, chars: int) -> str | None:

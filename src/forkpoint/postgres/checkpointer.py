@@ -247,7 +247,6 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         self, row: EncodedCheckpoint, thread_metadata: str | None, now: str, keep_last: int | None
     ) -> None:
         self._writable(row.thread_id, row.step)
-        jobs.check_node(row)
         if keep_last is None and len(row.state) < DELTA_MIN_CHARS:
             try:
                 await self._group.save(row, thread_metadata, now)
@@ -344,8 +343,6 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
 
     async def _restore(self, record: ThreadRecord, rows: Sequence[EncodedCheckpoint]) -> bool:
         self._writable(record[0])
-        for row in rows:
-            jobs.check_node(row)
 
         async def work(conn: asyncpg.Connection) -> bool:
             async with conn.transaction():
@@ -362,8 +359,6 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         self, thread_id: str, latest_step: int, count: int, rows: Sequence[EncodedCheckpoint]
     ) -> bool:
         self._writable(thread_id)
-        for row in rows:
-            jobs.check_node(row)
 
         async def work(conn: asyncpg.Connection) -> bool:
             async with conn.transaction():
