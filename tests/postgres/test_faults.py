@@ -42,7 +42,7 @@ def scale(request: pytest.FixtureRequest) -> int:
 async def test_four_processes_and_a_contended_shared_thread_lose_nothing(
     open_pg: Opener, pg_url: str, schema: str, scale: int
 ) -> None:
-    per = 200 * scale
+    per = 500 * scale
     cp = await open_pg()  # migrated once, so the writers start on equal terms
     procs = [
         subprocess.Popen(  # noqa: ASYNC220 - the children run on their own; nothing here waits
