@@ -263,3 +263,35 @@ async def test_rewritten_histories_are_stored_as_saves_store_them(
         got = await cp.get("t", c.step)
         assert got is not None
         assert got.state.data == c.state.data
+
+
+@pytest.mark.parametrize("keep", [1, 3])
+async def test_small_saves_under_a_retention_policy_share_statements_too(
+    open_pg: Opener, admin: asyncpg.Connection, keep: int
+) -> None:
+    cp = await open_pg(keep_last=keep, pool_size=1)
+    seen: list[str] = []
+    async with cp._db.pool.acquire() as conn:
+        conn.add_query_logger(lambda q: seen.append(q.query))
+    for step in range(12):  # a thread whose history is forward deltas: its full row goes
+        await cp.save(_grown("big", step))
+    for step in range(6):
+        saves = [cp.save(make_cp(f"t{i}", step, n=step)) for i in range(50)]
+        saves.append(cp.save(make_cp("big", 12 + step, n=step)))
+        assert await asyncio.gather(*saves) == [None] * 51
+        for m in await cp.list_checkpoints("big"):  # its first kept row was stored in full
+            assert await cp.get("big", m.step) is not None
+    assert 1 <= sum("unnest" in q for q in seen) < 40, len(seen)  # 306 saves, a few statements
+    for tid in [f"t{i}" for i in range(50)] + ["big"]:
+        history = await cp.list_checkpoints(tid)
+        latest = history[-1].step
+        assert [m.step for m in history] == list(range(latest - keep + 1, latest + 1)), tid
+        info = await cp.thread_info(tid)
+        assert info is not None
+        assert info.checkpoint_count == keep
+        for m in history:
+            got = await cp.get(tid, m.step)
+            assert got is not None
+            assert got.state.data.n == m.step - (12 if tid == "big" else 0)
+    counted = await admin.fetchval("SELECT count(*) FROM checkpoints")
+    assert counted == 51 * keep

@@ -33,7 +33,9 @@ from ._sql import SQL
 __all__ = ["GroupCommit"]
 
 MAX_BATCH = 256
-Save = Callable[[asyncpg.Connection, EncodedCheckpoint, str | None, str], Awaitable[bool]]
+Save = Callable[
+    [asyncpg.Connection, EncodedCheckpoint, str | None, str, int | None], Awaitable[bool]
+]
 
 
 @dataclass(eq=False, slots=True)
@@ -41,6 +43,7 @@ class _Job:
     row: EncodedCheckpoint
     meta: str | None
     now: str
+    keep: int | None
     future: asyncio.Future[None]
 
 
@@ -53,9 +56,11 @@ class GroupCommit:
         self._pending: list[_Job] = []
         self._leading = False
 
-    async def save(self, row: EncodedCheckpoint, meta: str | None, now: str) -> None:
-        """Queue one save and return once it is committed (or raise its own error)."""
-        job = _Job(row, meta, now, asyncio.get_running_loop().create_future())
+    async def save(
+        self, row: EncodedCheckpoint, meta: str | None, now: str, keep: int | None
+    ) -> None:
+        """Queue one save (``keep``: its retention policy) and return once it is committed."""
+        job = _Job(row, meta, now, keep, asyncio.get_running_loop().create_future())
         self._pending.append(job)
         if not self._leading:
             await self._lead(job)
@@ -81,12 +86,14 @@ class GroupCommit:
             self._leading = False
 
     def _take(self) -> list[_Job]:
-        """The next batch: queue order, at most one save per thread and ``MAX_BATCH`` saves."""
+        """The next batch, in queue order: at most one save per thread and ``MAX_BATCH`` saves,
+        all with the first one's retention policy."""
         batch: list[_Job] = []
         rest: list[_Job] = []
         threads: set[str] = set()
+        keep = self._pending[0].keep if self._pending else None
         for job in self._pending:
-            if job.row.thread_id in threads or len(batch) >= MAX_BATCH:
+            if job.row.thread_id in threads or len(batch) >= MAX_BATCH or job.keep != keep:
                 rest.append(job)
             else:
                 threads.add(job.row.thread_id)
@@ -96,7 +103,7 @@ class GroupCommit:
 
     async def _flush(self, batch: list[_Job]) -> None:
         """Store a batch and answer each job (set here, inside the shielded work)."""
-        if len(batch) == 1:
+        if len(batch) == 1 and batch[0].keep is None:  # the one-statement save itself
             await self._one(batch[0])
             return
 
@@ -107,6 +114,7 @@ class GroupCommit:
                 *columns,
                 [job.now for job in batch],
                 [job.meta for job in batch],
+                batch[0].keep,
             )
             return {r[0] for r in stored}
 
@@ -122,7 +130,7 @@ class GroupCommit:
 
     async def _one(self, job: _Job) -> None:
         async def work(conn: asyncpg.Connection) -> None:
-            await self._save_one(conn, job.row, job.meta, job.now)
+            await self._save_one(conn, job.row, job.meta, job.now, job.keep)
 
         try:
             await self._db.run(work, thread_id=job.row.thread_id, step=job.row.step)

@@ -41,6 +41,7 @@ __all__ = [
     "replace_states",
     "run_rows",
     "save",
+    "store",
     "stored",
 ]
 
@@ -237,6 +238,19 @@ async def save(
                 return True
         # Another writer moved the thread between the read and the write: read again.
     return await _refuse_or_retry(conn, row)
+
+
+async def store(
+    conn: asyncpg.Connection, row: EncodedCheckpoint, meta: str | None, now: str, keep: int | None
+) -> bool:
+    """One save on its own: ``save``, and with a retention policy ``keep_last``, in one transaction."""
+    if keep is None:
+        return await save(conn, row, meta, now)
+    async with conn.transaction():
+        if not await save(conn, row, meta, now):
+            return False
+        await keep_last(conn, row.thread_id, keep)
+        return True
 
 
 async def drop_below(conn: asyncpg.Connection, thread_id: str, cut: int, encoding: int) -> int:

@@ -28,6 +28,12 @@ _NOW, _META = f"${N + 1}", f"${N + 2}"  # a save's time and the thread's new met
 _TYPES = {"step": "bigint", "state_version": "integer"}  # every other field is text
 _ARRAYS = ", ".join(f"${i}::{_TYPES.get(f, 'text')}[]" for i, f in enumerate(FIELDS, 1))
 _COPY = ", ".join(f for f in FIELDS if f != "thread_id")
+_KEEP = f"${N + 3}::bigint"  # group commit's retention policy: keep the newest N, or NULL
+# A column of the oldest existing row a batched save keeps (the new row is the newest kept).
+_OLDEST = (
+    "SELECT o.{} FROM checkpoints AS o WHERE o.thread_id = t.thread_id"  # noqa: S608 - a constant column name and a parameter number only
+    f" ORDER BY o.step DESC LIMIT 1 OFFSET greatest({_KEEP} - 2, 0)"
+)
 
 
 class SQL:
@@ -53,9 +59,12 @@ class SQL:
         f" INSERT INTO checkpoints ({_COLS}) SELECT {_ARGS} FROM t RETURNING step"
     )
     # Group commit: many small saves of distinct threads as one statement (one round trip, one
-    # commit): the rows' columns as arrays, then each save's now and each thread's new metadata
-    # or NULL. Threads are upserted in id order, so concurrent batches lock rows in one order.
-    # Returns the thread ids stored; a row not returned takes the checked path.
+    # commit): the rows' columns as arrays, then each save's now, each thread's new metadata
+    # or NULL, and the retention policy (keep the newest $N+3, or NULL). Threads are upserted
+    # in id order, so concurrent batches lock rows in one order. With a policy, the rows below
+    # the newest kept go in the same statement, and a thread whose oldest kept row would be a
+    # forward delta is not stored here (its full row would go). Returns the thread ids stored;
+    # a row not returned takes the checked path.
     SAVE_MANY = (
         f"WITH v AS (SELECT * FROM unnest({_ARRAYS}, {_NOW}::text[], {_META}::text[])"  # noqa: S608 - see the class docstring
         f" AS v({_COLS}, now, tmeta)),"
@@ -63,10 +72,15 @@ class SQL:
         " checkpoint_count, metadata, delta_run)"
         " SELECT thread_id, now, now, step, 1, coalesce(tmeta, '{}'), 0 FROM v ORDER BY thread_id"
         " ON CONFLICT (thread_id) DO UPDATE SET latest_step = EXCLUDED.latest_step,"
-        " updated_at = EXCLUDED.updated_at, checkpoint_count = t.checkpoint_count + 1,"
+        f" updated_at = EXCLUDED.updated_at, checkpoint_count = CASE WHEN {_KEEP} IS NULL"
+        f" THEN t.checkpoint_count + 1 ELSE least(t.checkpoint_count, {_KEEP} - 1) + 1 END,"
         " delta_run = 0, metadata = CASE WHEN (SELECT v.tmeta FROM v"
         " WHERE v.thread_id = EXCLUDED.thread_id) IS NULL THEN t.metadata ELSE EXCLUDED.metadata END"
-        " WHERE t.latest_step < EXCLUDED.latest_step RETURNING thread_id)"
+        f" WHERE t.latest_step < EXCLUDED.latest_step AND ({_KEEP} IS NULL OR {_KEEP} = 1"
+        f" OR coalesce(({_OLDEST.format('encoding')}), 0) <> 2) RETURNING thread_id, latest_step),"
+        " d AS (DELETE FROM checkpoints AS c USING t"
+        f" WHERE {_KEEP} IS NOT NULL AND c.thread_id = t.thread_id AND c.step < CASE"
+        f" WHEN {_KEEP} = 1 THEN t.latest_step ELSE ({_OLDEST.format('step')}) END)"
         f" INSERT INTO checkpoints ({_COLS}) SELECT {', '.join('v.' + f for f in FIELDS)}"
         " FROM v JOIN t USING (thread_id) RETURNING thread_id"
     )

@@ -162,7 +162,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         )
         self._pid = os.getpid()
         self._db = await Database.connect(self._settings)
-        self._group = GroupCommit(self._db, jobs.save)
+        self._group = GroupCommit(self._db, jobs.store)
 
         async def prepare(conn: asyncpg.Connection) -> None:
             await ensure_schema(conn, schema, migrate=migrate, read_only=read_only)
@@ -247,20 +247,15 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         self, row: EncodedCheckpoint, thread_metadata: str | None, now: str, keep_last: int | None
     ) -> None:
         self._writable(row.thread_id, row.step)
-        if keep_last is None and len(row.state) < DELTA_MIN_CHARS:
+        if len(row.state) < DELTA_MIN_CHARS:
             try:
-                await self._group.save(row, thread_metadata, now)
+                await self._group.save(row, thread_metadata, now, keep_last)
             except CheckpointError as exc:
                 raise self._located(exc) from exc.__cause__
             return
 
         async def work(conn: asyncpg.Connection) -> None:
-            if keep_last is None:
-                await jobs.save(conn, row, thread_metadata, now)
-                return
-            async with conn.transaction():
-                if await jobs.save(conn, row, thread_metadata, now):
-                    await jobs.keep_last(conn, row.thread_id, keep_last)
+            await jobs.store(conn, row, thread_metadata, now, keep_last)
 
         await self._run(work, thread_id=row.thread_id, step=row.step)
 
