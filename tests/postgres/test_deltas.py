@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 
 import asyncpg
 
-from forkpoint import Checkpoint, GraphState, SqliteCheckpointer, copy_threads
+from forkpoint import Checkpoint, GraphState, SqliteCheckpointer, StepConflict, copy_threads
 from forkpoint._delta import apply_deltas, make_delta
 from forkpoint.postgres._rows import FORWARD_RUN
 from forkpoint.postgres._sql import SQL
@@ -174,8 +175,8 @@ async def test_a_save_that_read_states_since_rewritten_starts_over(
     saved = [grown("t", step) for step in range(6)]
     for c in saved:
         await cp.save(c)
-    top = await admin.fetch(SQL.TOP, "t", FORWARD_RUN)
-    latest, version = top[0][0], top[0][1]
+    top = await admin.fetch(SQL.TOP, ["t"], FORWARD_RUN)
+    latest, version = top[0][1], top[0][2]
     rows = [cp._codec.encode(c) for c in saved]
     assert await cp._replace_states("t", 5, 6, rows)
     nxt = cp._codec.encode(grown("t", 6))
@@ -183,3 +184,45 @@ async def test_a_save_that_read_states_since_rewritten_starts_over(
     assert await admin.fetchval(SQL.SAVE_FORWARD, *args) is None
     await cp.save(grown("t", 6))
     await every_step_reads_back(cp, "t", list(range(7)))
+
+
+async def test_concurrent_large_saves_share_statements_and_store_deltas(
+    open_pg: Opener, admin: asyncpg.Connection
+) -> None:
+    cp = await open_pg(pool_size=1)
+    seen: list[str] = []
+    async with cp._db.pool.acquire() as conn:
+        conn.add_query_logger(lambda q: seen.append(q.query))
+    for step in range(8):
+        saves = [grown(f"t{i}", step) for i in range(30)]
+        results = await asyncio.gather(
+            *map(cp.save, saves),
+            cp.save(saves[0]),  # the same save twice: an identical retry
+            *([cp.save(grown("t1", step - 1))] if step else []),  # a step already taken
+            return_exceptions=True,
+        )
+        assert results[:31] == [None] * 31, results
+        assert all(isinstance(r, StepConflict) for r in results[31:]), results
+    assert 1 <= sum("unnest" in q for q in seen) < 60, len(seen)  # 255 saves, a few statements
+    stored = [await encodings(admin, f"t{i}") for i in range(30)]
+    assert sum(e.count(2) for e in stored) > 150, stored  # most steps a delta
+    for i in range(30):
+        await every_step_reads_back(cp, f"t{i}", list(range(8)))
+
+
+async def test_large_saves_racing_from_two_checkpointers_store_each_step_once(
+    open_pg: Opener,
+) -> None:
+    a, b = await open_pg(), await open_pg()
+    names = [f"t{i}" for i in range(12)]
+    for step in range(10):
+        first = [a.save(grown(n, step)) for n in names]
+        second = [b.save(grown(n, step).model_copy(update={"node": "other"})) for n in names]
+        results = await asyncio.gather(*first, *second, return_exceptions=True)
+        for n, mine, theirs in zip(names, results[:12], results[12:], strict=True):
+            outcomes = sorted(type(r).__name__ for r in (mine, theirs))
+            assert outcomes == ["NoneType", "StepConflict"], (n, mine, theirs)
+    for n in names:
+        history = await a.list_checkpoints(n)
+        assert [m.step for m in history] == list(range(10))
+        await every_step_reads_back(a, n, list(range(10)))

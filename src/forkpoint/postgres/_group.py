@@ -25,14 +25,17 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from .._delta import DELTA_MIN_CHARS
 from ..codec import EncodedCheckpoint
 from ..errors import CheckpointError
 from ._connect import Database, translate
+from ._rows import FORWARD_RUN, forward_delta, previous
 from ._sql import SQL
 
 __all__ = ["GroupCommit"]
 
 MAX_BATCH = 256
+MAX_BATCH_CHARS = 8 << 20  # a batch's states, at most (one save alone may be larger)
 Save = Callable[
     [asyncpg.Connection, EncodedCheckpoint, str | None, str, int | None], Awaitable[bool]
 ]
@@ -86,18 +89,26 @@ class GroupCommit:
             self._leading = False
 
     def _take(self) -> list[_Job]:
-        """The next batch, in queue order: at most one save per thread and ``MAX_BATCH`` saves,
-        all with the first one's retention policy."""
+        """The next batch, in queue order: at most one save per thread, ``MAX_BATCH`` saves and
+        ``MAX_BATCH_CHARS`` of states, all with the first one's retention policy."""
         batch: list[_Job] = []
         rest: list[_Job] = []
         threads: set[str] = set()
         keep = self._pending[0].keep if self._pending else None
+        chars = 0
         for job in self._pending:
-            if job.row.thread_id in threads or len(batch) >= MAX_BATCH or job.keep != keep:
+            size = len(job.row.state)
+            if (
+                job.row.thread_id in threads
+                or len(batch) >= MAX_BATCH
+                or job.keep != keep
+                or (batch and chars + size > MAX_BATCH_CHARS)
+            ):
                 rest.append(job)
             else:
                 threads.add(job.row.thread_id)
                 batch.append(job)
+                chars += size
         self._pending = rest
         return batch
 
@@ -107,16 +118,31 @@ class GroupCommit:
             await self._one(batch[0])
             return
 
-        async def many(conn: asyncpg.Connection) -> set[str]:
-            columns = list(zip(*(job.row for job in batch), strict=True))
+        async def write(
+            conn: asyncpg.Connection, rows: list[tuple[EncodedCheckpoint, int]]
+        ) -> set[str]:
+            columns = list(zip(*(row for row, _ in rows), strict=True))
             stored = await conn.fetch(
                 SQL.SAVE_MANY,
                 *columns,
                 [job.now for job in batch],
                 [job.meta for job in batch],
                 batch[0].keep,
+                [encoding for _, encoding in rows],
             )
             return {r[0] for r in stored}
+
+        async def many(conn: asyncpg.Connection) -> set[str]:
+            large = [job.row.thread_id for job in batch if len(job.row.state) >= DELTA_MIN_CHARS]
+            if not large:
+                return await write(conn, [(job.row, 0) for job in batch])
+            async with conn.transaction():  # the large states' threads stay locked until it ends
+                tops: dict[str, list[asyncpg.Record]] = {}
+                for record in await conn.fetch(SQL.TOP_LOCKED, large, FORWARD_RUN):
+                    tops.setdefault(record[0], []).append(record)
+                return await write(
+                    conn, [_planned(job.row, tops.get(job.row.thread_id)) for job in batch]
+                )
 
         try:
             stored = await self._db.run(many)
@@ -141,6 +167,16 @@ class GroupCommit:
             _answer(job, translate(exc, settings, thread_id=job.row.thread_id, step=job.row.step))
         else:
             _answer(job, None)
+
+
+def _planned(
+    row: EncodedCheckpoint, top: list[asyncpg.Record] | None
+) -> tuple[EncodedCheckpoint, int]:
+    """How a batch stores ``row``, its thread's latest rows read and locked: a delta, or full."""
+    if top is None or row.step <= top[0][1]:
+        return row, 0  # a new thread, or a step the checked path answers
+    delta = forward_delta(row.state, *previous(top))
+    return (row, 0) if delta is None else (row._replace(state=delta), 2)
 
 
 def _answer(job: _Job, error: BaseException | None) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "encoded_run",
     "full_row",
     "keep_last",
+    "previous",
     "replace_states",
     "run_rows",
     "save",
@@ -191,23 +192,23 @@ async def _refuse_or_retry(conn: asyncpg.Connection, row: EncodedCheckpoint) -> 
     )
 
 
-def _previous(top: list[asyncpg.Record]) -> tuple[str | None, int, int]:
-    """From ``SQL.TOP``'s rows: the latest state, and the count and length of its deltas.
+def previous(top: list[asyncpg.Record]) -> tuple[str | None, int, int]:
+    """From ``SQL.TOP``'s rows of one thread: its latest state, and its deltas' count and length.
 
-    None when it is not a full row with forward deltas above it (nothing to
-    store a delta against: the new row is stored in full).
+    None when the latest is not a full row with forward deltas above it
+    (nothing to store a delta against: the new row is stored in full).
     """
-    rows = sorted((r[2], r[3], r[4]) for r in top if r[2] is not None)
-    if not rows or rows[0][1] != 0 or rows[-1][0] != top[0][0]:
+    rows = sorted((r[3], r[4], r[5]) for r in top if r[3] is not None)
+    if not rows or rows[0][1] != 0 or rows[-1][0] != top[0][1]:
         return None, 0, 0
     deltas = [state for _, encoding, state in rows[1:]]
     if any(encoding != 2 for _, encoding, _ in rows[1:]):
         return None, 0, 0
     try:
-        previous = apply_deltas(rows[0][2], deltas)
+        latest = apply_deltas(rows[0][2], deltas)
     except ValueError:
         return None, 0, 0  # a damaged row: the new one is stored in full, whole
-    return previous, len(deltas), sum(map(len, deltas))
+    return latest, len(deltas), sum(map(len, deltas))
 
 
 async def save(
@@ -220,13 +221,13 @@ async def save(
             return True
         return await _refuse_or_retry(conn, row)
     for _ in range(_SAVE_ATTEMPTS):
-        top = await conn.fetch(SQL.TOP, row.thread_id, FORWARD_RUN)
+        top = await conn.fetch(SQL.TOP, [row.thread_id], FORWARD_RUN)
         delta = None
         if top:
-            latest, version = top[0][0], top[0][1]
+            latest, version = top[0][1], top[0][2]
             if row.step <= latest:
                 return await _refuse_or_retry(conn, row)
-            delta = forward_delta(row.state, *_previous(top))
+            delta = forward_delta(row.state, *previous(top))
         if delta is None:
             if await conn.fetchval(SQL.SAVE, *params) is not None:
                 return True

@@ -58,16 +58,17 @@ class SQL:
         " WHERE t.latest_step < $2 RETURNING 1)"
         f" INSERT INTO checkpoints ({_COLS}) SELECT {_ARGS} FROM t RETURNING step"
     )
-    # Group commit: many small saves of distinct threads as one statement (one round trip, one
+    # Group commit: many saves of distinct threads as one statement (one round trip, one
     # commit): the rows' columns as arrays, then each save's now, each thread's new metadata
-    # or NULL, and the retention policy (keep the newest $N+3, or NULL). Threads are upserted
+    # or NULL, the retention policy (keep the newest $N+3, or NULL) and each row's storage
+    # encoding (a forward delta only while its thread row is locked: ``_group``). Threads are upserted
     # in id order, so concurrent batches lock rows in one order. With a policy, the rows below
     # the newest kept go in the same statement, and a thread whose oldest kept row would be a
     # forward delta is not stored here (its full row would go). Returns the thread ids stored;
     # a row not returned takes the checked path.
     SAVE_MANY = (
-        f"WITH v AS (SELECT * FROM unnest({_ARRAYS}, {_NOW}::text[], {_META}::text[])"  # noqa: S608 - see the class docstring
-        f" AS v({_COLS}, now, tmeta)),"
+        f"WITH v AS (SELECT * FROM unnest({_ARRAYS}, {_NOW}::text[], {_META}::text[],"  # noqa: S608 - see the class docstring
+        f" ${N + 4}::integer[]) AS v({_COLS}, now, tmeta, encoding)),"
         " t AS (INSERT INTO threads AS t (thread_id, created_at, updated_at, latest_step,"
         " checkpoint_count, metadata, delta_run)"
         " SELECT thread_id, now, now, step, 1, coalesce(tmeta, '{}'), 0 FROM v ORDER BY thread_id"
@@ -81,19 +82,22 @@ class SQL:
         " d AS (DELETE FROM checkpoints AS c USING t"
         f" WHERE {_KEEP} IS NOT NULL AND c.thread_id = t.thread_id AND c.step < CASE"
         f" WHEN {_KEEP} = 1 THEN t.latest_step ELSE ({_OLDEST.format('step')}) END)"
-        f" INSERT INTO checkpoints ({_COLS}) SELECT {', '.join('v.' + f for f in FIELDS)}"
+        f" INSERT INTO checkpoints ({_COLS}, encoding)"
+        f" SELECT {', '.join('v.' + f for f in FIELDS)}, v.encoding"
         " FROM v JOIN t USING (thread_id) RETURNING thread_id"
     )
-    # What a large state's save reads first: the thread row (its latest step and row version)
-    # and the rows the latest state is rebuilt from, newest first: the latest row down to the
-    # newest full row (at most $2 rows). One statement, one snapshot.
+    # What a large state's save reads first, for threads $1: each thread row (its latest step
+    # and row version) with the rows its latest state is rebuilt from, newest first: the
+    # latest row down to the newest full row (at most $2 rows). One statement, one snapshot.
     TOP = (
-        "SELECT t.latest_step, t.xmin::text, c.step, c.encoding, c.state FROM threads AS t"
-        " LEFT JOIN (SELECT step, encoding, state FROM checkpoints WHERE thread_id = $1"
-        " AND step >= coalesce((SELECT max(step) FROM checkpoints WHERE thread_id = $1"
-        " AND encoding <> 2), 0) ORDER BY step DESC LIMIT $2) AS c ON true"
-        " WHERE t.thread_id = $1"
+        "SELECT t.thread_id, t.latest_step, t.xmin::text, c.step, c.encoding, c.state"
+        " FROM threads AS t LEFT JOIN LATERAL (SELECT step, encoding, state FROM checkpoints"
+        " AS c WHERE c.thread_id = t.thread_id AND c.step >= coalesce((SELECT max(k.step)"
+        " FROM checkpoints AS k WHERE k.thread_id = t.thread_id AND k.encoding <> 2), 0)"
+        " ORDER BY c.step DESC LIMIT $2) AS c ON true WHERE t.thread_id = ANY($1::text[])"
     )
+    # The same, locking the thread rows in id order (a batch of large saves, in a transaction).
+    TOP_LOCKED = TOP + " ORDER BY t.thread_id FOR UPDATE OF t"
     # The same save, its state a forward delta against the previous latest row: inserted only
     # if the thread row is still the version read with that row (xmin), else no row comes back
     # and the save starts over. Nothing is rewritten. Parameters after the save's: the

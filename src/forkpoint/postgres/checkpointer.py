@@ -247,7 +247,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         self, row: EncodedCheckpoint, thread_metadata: str | None, now: str, keep_last: int | None
     ) -> None:
         self._writable(row.thread_id, row.step)
-        if len(row.state) < DELTA_MIN_CHARS:
+        if keep_last is None or len(row.state) < DELTA_MIN_CHARS:
             try:
                 await self._group.save(row, thread_metadata, now, keep_last)
             except CheckpointError as exc:
