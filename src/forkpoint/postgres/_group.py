@@ -1,20 +1,36 @@
-"""Group commit for PostgreSQL: concurrent small saves share one statement and one commit.
+"""Group commit for PostgreSQL: concurrent saves share one statement and one commit.
 
-A save of a state under 2 KiB (no ``keep_last`` policy) is queued here. The
-first caller to find no batch running leads: it takes what is queued (at most
-one save per thread, up to 256), sends it as one ``unnest`` statement through
-``Database.run`` and answers every caller; saves queued meanwhile form the
-next batch, run by the leader until its own save is answered and then by a
-background task. With one writer a batch is that one save (its plain
-one-statement path); with a hundred concurrent tasks, a hundred saves cost one
-round trip and one commit.
+Every save is queued here except a large state's (2 KiB or more) under a
+``keep_last`` policy. The first caller to find no batch running leads: it
+takes what is queued (at most one save per thread, up to 256 saves and 8 MiB
+of states, all under one retention policy), sends it as one ``unnest``
+statement through ``Database.run`` and answers every caller; saves queued
+meanwhile form the next batch, run by the leader until its own save is
+answered and then by a background task. With one writer a batch is that one
+save (its plain path); with a hundred concurrent tasks, a hundred saves cost
+one round trip and one commit.
+
+* A small state is stored in full. Under a retention policy the same
+  statement deletes each thread's rows below its newest kept ones; a thread
+  whose oldest kept row is a forward delta is left to the one-save path,
+  which first stores that row in full.
+* A batch holding large states is one transaction: one statement reads
+  their threads' latest rows and locks those thread rows in id order, the
+  forward deltas are planned here (``_rows.forward_delta``), and the batch
+  statement writes them — the locks, not a row-version check, keep each delta
+  against the state it was computed from.
+* Why not a large state under ``keep_last``: almost every such save also
+  rewrites its oldest kept row in full (its full row is among the rows that
+  go), a read and a write of a whole state per thread that a batch would not
+  save. Measured here (100 tasks x 20 saves of ~4 KB states): 2,600 saves/s
+  grouped without a policy, 620/s on the one-save path with ``keep_last=10``.
 
 Each caller gets its own outcome: the rows the statement did not store (a step
-not after the thread's latest) take the checked path one by one (identical
-retry or ``StepConflict``), and if the statement itself fails every save of the
-batch is run on its own. Answers are set inside the shielded work, so a
-cancelled leader strands no one: its batch finishes and the rest of the queue
-passes to a background task.
+not after the thread's latest, a thread left to the one-save path) take the
+checked path one by one (identical retry or ``StepConflict``), and if the
+statement itself fails every save of the batch is run on its own. Answers are
+set inside the shielded work, so a cancelled leader strands no one: its batch
+finishes and the rest of the queue passes to a background task.
 """
 
 from __future__ import annotations
