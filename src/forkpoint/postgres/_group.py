@@ -81,9 +81,16 @@ class GroupCommit:
         """Queue one save (``keep``: its retention policy) and return once it is committed."""
         job = _Job(row, meta, now, keep, asyncio.get_running_loop().create_future())
         self._pending.append(job)
-        if not self._leading:
-            await self._lead(job)
-        await job.future
+        try:
+            if not self._leading:
+                await self._lead(job)
+            await job.future
+        except asyncio.CancelledError:
+            # Cancelled while leading: the save still runs whole, but its outcome is no one's
+            # now (an error left unread would be logged when collected).
+            if not job.future.cancel() and not job.future.cancelled():
+                job.future.exception()
+            raise
 
     async def _lead(self, own: _Job) -> None:
         """Run batches until ``own`` is answered; then the rest of the queue goes to a task."""
