@@ -18,6 +18,10 @@ writes only the fork point in full. Reconstruction of an old step is bounded:
 a run of consecutive delta rows never exceeds ``MAX_RUN`` (a full row is kept
 then), and applying a chain never copies the state per step — the deltas are
 composed as slices of the newest text and joined once.
+
+The same text serves PostgreSQL as *forward* deltas (``forkpoint/postgres/_rows.py``
+says why): ``make_delta(newer, older)`` rebuilds the newer state from the older,
+and ``apply_deltas`` applies any chain, in order, from the full state it starts at.
 """
 
 from __future__ import annotations
