@@ -290,6 +290,22 @@ class Database:
             self._attempts(work, thread_id=thread_id, step=step, unique=unique)
         )
 
+    async def read(
+        self,
+        work: Callable[[asyncpg.Connection], Awaitable[T]],
+        *,
+        thread_id: str | None = None,
+        step: int | None = None,
+    ) -> T:
+        """:meth:`run` for ``work`` that writes nothing, in the caller's own task.
+
+        Nothing needs finishing: cancelling the caller cancels the statement
+        (asyncpg stops it on the server and cleans the connection before the
+        pool takes it back). A read saves the task and event-loop turns that
+        shielding costs: ~20-100 µs of a ~100 µs round trip, measured here.
+        """
+        return await self._attempts(work, thread_id=thread_id, step=step, unique=StepConflict)
+
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._running.discard(task)
         if not task.cancelled():

@@ -217,9 +217,15 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         thread_id: str | None = None,
         step: int | None = None,
         unique: type[CheckpointError] = StepConflict,
+        read: bool = False,
     ) -> Any:
-        """``work`` through the pool's retries and typed errors, naming this database."""
+        """``work`` through the pool's retries and typed errors, naming this database.
+
+        ``read``: ``work`` writes nothing, so it runs unshielded (``Database.read``).
+        """
         try:
+            if read:
+                return await self._db.read(work, thread_id=thread_id, step=step)
             return await self._db.run(work, thread_id=thread_id, step=step, unique=unique)
         except CheckpointError as exc:
             raise self._located(exc) from exc.__cause__
@@ -231,14 +237,19 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
             exc.args = (exc._render(),)
         return exc
 
-    async def _fetch(self, sql: str, *args: Any, thread_id: str | None = None) -> list[Any]:
-        """The rows of one read, as asyncpg Records (they unpack like the tuples hooks return)."""
+    async def _fetch(
+        self, sql: str, *args: Any, thread_id: str | None = None, read: bool = True
+    ) -> list[Any]:
+        """The rows of one statement (a read unless ``read=False``), as asyncpg Records.
+
+        Records unpack like the tuples the hooks return.
+        """
 
         async def work(conn: asyncpg.Connection) -> list[Any]:
             rows: list[Any] = await conn.fetch(sql, *args)
             return rows
 
-        rows: list[Any] = await self._run(work, thread_id=thread_id)
+        rows: list[Any] = await self._run(work, thread_id=thread_id, read=read)
         return rows
 
     # --- storage hooks: writes -----------------------------------------------------------------
@@ -334,7 +345,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
 
     async def _delete_inactive(self, cutoff: str) -> list[str]:
         self._writable()
-        return [r[0] for r in await self._fetch(SQL.DELETE_INACTIVE, cutoff)]
+        return [r[0] for r in await self._fetch(SQL.DELETE_INACTIVE, cutoff, read=False)]
 
     async def _restore(self, record: ThreadRecord, rows: Sequence[EncodedCheckpoint]) -> bool:
         self._writable(record[0])
@@ -375,7 +386,9 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
                 return await jobs.full_row(conn, thread_id, row.step)
             return row
 
-        row: EncodedCheckpoint | None = await self._run(work, thread_id=thread_id, step=step)
+        row: EncodedCheckpoint | None = await self._run(
+            work, thread_id=thread_id, step=step, read=True
+        )
         return row
 
     async def _stream_rows(
@@ -408,7 +421,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
                     newer = full.state
                 return out, len(rows) == _STATES_PAGE
 
-            rows, more = await self._run(page, thread_id=thread_id)
+            rows, more = await self._run(page, thread_id=thread_id, read=True)
             for row in rows:
                 yield row
             if not (more and rows):
@@ -420,7 +433,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
             value = await conn.fetchval(SQL.RAW_STATE, thread_id, step)
             return None if value is None else str(value)
 
-        raw: str | None = await self._run(work, thread_id=thread_id, step=step)
+        raw: str | None = await self._run(work, thread_id=thread_id, step=step, read=True)
         return raw
 
     async def _page_checkpoints(
