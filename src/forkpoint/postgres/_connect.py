@@ -1,7 +1,7 @@
 """The boundary to asyncpg: URLs, the connection pool, retries, and typed errors.
 
-Everything that can raise a driver exception runs through :meth:`Database.run`,
-which
+Everything that can raise a driver exception runs through :meth:`Database.run`
+(or, for work that writes nothing, :meth:`Database.read`), which
 
 * retries serialization failures and deadlocks inside, a bounded number of
   times with jittered back-off, so they never reach the caller;
@@ -10,10 +10,11 @@ which
   raises ``DatabaseUnavailable`` if that fails too;
 * translates every other driver error into one of forkpoint's typed errors,
   chaining the driver's as ``__cause__``;
-* shields the work from the caller's cancellation: a cancelled caller returns
+* shields a write from the caller's cancellation: a cancelled caller returns
   at once, while its statement or transaction finishes (committed whole or
   rolled back) and its connection goes back to the pool clean, so no
-  transaction is ever left open on the server.
+  transaction is ever left open on the server. A read is not shielded: a
+  cancelled one is stopped, and asyncpg cleans its connection.
 """
 
 from __future__ import annotations
