@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import tracemalloc
 
 import asyncpg
 
@@ -226,3 +227,26 @@ async def test_large_saves_racing_from_two_checkpointers_store_each_step_once(
         history = await a.list_checkpoints(n)
         assert [m.step for m in history] == list(range(10))
         await every_step_reads_back(a, n, list(range(10)))
+
+
+async def test_iterating_a_long_run_holds_a_few_states_not_the_run(open_pg: Opener) -> None:
+    def step_of(step: int) -> Checkpoint[Counter]:
+        state = Counter(log=["x" * 100_000, *map(str, range(step))])
+        return Checkpoint[Counter](
+            thread_id="t", state=GraphState[Counter](data=state), step=step, node="n"
+        )
+
+    cp = await open_pg()
+    for step in range(150):  # one full row, then 149 small deltas: one run
+        await cp.save(step_of(step))
+    tracemalloc.start()
+    try:
+        seen = 0
+        async for c in cp.iter_states("t"):
+            assert c.state.data == step_of(c.step).state.data
+            seen += 1
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert seen == 150
+    assert peak < 30 * 100_000, peak  # the run's 150 states would be 15 MB at once

@@ -24,6 +24,8 @@ below the fork point verbatim and writes the fork point in full.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import asyncpg
 
 from .._delta import DELTA_MIN_CHARS, MAX_RUN, apply_deltas, make_delta
@@ -34,13 +36,14 @@ from ._sql import SQL, N
 __all__ = [
     "FORWARD_RUN",
     "apply_one",
+    "chain_rows",
     "drop_below",
     "encoded_run",
     "full_row",
     "keep_last",
+    "newest_first",
     "previous",
     "replace_states",
-    "run_rows",
     "save",
     "store",
     "stored",
@@ -150,24 +153,43 @@ async def full_row(conn: asyncpg.Connection, thread_id: str, step: int) -> Encod
     return None if chain is None else _rebuilt(chain, thread_id)
 
 
-async def run_rows(conn: asyncpg.Connection, thread_id: str, step: int) -> list[EncodedCheckpoint]:
-    """The row at ``step`` with its full state; for a forward delta, every row of its run.
+async def chain_rows(
+    conn: asyncpg.Connection, thread_id: str, step: int
+) -> list[EncodedCheckpoint]:
+    """The stored rows the state at ``step`` is rebuilt from (``_chain``); empty if no row."""
+    return await _chain(conn, thread_id, step) or []
 
-    Oldest first: a forward delta's full row and each delta up to ``step``,
-    each state rebuilt once from the one below it. Empty if there is no row.
+
+def newest_first(chain: list[EncodedCheckpoint], thread_id: str) -> Iterator[EncodedCheckpoint]:
+    """The rows of a chain from ``chain_rows`` with full states: its last row's, then down.
+
+    For a forward delta that is every row of its run, newest first. Each state
+    is rebuilt once, upwards from the full row; on the way up only the small
+    delta back to each state is kept (or, where none pays, the state), so the
+    run never holds more than two whole states at once. A reverse-delta or
+    full chain gives its one row. A damaged row raises before anything is
+    given, naming the chain's last step.
     """
-    chain = await _chain(conn, thread_id, step)
-    if chain is None:
-        return []
-    if len(chain) == 1 or chain[-1].step < chain[0].step:  # full, or a reverse delta
-        return [_rebuilt(chain, thread_id)]
-    out = [chain[0]]
-    for row in chain[1:]:
-        try:
-            out.append(row._replace(state=apply_deltas(out[-1].state, [row.state])))
-        except ValueError as exc:
-            raise _damaged(exc, thread_id, step) from exc
-    return out
+    if len(chain) == 1 or chain[-1].step < chain[0].step:
+        yield _rebuilt(chain, thread_id)
+        return
+    back: list[str | None] = []  # back[i]: rebuilds state i of the run from state i + 1
+    kept: dict[int, str] = {}  # state i, where no delta back to it pays
+    state = chain[0].state
+    try:
+        for i, row in enumerate(chain[1:]):
+            newer = apply_deltas(state, [row.state])
+            back.append(make_delta(state, newer))
+            if back[-1] is None:
+                kept[i] = state
+            state = newer
+    except ValueError as exc:
+        raise _damaged(exc, thread_id, chain[-1].step) from exc
+    for i in range(len(chain) - 1, -1, -1):
+        yield chain[i]._replace(state=state)
+        if i:
+            delta = back[i - 1]
+            state = kept[i - 1] if delta is None else apply_deltas(state, [delta])
 
 
 def apply_one(newer: str, row: EncodedCheckpoint, encoding: int) -> str:

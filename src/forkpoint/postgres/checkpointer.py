@@ -400,8 +400,13 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
 
             async def page(
                 conn: asyncpg.Connection, bound: int = bound, newer: str | None = newer
-            ) -> tuple[list[EncodedCheckpoint], bool]:
-                """Full rows at steps <= bound, newest first, and whether older ones may remain."""
+            ) -> tuple[list[EncodedCheckpoint], list[EncodedCheckpoint] | None, bool]:
+                """Full rows at steps <= bound, newest first, until a row needing its chain.
+
+                Returns those rows, that chain if one was met (``chain_rows``: for
+                a forward delta its whole run, still as stored) and whether
+                older rows may remain after the page.
+                """
                 out: list[EncodedCheckpoint] = []
                 rows = await conn.fetch(SQL.STATES_DOWN, thread_id, bound, _STATES_PAGE)
                 for row, encoding in map(jobs.stored, rows):
@@ -409,21 +414,21 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
                         full = row
                     elif encoding == 1 and newer is not None:
                         full = row._replace(state=jobs.apply_one(newer, row, encoding))
-                    else:
-                        # A forward delta: its run, rebuilt once up from its full row; the
-                        # next page starts below that. (Or a reverse delta with no row
-                        # read above it.) Empty: removed meanwhile by a prune, and with it
-                        # everything older.
-                        run = await jobs.run_rows(conn, thread_id, row.step)
-                        out.extend(reversed(run))
-                        return out, bool(run)
+                    else:  # a forward delta, or a reverse one with no row read above it
+                        return out, await jobs.chain_rows(conn, thread_id, row.step), True
                     out.append(full)
                     newer = full.state
-                return out, len(rows) == _STATES_PAGE
+                return out, None, len(rows) == _STATES_PAGE
 
-            rows, more = await self._run(page, thread_id=thread_id, read=True)
+            rows, chain, more = await self._run(page, thread_id=thread_id, read=True)
             for row in rows:
                 yield row
+            if chain is not None:
+                if not chain:
+                    return  # removed meanwhile by a prune, and with it everything older
+                for row in jobs.newest_first(chain, thread_id):
+                    yield row
+                rows = [row]  # the run's oldest: the next page starts below it
             if not (more and rows):
                 return
             newer, bound = rows[-1].state, rows[-1].step - 1
