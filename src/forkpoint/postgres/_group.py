@@ -168,7 +168,7 @@ class GroupCommit:
                 )
 
         try:
-            stored = await self._db.run(many)
+            stored = await self._db.direct(many)  # already in a shielded task
         except CheckpointError:
             stored = set()  # the statement failed as a whole: every save on its own
         for job in batch:
@@ -182,7 +182,7 @@ class GroupCommit:
             await self._save_one(conn, job.row, job.meta, job.now, job.keep)
 
         try:
-            await self._db.run(work, thread_id=job.row.thread_id, step=job.row.step)
+            await self._db.direct(work, thread_id=job.row.thread_id, step=job.row.step)
         except CheckpointError as exc:
             _answer(job, exc)
         except Exception as exc:  # noqa: BLE001 - anything else still answers its caller, typed

@@ -221,11 +221,11 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
     ) -> Any:
         """``work`` through the pool's retries and typed errors, naming this database.
 
-        ``read``: ``work`` writes nothing, so it runs unshielded (``Database.read``).
+        ``read``: ``work`` writes nothing, so it runs unshielded (``Database.direct``).
         """
         try:
             if read:
-                return await self._db.read(work, thread_id=thread_id, step=step)
+                return await self._db.direct(work, thread_id=thread_id, step=step)
             return await self._db.run(work, thread_id=thread_id, step=step, unique=unique)
         except CheckpointError as exc:
             raise self._located(exc) from exc.__cause__
