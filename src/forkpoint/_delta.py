@@ -18,11 +18,16 @@ writes only the fork point in full. Reconstruction of an old step is bounded:
 a run of consecutive delta rows never exceeds ``MAX_RUN`` (a full row is kept
 then), and applying a chain never copies the state per step — the deltas are
 composed as slices of the newest text and joined once.
+
+The same text serves PostgreSQL as *forward* deltas (``forkpoint/postgres/_rows.py``
+says why): ``make_delta(newer, older)`` rebuilds the newer state from the older,
+and ``apply_deltas`` applies any chain, in order, from the full state it starts at.
 """
 
 from __future__ import annotations
 
 import json
+from bisect import bisect_left, bisect_right
 
 __all__ = ["DELTA_MIN_CHARS", "MAX_RUN", "apply_deltas", "make_delta"]
 
@@ -89,19 +94,29 @@ def make_delta(older: str, newer: str) -> str | None:
 _Piece = tuple[str, int, int]  # source text, start, end
 
 
-def _cut(pieces: list[_Piece], start: int, end: int) -> list[_Piece]:
-    """The pieces covering characters [start, end) of the text the pieces spell."""
-    out: list[_Piece] = []
-    offset = 0
-    for src, a, b in pieces:
-        size = b - a
-        lo, hi = max(start, offset), min(end, offset + size)
-        if lo < hi:
-            out.append((src, a + lo - offset, a + hi - offset))
-        offset += size
-        if offset >= end:
-            break
-    return out
+def _cut(
+    pieces: list[_Piece], ends: list[int], start: int, end: int
+) -> tuple[list[_Piece], list[int]]:
+    """The pieces covering characters [start, end) of the text the pieces spell, with ends.
+
+    ``ends[k]`` is where piece ``k`` ends in that text. The pieces wanted are
+    found by bisection and copied as list slices, so a chain of ``n`` deltas
+    costs O(n) Python steps, not O(n²), however many pieces it accumulates.
+    """
+    if start >= end:
+        return [], []
+    i = bisect_right(ends, start)  # the first piece ending after start
+    j = bisect_left(ends, end)  # the piece holding character end - 1
+    out, out_ends = pieces[i : j + 1], ends[i : j + 1]
+    src, a, b = out[0]
+    first_start = ends[i] - (b - a)
+    if start > first_start:
+        out[0] = (src, a + start - first_start, b)
+    if out_ends[-1] > end:
+        src, a, b = out[-1]
+        out[-1] = (src, a, b - (out_ends[-1] - end))
+        out_ends[-1] = end
+    return out, out_ends
 
 
 def apply_deltas(full: str, deltas: list[str]) -> str:
@@ -110,7 +125,8 @@ def apply_deltas(full: str, deltas: list[str]) -> str:
     Raises ValueError if a delta is malformed or does not fit the text it is
     applied to (a damaged row).
     """
-    pieces: list[_Piece] = [(full, 0, len(full))]
+    pieces: list[_Piece] = [(full, 0, len(full))] if full else []
+    ends = [len(full)] if full else []
     length = len(full)
     for text in deltas:
         try:
@@ -126,6 +142,13 @@ def apply_deltas(full: str, deltas: list[str]) -> str:
             or p + s > length
         ):
             raise ValueError("damaged delta: offsets do not fit the newer state")
-        pieces = [*_cut(pieces, 0, p), (middle, 0, len(middle)), *_cut(pieces, length - s, length)]
+        head, head_ends = _cut(pieces, ends, 0, p)
+        tail, tail_ends = _cut(pieces, ends, length - s, length)
+        shift = p + len(middle) - (length - s)
+        if middle:
+            head.append((middle, 0, len(middle)))
+            head_ends.append(p + len(middle))
+        pieces = head + tail
+        ends = head_ends + [e + shift for e in tail_ends]
         length = p + len(middle) + s
     return "".join(src[a:b] for src, a, b in pieces)

@@ -8,7 +8,7 @@ is acknowledged on stdout (a JSON line) only after it returned; a
 step); any other error is reported and ends the process.
 
 ``streamer URL SCHEMA NAME``: saves steps of thread NAME (a growing state,
-stored as reverse deltas) until killed, acknowledging each.
+stored as deltas) until killed, acknowledging each.
 
 ``forker URL SCHEMA SOURCE``: forks SOURCE at its latest step into ``fork-0``,
 ``fork-1``, … until killed, acknowledging each fork after it returned.

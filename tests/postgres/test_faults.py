@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,7 @@ def scale(request: pytest.FixtureRequest) -> int:
 async def test_four_processes_and_a_contended_shared_thread_lose_nothing(
     open_pg: Opener, pg_url: str, schema: str, scale: int
 ) -> None:
-    per = 200 * scale
+    per = 500 * scale
     cp = await open_pg()  # migrated once, so the writers start on equal terms
     procs = [
         subprocess.Popen(  # noqa: ASYNC220 - the children run on their own; nothing here waits
@@ -328,3 +330,37 @@ async def test_serialization_failures_and_deadlocks_are_retried_inside_bounded(
     with pytest.raises(DatabaseLocked, match="conflicting"):
         await cp._db.run(always)
     assert calls == MAX_CONFLICT_RETRIES + 1
+
+
+async def test_reads_cancelled_at_random_points_leave_every_connection_usable(
+    open_pg: Opener, admin: asyncpg.Connection
+) -> None:
+    """Reads run unshielded: a cancelled one is stopped, and its connection cleaned for reuse."""
+    from tests.postgres.children import grown
+
+    cp = await open_pg(pool_size=2)
+    for step in range(40):
+        await cp.save(grown("t", step))
+    reads: list[Callable[[], Awaitable[object]]] = [
+        lambda: cp.load("t"),
+        lambda: cp.get("t", 17),
+        lambda: cp.list_checkpoints("t"),
+        lambda: cp.list_threads(),
+        lambda: cp.get_raw("t", 3),
+    ]
+    rng = random.Random(5)
+    for _ in range(80):
+        task = asyncio.ensure_future(rng.choice(reads)())
+        await asyncio.sleep(rng.uniform(0, 0.004))
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    states = [c async for c in cp.iter_states("t")]
+    assert [c.step for c in states] == list(range(39, -1, -1))
+    loads = await asyncio.gather(*(cp.load("t") for _ in range(6)))  # both connections, again
+    assert {c.step for c in loads if c is not None} == {39}
+    sessions = await admin.fetch(
+        "SELECT state FROM pg_stat_activity WHERE application_name = 'forkpoint'"
+        " AND datname = current_database()"
+    )
+    assert [r[0] for r in sessions if r[0] != "idle"] == []

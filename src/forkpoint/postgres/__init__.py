@@ -1,7 +1,7 @@
 """forkpoint on PostgreSQL: ``PostgresCheckpointer`` (needs the ``forkpoint[postgres]`` extra).
 
 The same contract as :class:`~forkpoint.SqliteCheckpointer` — the step rule,
-reverse-delta storage, fork, listings with filters, retention and typed errors
+delta storage, fork, listings with filters, retention and typed errors
 — on a server that workers on many machines share. Importing this package
 imports asyncpg; ``import forkpoint`` does not.
 """

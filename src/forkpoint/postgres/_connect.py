@@ -1,7 +1,7 @@
 """The boundary to asyncpg: URLs, the connection pool, retries, and typed errors.
 
-Everything that can raise a driver exception runs through :meth:`Database.run`,
-which
+Everything that can raise a driver exception runs through :meth:`Database.run`
+(or :meth:`Database.direct`, for reads and for work already shielded), which
 
 * retries serialization failures and deadlocks inside, a bounded number of
   times with jittered back-off, so they never reach the caller;
@@ -10,10 +10,11 @@ which
   raises ``DatabaseUnavailable`` if that fails too;
 * translates every other driver error into one of forkpoint's typed errors,
   chaining the driver's as ``__cause__``;
-* shields the work from the caller's cancellation: a cancelled caller returns
+* shields a write from the caller's cancellation: a cancelled caller returns
   at once, while its statement or transaction finishes (committed whole or
   rolled back) and its connection goes back to the pool clean, so no
-  transaction is ever left open on the server.
+  transaction is ever left open on the server. A read is not shielded: a
+  cancelled one is stopped, and asyncpg cleans its connection.
 """
 
 from __future__ import annotations
@@ -202,6 +203,8 @@ def translate(
         )
     elif code in ("22P02", "22032"):
         kind, message = SerializationError, f"a stored value is not valid JSON: {detail}"
+    elif code == "22021":
+        kind, message = SerializationError, f"text PostgreSQL cannot store: {detail}"
     elif code in _REFUSED:
         kind, message = DatabaseUnavailable, f"{_REFUSED[code]}: {detail}"
     elif connection_lost(exc):
@@ -287,6 +290,25 @@ class Database:
         return await self.shielded(
             self._attempts(work, thread_id=thread_id, step=step, unique=unique)
         )
+
+    async def direct(
+        self,
+        work: Callable[[asyncpg.Connection], Awaitable[T]],
+        *,
+        thread_id: str | None = None,
+        step: int | None = None,
+        unique: type[CheckpointError] = StepConflict,
+    ) -> T:
+        """:meth:`run` in the caller's own task, without its shield.
+
+        For work that writes nothing — cancelling the caller cancels the
+        statement (asyncpg stops it on the server and cleans the connection
+        before the pool takes it back), and nothing needs finishing — and for
+        work already running in a shielded task (group commit's batches). It
+        saves the task and event-loop turns a shield costs: ~20-100 µs of a
+        ~100 µs round trip, measured here.
+        """
+        return await self._attempts(work, thread_id=thread_id, step=step, unique=unique)
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._running.discard(task)

@@ -28,6 +28,12 @@ _NOW, _META = f"${N + 1}", f"${N + 2}"  # a save's time and the thread's new met
 _TYPES = {"step": "bigint", "state_version": "integer"}  # every other field is text
 _ARRAYS = ", ".join(f"${i}::{_TYPES.get(f, 'text')}[]" for i, f in enumerate(FIELDS, 1))
 _COPY = ", ".join(f for f in FIELDS if f != "thread_id")
+_KEEP = f"${N + 3}::bigint"  # group commit's retention policy: keep the newest N, or NULL
+# A column of the oldest existing row a batched save keeps (the new row is the newest kept).
+_OLDEST = (
+    "SELECT o.{} FROM checkpoints AS o WHERE o.thread_id = t.thread_id"  # noqa: S608 - a constant column name and a parameter number only
+    f" ORDER BY o.step DESC LIMIT 1 OFFSET greatest({_KEEP} - 2, 0)"
+)
 
 
 class SQL:
@@ -52,60 +58,80 @@ class SQL:
         " WHERE t.latest_step < $2 RETURNING 1)"
         f" INSERT INTO checkpoints ({_COLS}) SELECT {_ARGS} FROM t RETURNING step"
     )
-    # Group commit: many small saves of distinct threads as one statement (one round trip, one
-    # commit): the rows' columns as arrays, then each save's now and each thread's new metadata
-    # or NULL. Threads are upserted in id order, so concurrent batches lock rows in one order.
-    # Returns the thread ids stored; a row not returned takes the checked path.
+    # Group commit: many saves of distinct threads as one statement (one round trip, one
+    # commit): the rows' columns as arrays, then each save's now, each thread's new metadata
+    # or NULL, the retention policy (keep the newest $N+3, or NULL) and each row's storage
+    # encoding (a forward delta only while its thread row is locked: ``_group``). Threads are upserted
+    # in id order, so concurrent batches lock rows in one order. With a policy, the rows below
+    # the newest kept go in the same statement, and a thread whose oldest kept row would be a
+    # forward delta is not stored here (its full row would go). Returns the thread ids stored;
+    # a row not returned takes the checked path.
     SAVE_MANY = (
-        f"WITH v AS (SELECT * FROM unnest({_ARRAYS}, {_NOW}::text[], {_META}::text[])"  # noqa: S608 - see the class docstring
-        f" AS v({_COLS}, now, tmeta)),"
+        f"WITH v AS (SELECT * FROM unnest({_ARRAYS}, {_NOW}::text[], {_META}::text[],"  # noqa: S608 - see the class docstring
+        f" ${N + 4}::integer[]) AS v({_COLS}, now, tmeta, encoding)),"
         " t AS (INSERT INTO threads AS t (thread_id, created_at, updated_at, latest_step,"
         " checkpoint_count, metadata, delta_run)"
         " SELECT thread_id, now, now, step, 1, coalesce(tmeta, '{}'), 0 FROM v ORDER BY thread_id"
         " ON CONFLICT (thread_id) DO UPDATE SET latest_step = EXCLUDED.latest_step,"
-        " updated_at = EXCLUDED.updated_at, checkpoint_count = t.checkpoint_count + 1,"
+        f" updated_at = EXCLUDED.updated_at, checkpoint_count = CASE WHEN {_KEEP} IS NULL"
+        f" THEN t.checkpoint_count + 1 ELSE least(t.checkpoint_count, {_KEEP} - 1) + 1 END,"
         " delta_run = 0, metadata = CASE WHEN (SELECT v.tmeta FROM v"
         " WHERE v.thread_id = EXCLUDED.thread_id) IS NULL THEN t.metadata ELSE EXCLUDED.metadata END"
-        " WHERE t.latest_step < EXCLUDED.latest_step RETURNING thread_id)"
-        f" INSERT INTO checkpoints ({_COLS}) SELECT {', '.join('v.' + f for f in FIELDS)}"
+        f" WHERE t.latest_step < EXCLUDED.latest_step AND ({_KEEP} IS NULL OR {_KEEP} = 1"
+        f" OR coalesce(({_OLDEST.format('encoding')}), 0) <> 2) RETURNING thread_id, latest_step),"
+        " d AS (DELETE FROM checkpoints AS c USING t"
+        f" WHERE {_KEEP} IS NOT NULL AND c.thread_id = t.thread_id AND c.step < CASE"
+        f" WHEN {_KEEP} = 1 THEN t.latest_step ELSE ({_OLDEST.format('step')}) END)"
+        f" INSERT INTO checkpoints ({_COLS}, encoding)"
+        f" SELECT {', '.join('v.' + f for f in FIELDS)}, v.encoding"
         " FROM v JOIN t USING (thread_id) RETURNING thread_id"
     )
-    # What a large state's save reads first: the latest row, to store it as a reverse delta.
-    PREVIOUS = (
-        "SELECT t.latest_step, t.delta_run, c.encoding, c.state, c.xmin::text"
-        " FROM threads AS t LEFT JOIN checkpoints AS c"
-        " ON c.thread_id = t.thread_id AND c.step = t.latest_step WHERE t.thread_id = $1"
+    # What a large state's save reads first, for threads $1: each thread row (its latest step
+    # and row version) with the rows its latest state is rebuilt from, newest first: the
+    # latest row down to the newest full row (at most $2 rows). One statement, one snapshot.
+    TOP = (
+        "SELECT t.thread_id, t.latest_step, t.xmin::text, c.step, c.encoding, c.state"
+        " FROM threads AS t LEFT JOIN LATERAL (SELECT step, encoding, state FROM checkpoints"
+        " AS c WHERE c.thread_id = t.thread_id AND c.step >= coalesce((SELECT max(k.step)"
+        " FROM checkpoints AS k WHERE k.thread_id = t.thread_id AND k.encoding <> 2), 0)"
+        " ORDER BY c.step DESC LIMIT $2) AS c ON true WHERE t.thread_id = ANY($1::text[])"
     )
-    # The same save, also rewriting the previous latest row (step, read with xmin) as the
-    # delta — only if that row is still the thread's latest and unchanged, else no row comes
-    # back and the save starts over. Parameters after the save's: step, delta, xmin.
-    SAVE_DELTA = (
+    # The same, locking the thread rows in id order (a batch of large saves, in a transaction).
+    TOP_LOCKED = TOP + " ORDER BY t.thread_id FOR UPDATE OF t"
+    # The same save, its state a forward delta against the previous latest row: inserted only
+    # if the thread row is still the version read with that row (xmin), else no row comes back
+    # and the save starts over. Nothing is rewritten. Parameters after the save's: the
+    # previous latest step and the thread row's xmin.
+    SAVE_FORWARD = (
         "WITH t AS ("  # noqa: S608 - see the class docstring
         f" UPDATE threads SET latest_step = $2, updated_at = {_NOW},"
-        " checkpoint_count = checkpoint_count + 1, delta_run = delta_run + 1,"
+        " checkpoint_count = checkpoint_count + 1,"
         f" metadata = coalesce({_META}, metadata)"
-        f" WHERE thread_id = $1 AND latest_step = ${N + 3} AND EXISTS (SELECT 1 FROM checkpoints"
-        f" WHERE thread_id = $1 AND step = ${N + 3} AND xmin::text = ${N + 5}) RETURNING 1),"
-        f" d AS (UPDATE checkpoints SET state = ${N + 4}, encoding = 1 FROM t"
-        f" WHERE thread_id = $1 AND step = ${N + 3})"
-        f" INSERT INTO checkpoints ({_COLS}) SELECT {_ARGS} FROM t RETURNING step"
+        f" WHERE thread_id = $1 AND latest_step = ${N + 3} AND xmin::text = ${N + 4} RETURNING 1)"
+        f" INSERT INTO checkpoints ({_COLS}, encoding) SELECT {_ARGS}, 2 FROM t RETURNING step"
     )
-    # The retention policy inside save: every row below the newest $2, and the count.
+    # The retention policy inside save: the oldest row kept is the newest $2 + 1st; the rows
+    # below it go, with the count, unless it is a forward delta (its full row is among them:
+    # ``_rows.drop_below`` stores it in full first). Returns that row's step and encoding.
     KEEP_LAST = (
-        "WITH d AS (DELETE FROM checkpoints WHERE thread_id = $1 AND step <= coalesce("
-        "(SELECT step FROM checkpoints WHERE thread_id = $1 ORDER BY step DESC LIMIT 1 OFFSET $2),"
-        " -1) RETURNING 1), n AS (SELECT count(*) AS n FROM d)"
-        " UPDATE threads SET checkpoint_count = checkpoint_count - n.n,"
-        " delta_run = least(delta_run, checkpoint_count - n.n - 1) FROM n"
-        " WHERE thread_id = $1 AND n.n > 0"
+        "WITH k AS (SELECT step, encoding FROM checkpoints WHERE thread_id = $1"
+        " ORDER BY step DESC LIMIT 1 OFFSET $2),"
+        " d AS (DELETE FROM checkpoints WHERE thread_id = $1 AND step < (SELECT step FROM k)"
+        " AND (SELECT encoding FROM k) <> 2 RETURNING 1),"
+        " u AS (UPDATE threads SET checkpoint_count = checkpoint_count - (SELECT count(*) FROM d)"
+        " WHERE thread_id = $1 AND EXISTS (SELECT 1 FROM d))"
+        " SELECT step, encoding FROM k"
     )
-    # The row at step $2 and, when it is a reverse delta, every newer row up to the next
-    # full one (at most $3 rows): one statement, one snapshot.
+    # The rows the state at step $2 is rebuilt from, at most $3, the row at $2 first: a
+    # reverse delta's newer rows up to the next full one, or a forward delta's older rows
+    # down to the previous full one, ascending. One statement, one snapshot.
     CHAIN = (
         f"SELECT {_COLS}, encoding FROM checkpoints"  # noqa: S608 - see the class docstring
-        " WHERE thread_id = $1 AND step >= $2 AND step <= coalesce((SELECT min(step)"
-        " FROM checkpoints WHERE thread_id = $1 AND step >= $2 AND encoding = 0), $2)"
-        " ORDER BY step LIMIT $3"
+        " WHERE thread_id = $1 AND step >= coalesce((SELECT max(step) FROM checkpoints"
+        " WHERE thread_id = $1 AND step <= $2 AND encoding <> 2), $2)"
+        " AND step <= coalesce((SELECT min(step) FROM checkpoints"
+        " WHERE thread_id = $1 AND step >= $2 AND encoding <> 1), $2)"
+        " ORDER BY step = $2 DESC, step LIMIT $3"
     )
     LATEST = (
         f"SELECT {_COLS}, encoding FROM checkpoints"  # noqa: S608 - see the class docstring
@@ -114,7 +140,8 @@ class SQL:
     RAW_STATE = "SELECT state FROM checkpoints WHERE thread_id = $1 AND step = $2"
     LATEST_STEP = "SELECT latest_step FROM threads WHERE thread_id = $1"
     INSERT = f"INSERT INTO checkpoints ({_COLS}) VALUES ({_ARGS})"  # noqa: S608 - see the class docstring
-    # A row with its storage encoding (0 full, 1 reverse delta): rewritten histories.
+    # A row with its storage encoding (0 full, 1 reverse delta, 2 forward delta): rewritten
+    # and restored histories.
     INSERT_STORED = (
         f"INSERT INTO checkpoints ({_COLS}, encoding)"  # noqa: S608 - see the class docstring
         f" VALUES ({_ARGS}, ${N + 1})"
@@ -123,7 +150,9 @@ class SQL:
         "SELECT latest_step, checkpoint_count FROM threads WHERE thread_id = $1 FOR UPDATE"
     )
     DELETE_ROWS = "DELETE FROM checkpoints WHERE thread_id = $1"
-    SET_DELTA_RUN = "UPDATE threads SET delta_run = $2 WHERE thread_id = $1"
+    # A new version of the thread row (a new xmin), so a save that read the states before a
+    # rewrite starts over instead of storing a delta against them.
+    TOUCH_THREAD = "UPDATE threads SET delta_run = 0 WHERE thread_id = $1"
     LINEAGE = "SELECT parent_thread_id, parent_step FROM threads WHERE thread_id = $1"
     # Rows below the fork point are copied verbatim (deltas included) by one statement
     # whatever the thread's length; the fork point itself is inserted in full.
@@ -131,14 +160,10 @@ class SQL:
         f"INSERT INTO checkpoints ({_COLS}, encoding)"  # noqa: S608 - see the class docstring
         f" SELECT $1, {_COPY}, encoding FROM checkpoints WHERE thread_id = $2 AND step < $3"
     )
-    RUN_BELOW = (
-        "SELECT encoding FROM checkpoints WHERE thread_id = $1 AND step < $2"
-        " ORDER BY step DESC LIMIT $3"
-    )
     FORK_THREAD = (
         "INSERT INTO threads (thread_id, created_at, updated_at, latest_step, checkpoint_count,"
-        " parent_thread_id, parent_step, delta_run, metadata)"
-        " SELECT $1, $2, $2, $3, $4, $5, $3, $6, metadata FROM threads WHERE thread_id = $5"
+        " parent_thread_id, parent_step, metadata)"
+        " SELECT $1, $2, $2, $3, $4, $5, $3, metadata FROM threads WHERE thread_id = $5"
     )
     RESTORE_THREAD = (
         "INSERT INTO threads (thread_id, created_at, updated_at, latest_step, checkpoint_count,"
@@ -172,32 +197,37 @@ class SQL:
         " WHERE c.thread_id = $1"
     )
     # Newest to oldest, full rows and deltas alike, a page at a time: iter_states rebuilds
-    # each delta once, against the state it has just returned.
+    # each reverse delta once, against the state it has just returned, and each run of
+    # forward deltas once, up from its full row.
     STATES_DOWN = (
         f"SELECT {_COLS}, encoding FROM checkpoints"  # noqa: S608 - see the class docstring
         " WHERE thread_id = $1 AND step <= $2 ORDER BY step DESC LIMIT $3"
     )
-    THREAD_LATEST = "SELECT thread_id, latest_step FROM threads WHERE thread_id = ANY($1::text[])"
+    # The threads a prune transaction works on, locked in id order (saves wait meanwhile).
+    THREAD_LATEST = (
+        "SELECT thread_id, latest_step FROM threads WHERE thread_id = ANY($1::text[])"
+        " ORDER BY thread_id FOR UPDATE"
+    )
     ALL_THREAD_IDS = "SELECT thread_id FROM threads ORDER BY thread_id"
-    # Rows a prune removes: the oldest steps, below the latest ($2), below the newest
-    # $3 + 1, and below the first step created at or after the cutoff $4 (NULL: no
-    # cutoff). Always a prefix of the history: delta rows depend only on newer rows.
-    PRUNE_WHERE = (
-        "FROM checkpoints WHERE thread_id = $1 AND step < least($2, coalesce((SELECT step"
-        " FROM checkpoints WHERE thread_id = $1 ORDER BY step DESC LIMIT 1 OFFSET $3), -1),"
-        " coalesce((SELECT min(step) FROM checkpoints WHERE thread_id = $1"
-        ' AND created_at >= $4::text COLLATE "C"), $2))'
-    )
+    # What a prune removes from one thread: the rows below a cut step that is the least of
+    # the latest ($2), the newest $3 + 1st and the first created at or after the cutoff $4
+    # — always a prefix of the history. Returns their count and bytes, the cut and the
+    # encoding of the row there (the oldest kept: a forward delta is stored full first).
     PRUNE_SIZE = (
-        "SELECT count(*), coalesce(sum(octet_length(thread_id) + octet_length(node)"
+        "WITH c AS (SELECT least($2, coalesce((SELECT step FROM checkpoints WHERE thread_id = $1"
+        " ORDER BY step DESC LIMIT 1 OFFSET $3), -1), coalesce((SELECT min(step) FROM checkpoints"
+        ' WHERE thread_id = $1 AND created_at >= $4::text COLLATE "C"), $2)) AS cut)'
+        " SELECT count(*), coalesce(sum(octet_length(thread_id) + octet_length(node)"
         " + octet_length(created_at) + octet_length(queue) + octet_length(metadata)"
-        " + octet_length(state) + 16), 0)::bigint " + PRUNE_WHERE
+        " + octet_length(state) + 16), 0)::bigint, (SELECT cut FROM c), (SELECT encoding"
+        " FROM checkpoints WHERE thread_id = $1 AND step = (SELECT cut FROM c))"
+        " FROM checkpoints WHERE thread_id = $1 AND step < (SELECT cut FROM c)"
     )
-    PRUNE_DELETE = "DELETE " + PRUNE_WHERE
-    PRUNE_COUNT = (
-        "UPDATE threads SET checkpoint_count = checkpoint_count - $2,"
-        " delta_run = least(delta_run, checkpoint_count - $2 - 1) WHERE thread_id = $1"
+    DELETE_BELOW = "DELETE FROM checkpoints WHERE thread_id = $1 AND step < $2"
+    STORE_FULL = (
+        "UPDATE checkpoints SET state = $3, encoding = 0 WHERE thread_id = $1 AND step = $2"
     )
+    COUNT_DOWN = "UPDATE threads SET checkpoint_count = checkpoint_count - $2 WHERE thread_id = $1"
     # The bytes forkpoint's tables take (heap, TOAST and indexes), before and after VACUUM.
     TABLE_BYTES = (
         "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_catalog.pg_class"

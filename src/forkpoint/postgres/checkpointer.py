@@ -3,20 +3,22 @@
 The contract (argument checks, encoding, decoding, the closed state) is the
 base class's; this class implements its storage hooks. How, and why:
 
-* **A save is one statement** when the previous step stays stored in full (every
-  state under 2 KiB): a CTE checks the step, upserts the thread row and inserts
-  the checkpoint — one round trip, one commit. A larger state first reads the
-  previous latest row, computes its reverse delta (``forkpoint._delta``), and
-  then runs one statement that rewrites that row as the delta only if it is
-  still the thread's latest and unchanged (``xmin``); if another writer got
-  there first, the save starts over and meets the step rule.
+* **A save is one statement** when the state is stored in full (every state
+  under 2 KiB): a CTE checks the step, upserts the thread row and inserts the
+  checkpoint — one round trip, one commit. A larger state first reads the
+  thread's latest state (its full row and the forward deltas above it), then
+  inserts the new step as a forward delta against it (``_rows`` says why and
+  when a full row starts instead) only if the thread row is still the version
+  read (``xmin``); if another writer got there first, the save starts over and
+  meets the step rule. A save never rewrites a stored row.
 * **The step rule holds across machines.** The thread row is the lock: of two
   writers racing for one step, PostgreSQL serialises their upserts on it, the
   second finds ``latest_step`` already there and takes the checked path
   (identical retry → no-op, else ``StepConflict``). No explicit locks, so no
   deadlocks between savers.
-* **Reads are one statement**: the latest row for ``load``; for ``get`` of a
-  delta-stored step, the row and the newer ones up to the next full row.
+* **Reads are one statement** per row: the latest row for ``load``; for a
+  delta-stored step (``get``, or ``load`` when the latest is a delta), the row
+  and the ones it is rebuilt from, up or down to the nearest full row.
 * **Fork** is one transaction whose copy is one ``INSERT … SELECT``.
 * Errors, retries, cancellation and the pool live in ``_connect``; group commit in
   ``_group``; the row jobs (save, rebuild) in ``_rows``; the schema and its
@@ -31,7 +33,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from .._delta import DELTA_MIN_CHARS, MAX_RUN
+from .._delta import DELTA_MIN_CHARS
 from ..base import CheckpointRow, HistoryCheckpointer, ThreadRecord, ThreadRow
 from ..codec import EncodedCheckpoint
 from ..errors import (
@@ -160,7 +162,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         )
         self._pid = os.getpid()
         self._db = await Database.connect(self._settings)
-        self._group = GroupCommit(self._db, jobs.save)
+        self._group = GroupCommit(self._db, jobs.store)
 
         async def prepare(conn: asyncpg.Connection) -> None:
             await ensure_schema(conn, schema, migrate=migrate, read_only=read_only)
@@ -215,9 +217,15 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         thread_id: str | None = None,
         step: int | None = None,
         unique: type[CheckpointError] = StepConflict,
+        read: bool = False,
     ) -> Any:
-        """``work`` through the pool's retries and typed errors, naming this database."""
+        """``work`` through the pool's retries and typed errors, naming this database.
+
+        ``read``: ``work`` writes nothing, so it runs unshielded (``Database.direct``).
+        """
         try:
+            if read:
+                return await self._db.direct(work, thread_id=thread_id, step=step)
             return await self._db.run(work, thread_id=thread_id, step=step, unique=unique)
         except CheckpointError as exc:
             raise self._located(exc) from exc.__cause__
@@ -229,14 +237,19 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
             exc.args = (exc._render(),)
         return exc
 
-    async def _fetch(self, sql: str, *args: Any, thread_id: str | None = None) -> list[Any]:
-        """The rows of one read, as asyncpg Records (they unpack like the tuples hooks return)."""
+    async def _fetch(
+        self, sql: str, *args: Any, thread_id: str | None = None, read: bool = True
+    ) -> list[Any]:
+        """The rows of one statement (a read unless ``read=False``), as asyncpg Records.
+
+        Records unpack like the tuples the hooks return.
+        """
 
         async def work(conn: asyncpg.Connection) -> list[Any]:
             rows: list[Any] = await conn.fetch(sql, *args)
             return rows
 
-        rows: list[Any] = await self._run(work, thread_id=thread_id)
+        rows: list[Any] = await self._run(work, thread_id=thread_id, read=read)
         return rows
 
     # --- storage hooks: writes -----------------------------------------------------------------
@@ -245,21 +258,15 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         self, row: EncodedCheckpoint, thread_metadata: str | None, now: str, keep_last: int | None
     ) -> None:
         self._writable(row.thread_id, row.step)
-        jobs.check_node(row)
-        if keep_last is None and len(row.state) < DELTA_MIN_CHARS:
+        if keep_last is None or len(row.state) < DELTA_MIN_CHARS:
             try:
-                await self._group.save(row, thread_metadata, now)
+                await self._group.save(row, thread_metadata, now, keep_last)
             except CheckpointError as exc:
                 raise self._located(exc) from exc.__cause__
             return
 
         async def work(conn: asyncpg.Connection) -> None:
-            if keep_last is None:
-                await jobs.save(conn, row, thread_metadata, now)
-                return
-            async with conn.transaction():
-                if await jobs.save(conn, row, thread_metadata, now):
-                    await conn.execute(SQL.KEEP_LAST, row.thread_id, keep_last)
+            await jobs.store(conn, row, thread_metadata, now, keep_last)
 
         await self._run(work, thread_id=row.thread_id, step=row.step)
 
@@ -285,14 +292,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
                 status = await conn.execute(SQL.FORK_ROWS, target, thread_id, at_step)
                 copied = int(status.rsplit(" ", 1)[1])
                 await conn.execute(SQL.INSERT, *top._replace(thread_id=target))
-                run = 0
-                for (encoding,) in await conn.fetch(SQL.RUN_BELOW, thread_id, at_step, MAX_RUN + 1):
-                    if encoding != 1:
-                        break
-                    run += 1
-                await conn.execute(
-                    SQL.FORK_THREAD, target, now, at_step, copied + 1, thread_id, run
-                )
+                await conn.execute(SQL.FORK_THREAD, target, now, at_step, copied + 1, thread_id)
                 return target
 
         result: str = await self._run(work, thread_id=thread_id, step=at_step, unique=ThreadExists)
@@ -331,10 +331,9 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
                 async with conn.transaction():
                     for one, latest in await conn.fetch(SQL.THREAD_LATEST, chunk):
                         args = (one, latest, keep_last - 1, cutoff)
-                        count, size = await conn.fetchrow(SQL.PRUNE_SIZE, *args)
+                        count, size, cut, encoding = await conn.fetchrow(SQL.PRUNE_SIZE, *args)
                         if count and not dry_run:
-                            await conn.execute(SQL.PRUNE_DELETE, *args)
-                            await conn.execute(SQL.PRUNE_COUNT, one, count)
+                            await jobs.drop_below(conn, one, cut, encoding)
                         done.append((int(count), int(size)))
                 return done
 
@@ -346,19 +345,18 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
 
     async def _delete_inactive(self, cutoff: str) -> list[str]:
         self._writable()
-        return [r[0] for r in await self._fetch(SQL.DELETE_INACTIVE, cutoff)]
+        return [r[0] for r in await self._fetch(SQL.DELETE_INACTIVE, cutoff, read=False)]
 
     async def _restore(self, record: ThreadRecord, rows: Sequence[EncodedCheckpoint]) -> bool:
         self._writable(record[0])
-        for row in rows:
-            jobs.check_node(row)
 
         async def work(conn: asyncpg.Connection) -> bool:
             async with conn.transaction():
                 if await conn.fetchval(SQL.THREAD_EXISTS, record[0]) is not None:
                     return False
                 await conn.execute(SQL.RESTORE_THREAD, *record)
-                await conn.executemany(SQL.INSERT, rows)
+                stored = jobs.encoded_run(list(rows))
+                await conn.executemany(SQL.INSERT_STORED, [(*r, e) for r, e in stored])
                 return True
 
         return bool(await self._run(work, thread_id=record[0], unique=ThreadExists))
@@ -367,8 +365,6 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         self, thread_id: str, latest_step: int, count: int, rows: Sequence[EncodedCheckpoint]
     ) -> bool:
         self._writable(thread_id)
-        for row in rows:
-            jobs.check_node(row)
 
         async def work(conn: asyncpg.Connection) -> bool:
             async with conn.transaction():
@@ -390,7 +386,9 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
                 return await jobs.full_row(conn, thread_id, row.step)
             return row
 
-        row: EncodedCheckpoint | None = await self._run(work, thread_id=thread_id, step=step)
+        row: EncodedCheckpoint | None = await self._run(
+            work, thread_id=thread_id, step=step, read=True
+        )
         return row
 
     async def _stream_rows(
@@ -402,27 +400,36 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
 
             async def page(
                 conn: asyncpg.Connection, bound: int = bound, newer: str | None = newer
-            ) -> list[EncodedCheckpoint]:
-                out = []
+            ) -> tuple[list[EncodedCheckpoint], list[EncodedCheckpoint] | None, bool]:
+                """Full rows at steps <= bound, newest first, until a row needing its chain.
+
+                Returns those rows, that chain if one was met (``chain_rows``: for
+                a forward delta its whole run, still as stored) and whether
+                older rows may remain after the page.
+                """
+                out: list[EncodedCheckpoint] = []
                 rows = await conn.fetch(SQL.STATES_DOWN, thread_id, bound, _STATES_PAGE)
                 for row, encoding in map(jobs.stored, rows):
                     if encoding == 0:
                         full = row
-                    elif newer is None:  # the first row is a delta: rebuild it from above
-                        found = await jobs.full_row(conn, thread_id, row.step)
-                        if found is None:
-                            break  # removed meanwhile (a prune): nothing older remains either
-                        full = found
-                    else:
+                    elif encoding == 1 and newer is not None:
                         full = row._replace(state=jobs.apply_one(newer, row, encoding))
+                    else:  # a forward delta, or a reverse one with no row read above it
+                        return out, await jobs.chain_rows(conn, thread_id, row.step), True
                     out.append(full)
                     newer = full.state
-                return out
+                return out, None, len(rows) == _STATES_PAGE
 
-            rows: list[EncodedCheckpoint] = await self._run(page, thread_id=thread_id)
+            rows, chain, more = await self._run(page, thread_id=thread_id, read=True)
             for row in rows:
                 yield row
-            if len(rows) < _STATES_PAGE:
+            if chain is not None:
+                if not chain:
+                    return  # removed meanwhile by a prune, and with it everything older
+                for row in jobs.newest_first(chain, thread_id):
+                    yield row
+                rows = [row]  # the run's oldest: the next page starts below it
+            if not (more and rows):
                 return
             newer, bound = rows[-1].state, rows[-1].step - 1
 
@@ -431,7 +438,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
             value = await conn.fetchval(SQL.RAW_STATE, thread_id, step)
             return None if value is None else str(value)
 
-        raw: str | None = await self._run(work, thread_id=thread_id, step=step)
+        raw: str | None = await self._run(work, thread_id=thread_id, step=step, read=True)
         return raw
 
     async def _page_checkpoints(
