@@ -60,11 +60,15 @@ import dataclasses
 import enum
 import json
 import math
+import operator
 import types
 import typing
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -77,6 +81,7 @@ __all__ = [
     "MAX_DEPTH",
     "TAG",
     "Entry",
+    "Snapshot",
     "TypeRegistry",
     "dataclass_entry",
     "pydantic_entry",
@@ -89,6 +94,12 @@ MAX_DEPTH = 200
 """Deepest nesting a value may have, on save and on load."""
 
 _FORMAT_NAMES = frozenset({"dict", "map", "float"})
+_IMMUTABLE = frozenset(
+    {str, int, float, bool, type(None), bytes, date, timedelta, uuid.UUID, Decimal}
+)
+"""Exact types whose value cannot change while the object stays the same."""
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+"""What JSON decodes to that needs no further decoding."""
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -98,13 +109,24 @@ class Entry:
 
     ``encode`` returns a payload in any form this registry can encode (it is
     encoded recursively); ``decode`` receives the decoded payload and returns the
-    object, raising any exception to reject it.
+    object, raising any exception to reject it. ``fields`` says that the payload
+    is nothing but the object's ``__dict__`` and ``__pydantic_extra__`` (as
+    :func:`pydantic_entry` makes it), so an object whose attributes are the
+    same objects as before encodes to the same text (see :meth:`TypeRegistry.snapshot`).
     """
 
     name: str
     cls: type
     encode: Callable[[Any], Any]
     decode: Callable[[Any], Any]
+    fields: bool = False
+
+
+class Snapshot(NamedTuple):
+    """What :meth:`TypeRegistry.snapshot` recorded: the objects a value is made of, and lengths."""
+
+    refs: list[Any]
+    shape: list[int]
 
 
 class _Fail(Exception):
@@ -140,6 +162,9 @@ def _text(tree: Any) -> str:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 class TypeRegistry:
@@ -321,6 +346,79 @@ class TypeRegistry:
                 raise
         return pairs
 
+    def dumps_item(self, item: Any, index: int, *, channel: str | None = None) -> str:
+        """Element ``index`` of a list value as stored JSON text (see :meth:`dumps_items`)."""
+        try:
+            tree = self._enc(item, 1)
+        except _Fail as fail:
+            fail.keys.append(index)
+            kind = UnregisteredType if fail.unregistered else ValueCodecError
+            raise kind(fail.message, channel=channel, where=fail.where()) from None
+        return _text(tree)
+
+    # --- recognising an object that has not changed since it was encoded -----------------
+
+    def snapshot(self, value: Any) -> Snapshot | None:
+        """What :meth:`unchanged` compares ``value`` against later, or None if it cannot.
+
+        A snapshot holds every object ``value`` is made of, in order, with the
+        length of each container: as long as every one of them is still the same
+        object and every container still has that length, ``value`` encodes to
+        the same text. Only values built from JSON's types (exact ``str``,
+        ``int``, ``float``, ``bool``, ``None``, ``list``, ``dict``), tuples, a few
+        immutable standard types and objects whose entry stores their fields
+        (pydantic models) have one; anything else is always encoded again.
+        """
+        refs: list[Any] = []
+        shape: list[int] = []
+        return Snapshot(refs, shape) if self._snap(value, refs, shape, 0) else None
+
+    def unchanged(self, value: Any, snapshot: Snapshot) -> bool:
+        """Whether ``value`` still encodes as it did when ``snapshot`` was taken (never a guess)."""
+        refs: list[Any] = []
+        shape: list[int] = []
+        return (
+            self._snap(value, refs, shape, 0)
+            and shape == snapshot.shape
+            and len(refs) == len(snapshot.refs)
+            and all(map(operator.is_, refs, snapshot.refs))
+        )
+
+    def _snap(self, value: Any, refs: list[Any], shape: list[int], depth: int) -> bool:
+        t = type(value)
+        refs.append(value)
+        if t in _IMMUTABLE:
+            return True
+        if depth >= MAX_DEPTH:
+            return False
+        if t is dict:
+            shape.append(len(value))
+            refs.extend(value)
+            children: Iterable[Any] = value.values()
+        elif t is list or t is tuple:
+            shape.append(len(value))
+            children = value
+        else:
+            entry = self._by_type.get(t)
+            if entry is None or not entry.fields:
+                return False
+            fields = value.__dict__
+            extra = getattr(value, "__pydantic_extra__", None)
+            shape.append(len(fields))
+            refs.extend(fields)
+            refs.append(extra)  # None, or the extra fields' dict, visited after the fields
+            children = fields.values() if extra is None else [*fields.values(), extra]
+        for child in children:
+            kind = type(child)
+            if kind in _IMMUTABLE:
+                refs.append(child)
+            elif (kind is dict or kind is list) and not child:
+                refs.append(child)
+                shape.append(0)
+            elif not self._snap(child, refs, shape, depth + 1):
+                return False
+        return True
+
     # --- decoding ------------------------------------------------------------------------
 
     def loads(self, text: str | bytes, *, channel: str | None = None) -> Any:
@@ -332,6 +430,20 @@ class TypeRegistry:
                 f"stored value is not valid JSON ({exc})", channel=channel
             ) from None
         return self.from_json(tree, channel=channel)
+
+    def load_item(self, text: str, index: int, *, channel: str | None = None) -> Any:
+        """Element ``index`` of a list value stored element by element (see :meth:`loads`)."""
+        try:
+            tree = _DECODER.decode(text)
+        except (ValueError, RecursionError, TypeError) as exc:
+            raise UndecodableValue(
+                f"stored value is not valid JSON ({exc})", channel=channel, where=f"$[{index}]"
+            ) from None
+        try:
+            return self._dec(tree, 1)
+        except _Fail as fail:
+            fail.keys.append(index)
+            raise UndecodableValue(fail.message, channel=channel, where=fail.where()) from None
 
     def from_json(self, tree: Any, *, channel: str | None = None) -> Any:
         """Decode a JSON tree in the stored format (see :meth:`loads`)."""
@@ -347,6 +459,9 @@ class TypeRegistry:
                 raise _Fail(f"stored value nested deeper than {MAX_DEPTH} levels")
             items: list[Any] = []
             for index, item in enumerate(value):
+                if type(item) in _SCALARS:
+                    items.append(item)
+                    continue
                 try:
                     items.append(self._dec(item, depth + 1))
                 except _Fail as fail:
@@ -361,6 +476,9 @@ class TypeRegistry:
             return self._dec_tagged(value, depth)
         out: dict[str, Any] = {}
         for key, item in value.items():
+            if type(item) in _SCALARS:
+                out[key] = item
+                continue
             try:
                 out[key] = self._dec(item, depth + 1)
             except _Fail as fail:
@@ -453,7 +571,7 @@ def pydantic_entry(cls: type[BaseModel], name: str) -> Entry:
             raise TypeError("a model is stored as an object of its fields")
         return cls.model_validate(data, by_alias=False, by_name=True)
 
-    return Entry(name, cls, encode, decode)
+    return Entry(name, cls, encode, decode, fields=True)
 
 
 def dataclass_entry(cls: type, name: str) -> Entry:

@@ -74,7 +74,7 @@ from . import store
 from ._loop import LoopThread, SharedLoop
 from .builtin_types import default_registry
 from .errors import SyncCallOnEventLoop, UndecodableValue
-from .registry import TypeRegistry
+from .registry import Snapshot, TypeRegistry
 
 __all__ = ["ForkpointSaver"]
 
@@ -288,8 +288,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     # --- async API -------------------------------------------------------------------------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        row = await self._read(store.get_checkpoint, *_locate(config))
-        return None if row is None else self._tuple(row)
+        return self._latest(await self._read(store.read_checkpoint, *_locate(config)))
 
     async def alist(
         self,
@@ -300,9 +299,9 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         query = _ListQuery(self, config, filter, before, limit)
-        while (page := query.next_args()) is not None:
-            rows = await self._read(store.list_checkpoints, *page)
-            for item in query.take(rows):
+        while (args := query.next_args()) is not None:
+            page = await self._read(store.list_checkpoints, *args)
+            for item in query.take(page):
                 yield item
 
     async def aput(
@@ -312,8 +311,8 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        request = self._put_request(config, checkpoint, metadata, new_versions)
-        self._lists.stored(request, await self._write(store.put_checkpoint, request))
+        request, encoded = self._put_request(config, checkpoint, metadata, new_versions)
+        self._lists.stored(request, encoded, await self._write(store.put_checkpoint, request))
         return _config(request.thread_id, request.checkpoint_ns, request.checkpoint_id)
 
     async def aput_writes(
@@ -326,16 +325,20 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         await self._write(store.put_writes, *self._writes_args(config, writes, task_id, task_path))
 
     async def adelete_thread(self, thread_id: str) -> None:
+        self._lists.forget([_thread(thread_id)])
         await self._write(store.delete_thread, _thread(thread_id))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._lists.forget()
         await self._write(store.delete_for_runs, _run_ids(run_ids))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         await self._write(store.copy_thread, _thread(source_thread_id), _thread(target_thread_id))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._write(store.prune, _thread_list(thread_ids), strategy)
+        threads = _thread_list(thread_ids)
+        self._lists.forget(threads)
+        await self._write(store.prune, threads, strategy)
 
     async def avacuum(self) -> int:
         """Give the pages freed by deletions back to the file system; the bytes the file shrank by."""
@@ -346,13 +349,13 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
 
         A time-to-live over threads: run it on a schedule to bound the file.
         """
+        self._lists.forget()
         return await self._write(store.delete_inactive, _cutoff(older_than))
 
     # --- sync API (same requests; refuses the event loop's thread) ------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        row = self._read_sync("get_tuple", store.get_checkpoint, *_locate(config))
-        return None if row is None else self._tuple(row)
+        return self._latest(self._read_sync("get_tuple", store.read_checkpoint, *_locate(config)))
 
     def list(
         self,
@@ -366,9 +369,9 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         return self._pages(_ListQuery(self, config, filter, before, limit))
 
     def _pages(self, query: _ListQuery) -> Iterator[CheckpointTuple]:
-        while (page := query.next_args()) is not None:
-            rows = self._read_sync("list", store.list_checkpoints, *page)
-            yield from query.take(rows)
+        while (args := query.next_args()) is not None:
+            page = self._read_sync("list", store.list_checkpoints, *args)
+            yield from query.take(page)
 
     def put(
         self,
@@ -378,8 +381,9 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         _not_on_event_loop("put")
-        request = self._put_request(config, checkpoint, metadata, new_versions)
-        self._lists.stored(request, self._write_sync("put", store.put_checkpoint, request))
+        request, encoded = self._put_request(config, checkpoint, metadata, new_versions)
+        stored = self._write_sync("put", store.put_checkpoint, request)
+        self._lists.stored(request, encoded, stored)
         return _config(request.thread_id, request.checkpoint_ns, request.checkpoint_id)
 
     def put_writes(
@@ -394,9 +398,11 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         self._write_sync("put_writes", store.put_writes, *args)
 
     def delete_thread(self, thread_id: str) -> None:
+        self._lists.forget([_thread(thread_id)])
         self._write_sync("delete_thread", store.delete_thread, _thread(thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._lists.forget()
         self._write_sync("delete_for_runs", store.delete_for_runs, _run_ids(run_ids))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
@@ -404,7 +410,9 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         self._write_sync("copy_thread", store.copy_thread, source, target)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        self._write_sync("prune", store.prune, _thread_list(thread_ids), strategy)
+        threads = _thread_list(thread_ids)
+        self._lists.forget(threads)
+        self._write_sync("prune", store.prune, threads, strategy)
 
     def vacuum(self) -> int:
         """Sync :meth:`avacuum`."""
@@ -413,6 +421,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
 
     def delete_inactive(self, older_than: timedelta) -> builtins.list[str]:
         """Sync :meth:`adelete_inactive`."""
+        self._lists.forget()
         return self._write_sync("delete_inactive", store.delete_inactive, _cutoff(older_than))
 
     # --- encoding and decoding -------------------------------------------------------------
@@ -423,7 +432,8 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         checkpoint: Checkpoint,
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
-    ) -> store.PutRequest:
+    ) -> tuple[store.PutRequest, dict[str, _KnownList]]:
+        """The job's request, and each list value's element encodings (for :class:`_ListCache`)."""
         thread_id, checkpoint_ns, parent_id = _locate(config)
         if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("id"), str):
             raise InvalidInput(
@@ -433,6 +443,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         md = get_serializable_checkpoint_metadata(config, metadata)
         versions = checkpoint.get("channel_versions", {})
         blobs = []
+        encoded: dict[str, _KnownList] = {}
         for channel, value in checkpoint.get("channel_values", {}).items():
             version = versions.get(channel)
             if version is None:
@@ -440,16 +451,18 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
                 continue
             key = json.dumps(version)
             if channel in new_versions and type(value) is list and len(value) >= _LIST_MIN:
-                items = self.registry.dumps_items(value, channel=channel)
-                base = self._lists.base((thread_id, checkpoint_ns, channel), items)
-                blobs.append(store.BlobIn(channel, key, "", items, base))
+                known, base = self._lists.encode(
+                    (thread_id, checkpoint_ns, channel), value, self.registry
+                )
+                encoded[channel] = known
+                blobs.append(store.BlobIn(channel, key, "", known.texts, base))
             elif channel in new_versions:
                 blobs.append(store.BlobIn(channel, key, dumps(value, channel=channel)))
             else:
                 blobs.append(store.BlobIn(channel, key, partial(dumps, value, channel=channel)))
         skeleton = {k: v for k, v in checkpoint.items() if k != "channel_values"}
         run_id = md.get("run_id")
-        return store.PutRequest(
+        request = store.PutRequest(
             thread_id=thread_id,
             checkpoint_ns=checkpoint_ns,
             checkpoint_id=checkpoint["id"],
@@ -460,6 +473,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
             checkpoint=dumps(skeleton, channel="<checkpoint>"),
             blobs=blobs,
         )
+        return request, encoded
 
     def _writes_args(
         self,
@@ -481,7 +495,26 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         ]
         return thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, rows
 
-    def _tuple(self, row: store.StoredCheckpoint) -> CheckpointTuple:
+    def _latest(self, page: store.Page) -> CheckpointTuple | None:
+        """``get_tuple``'s answer; its list values' elements are remembered for the next put."""
+        if not page.rows:
+            return None
+        row = page.rows[0]
+        decoded = _Decoded(self.registry)
+        decoded.add(page)
+        found = self._tuple(row, decoded)
+        values = found.checkpoint["channel_values"]
+        for channel, ref in row.lists.items():
+            self._lists.read(
+                (row.thread_id, row.checkpoint_ns, channel),
+                ref,
+                decoded.texts[ref.key][: ref.length],
+                values[channel],
+                self.registry,
+            )
+        return found
+
+    def _tuple(self, row: store.StoredCheckpoint, decoded: _Decoded) -> CheckpointTuple:
         loads = self.registry.loads
         try:
             checkpoint = loads(row.checkpoint, channel="<checkpoint>")
@@ -491,6 +524,8 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
                 if text is None:
                     raise UndecodableValue("the stored value is missing", channel=channel)
                 values[channel] = loads(text, channel=channel)
+            for channel, ref in row.lists.items():
+                values[channel] = decoded.value(channel, ref)
             writes: list[PendingWrite] = [
                 (task_id, channel, loads(text, channel=channel))
                 for task_id, channel, text, _, _ in sorted(
@@ -517,39 +552,156 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         )
 
 
-class _ListCache:
-    """The last list value stored per ``(thread, namespace, channel)``, to store the next as an append.
+class _Decoded:
+    """One read call's list elements: each stored element decoded once, when first needed.
 
-    Holds element *texts*, compared in full: an element changed in place is
-    seen as changed. The job still checks that the list ends where this cache
-    says (another process, a prune), else it stores a new list. Bounded (LRU).
+    Checkpoints of one call that hold the same stored list share its decoded
+    elements (a value is a new list of those objects); another call decodes
+    its own.
+    """
+
+    def __init__(self, registry: TypeRegistry) -> None:
+        self.registry = registry
+        self.texts: dict[store.ListKey, builtins.list[str]] = {}
+        self.objects: dict[store.ListKey, builtins.list[Any]] = {}
+
+    def known(self) -> dict[store.ListKey, int]:
+        return {key: len(texts) for key, texts in self.texts.items()}
+
+    def add(self, page: store.Page) -> None:
+        for key, (start, texts) in page.items.items():
+            have = self.texts.setdefault(key, [])
+            if start == len(have):
+                have.extend(texts)
+
+    def value(self, channel: str, ref: store.ListRef) -> builtins.list[Any]:
+        texts = self.texts.get(ref.key, [])
+        if len(texts) < ref.length:
+            raise UndecodableValue("the stored value is missing", channel=channel)
+        objects = self.objects.setdefault(ref.key, [])
+        load = self.registry.load_item
+        for index in range(len(objects), ref.length):
+            objects.append(load(texts[index], index, channel=channel))
+        return objects[: ref.length]
+
+
+class _KnownList:
+    """A stored list value: its elements, each one's text, and a snapshot to trust that text by."""
+
+    __slots__ = ("_positions", "list_id", "objects", "snapshots", "texts")
+
+    def __init__(
+        self,
+        texts: builtins.list[str],
+        objects: builtins.list[Any],
+        snapshots: builtins.list[Snapshot | None],
+        list_id: str = "",
+    ) -> None:
+        self.texts = texts
+        self.objects = objects  # held, so no other object can take one's id() meanwhile
+        self.snapshots = snapshots
+        self.list_id = list_id
+        self._positions: dict[int, int] | None = None
+
+    def position(self, item: Any) -> int | None:
+        if self._positions is None:
+            self._positions = {id(obj): index for index, obj in enumerate(self.objects)}
+        return self._positions.get(id(item))
+
+
+class _ListCache:
+    """The last list value stored or read per ``(thread, namespace, channel)``, element by element.
+
+    A put encodes only the elements it cannot reuse: an element is reused when
+    it is the very object stored or read last time and
+    :meth:`TypeRegistry.unchanged` confirms that nothing it is made of was
+    replaced or resized since (an object edited in place is encoded again;
+    a type without snapshots always is). When the texts extend the last list,
+    the put appends to it; the job still checks that the list ends where this
+    cache says (another saver, a prune, a deletion), else it stores a new list.
+    Bounded (LRU, by lists and by elements).
     """
 
     SIZE = 64
+    ITEMS = 100_000
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._lists: OrderedDict[tuple[str, str, str], tuple[str, list[str]]] = OrderedDict()
+        self._lists: OrderedDict[tuple[str, str, str], _KnownList] = OrderedDict()
+        self._items = 0
 
-    def base(self, where: tuple[str, str, str], items: list[str]) -> tuple[str, int] | None:
+    def encode(
+        self, where: tuple[str, str, str], value: builtins.list[Any], registry: TypeRegistry
+    ) -> tuple[_KnownList, tuple[str, int] | None]:
+        """Each element's text (reused where it can be) and the list this one extends, if any."""
         with self._lock:
             known = self._lists.get(where)
-        if known is None:
-            return None
-        list_id, old = known
-        if len(old) <= len(items) and items[: len(old)] == old:
-            return list_id, len(old)
-        return None
+        channel = where[2]
+        texts: builtins.list[str] = []
+        snapshots: builtins.list[Snapshot | None] = []
+        for index, item in enumerate(value):
+            at = None if known is None else known.position(item)
+            if at is not None and known is not None:
+                snapshot = known.snapshots[at]
+                if (
+                    snapshot is not None
+                    and known.objects[at] is item
+                    and registry.unchanged(item, snapshot)
+                ):
+                    texts.append(known.texts[at])
+                    snapshots.append(snapshot)
+                    continue
+            texts.append(registry.dumps_item(item, index, channel=channel))
+            snapshots.append(registry.snapshot(item))
+        base = None
+        if known is not None and known.list_id:
+            length = len(known.texts)
+            if length <= len(texts) and texts[:length] == known.texts:
+                base = (known.list_id, length)
+        return _KnownList(texts, builtins.list(value), snapshots), base
 
-    def stored(self, request: store.PutRequest, lists: dict[str, tuple[str, int]]) -> None:
-        by_channel = {blob.channel: blob.items for blob in request.blobs if blob.items is not None}
+    def read(
+        self,
+        where: tuple[str, str, str],
+        ref: store.ListRef,
+        texts: builtins.list[str],
+        objects: builtins.list[Any],
+        registry: TypeRegistry,
+    ) -> None:
+        """Remember a list value ``get_tuple`` decoded (snapshots taken before anyone can edit it)."""
+        snapshots = [registry.snapshot(obj) for obj in objects]
+        self._keep(where, _KnownList(texts, builtins.list(objects), snapshots, ref.key[3]))
+
+    def stored(
+        self,
+        request: store.PutRequest,
+        encoded: dict[str, _KnownList],
+        lists: dict[str, tuple[str, int]],
+    ) -> None:
+        for channel, (list_id, _) in lists.items():
+            known = encoded[channel]
+            known.list_id = list_id
+            self._keep((request.thread_id, request.checkpoint_ns, channel), known)
+
+    def forget(self, thread_ids: Collection[str] | None = None) -> None:
+        """Drop what is known of these threads (all threads: None)."""
         with self._lock:
-            for channel, (list_id, _) in lists.items():
-                where = (request.thread_id, request.checkpoint_ns, channel)
-                self._lists[where] = (list_id, by_channel[channel] or [])
-                self._lists.move_to_end(where)
-            while len(self._lists) > self.SIZE:
-                self._lists.popitem(last=False)
+            for where in builtins.list(self._lists):
+                if thread_ids is None or where[0] in thread_ids:
+                    self._items -= len(self._lists.pop(where).texts)
+
+    def _keep(self, where: tuple[str, str, str], known: _KnownList) -> None:
+        with self._lock:
+            old = self._lists.pop(where, None)
+            if old is not None:
+                self._items -= len(old.texts)
+            self._lists[where] = known
+            self._items += len(known.texts)
+            while len(self._lists) > self.SIZE or (
+                self._items > self.ITEMS and len(self._lists) > 1
+            ):
+                _, dropped = self._lists.popitem(last=False)
+                self._items -= len(dropped.texts)
 
 
 class _ListQuery:
@@ -579,6 +731,7 @@ class _ListQuery:
         self.below: int | None = None
         self.keep = None if not filter else partial(_matches, saver.registry, dict(filter))
         self.done = limit is not None and limit <= 0
+        self.decoded = _Decoded(saver.registry)
 
     def next_args(self) -> tuple[Any, ...] | None:
         if self.done:
@@ -592,9 +745,12 @@ class _ListQuery:
             self.below,
             self.keep,
             count,
+            self.decoded.known(),
         )
 
-    def take(self, rows: list[store.StoredCheckpoint]) -> list[CheckpointTuple]:
+    def take(self, page: store.Page) -> list[CheckpointTuple]:
+        rows = page.rows
+        self.decoded.add(page)
         count = _PAGE if self.remaining is None else min(_PAGE, self.remaining)
         if len(rows) < count:
             self.done = True
@@ -603,7 +759,7 @@ class _ListQuery:
         if self.remaining is not None:
             self.remaining -= len(rows)
             self.done = self.done or self.remaining <= 0
-        return [self.saver._tuple(row) for row in rows]
+        return [self.saver._tuple(row, self.decoded) for row in rows]
 
 
 def _matches(registry: TypeRegistry, wanted: dict[str, Any], metadata_text: str) -> bool:

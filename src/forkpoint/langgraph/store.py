@@ -44,13 +44,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ..errors import CheckpointNotFound, InvalidInput, ThreadExists
 
 __all__ = [
     "BlobIn",
+    "ListKey",
+    "ListRef",
+    "Page",
     "PutRequest",
     "StoredCheckpoint",
     "copy_thread",
@@ -62,6 +65,7 @@ __all__ = [
     "prune",
     "put_checkpoint",
     "put_writes",
+    "read_checkpoint",
 ]
 
 
@@ -101,8 +105,24 @@ class PutRequest(NamedTuple):
     blobs: Sequence[BlobIn]
 
 
+ListKey = tuple[str, str, str, str]
+"""One stored list: ``(thread_id, checkpoint_ns, channel, list_id)``."""
+
+
+class ListRef(NamedTuple):
+    """A value stored as a list: the first ``length`` elements of list ``key``."""
+
+    key: ListKey
+    length: int
+
+
 class StoredCheckpoint(NamedTuple):
-    """A checkpoint row with everything needed to rebuild its tuple (still encoded)."""
+    """A checkpoint row with everything needed to rebuild its tuple (still encoded).
+
+    ``values`` holds each channel's JSON text (``None``: the value this row
+    refers to is missing), except the channels in ``lists``, stored element by
+    element, whose elements come with the :class:`Page`.
+    """
 
     seq: int
     thread_id: str
@@ -111,8 +131,20 @@ class StoredCheckpoint(NamedTuple):
     parent_checkpoint_id: str | None
     metadata: str
     checkpoint: str
-    values: dict[str, str | None]  # None: the value this row refers to is missing
+    values: dict[str, str | None]
     writes: list[tuple[str, str, str, str, int]]  # task_id, channel, value, task_path, idx
+    lists: dict[str, ListRef]
+
+
+class Page(NamedTuple):
+    """Checkpoint rows and the list elements they need that the caller did not have yet.
+
+    ``items[key]`` is ``(first index read, element texts from there on)``; a
+    list that has fewer elements than a row needs is simply short.
+    """
+
+    rows: list[StoredCheckpoint]
+    items: dict[ListKey, tuple[int, list[str]]]
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -425,6 +457,23 @@ _COLUMNS = (
 def get_checkpoint(
     conn: sqlite3.Connection, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
 ) -> StoredCheckpoint | None:
+    """One checkpoint by id (or the latest), every value as one JSON text, lists included."""
+    page = read_checkpoint(conn, thread_id, checkpoint_ns, checkpoint_id)
+    if not page.rows:
+        return None
+    row = page.rows[0]
+    values = dict(row.values)
+    for channel, ref in row.lists.items():
+        texts = page.items.get(ref.key, (0, []))[1]
+        values[channel] = (
+            "[" + ",".join(texts[: ref.length]) + "]" if len(texts) >= ref.length else None
+        )
+    return row._replace(values=values, lists={})
+
+
+def read_checkpoint(
+    conn: sqlite3.Connection, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
+) -> Page:
     """One checkpoint by id, or the namespace's latest (highest ``seq``) when id is None."""
     if checkpoint_id is None:
         seq_row = conn.execute(
@@ -438,8 +487,8 @@ def get_checkpoint(
             (thread_id, checkpoint_ns, checkpoint_id),
         ).fetchone()
     if seq_row is None or seq_row[0] is None:
-        return None
-    return _load(conn, [int(seq_row[0])])[0]
+        return Page([], {})
+    return _load(conn, [int(seq_row[0])], {})
 
 
 def list_checkpoints(
@@ -451,12 +500,15 @@ def list_checkpoints(
     below_seq: int | None,
     keep: Callable[[str], bool] | None,
     count: int,
-) -> list[StoredCheckpoint]:
+    known: Mapping[ListKey, int],
+) -> Page:
     """Up to ``count`` checkpoints, newest first, with ``seq`` below ``below_seq``.
 
     ``before`` is a checkpoint id: only checkpoints inserted before it are listed
     (an id that is not stored compares as text, as LangGraph's savers do).
     ``keep`` filters on the metadata text, so filter keys never reach SQL.
+    ``known`` says how many first elements of each list the caller already has
+    (from earlier pages): only the elements after those are read.
     """
     where: list[str] = []
     params: list[Any] = []
@@ -494,13 +546,14 @@ def list_checkpoints(
                 seqs.append(seq)
                 if len(seqs) >= count:
                     break
-    return _load(conn, seqs)
+    return _load(conn, seqs, known)
 
 
-def _load(conn: sqlite3.Connection, seqs: list[int]) -> list[StoredCheckpoint]:
-    """Rows for ``seqs`` (in that order) with their values and writes: three queries in all."""
+def _load(conn: sqlite3.Connection, seqs: list[int], known: Mapping[ListKey, int]) -> Page:
+    """Rows for ``seqs`` (in that order) with their values and writes, and the list
+    elements they need beyond ``known``: three queries, plus one per list."""
     if not seqs:
-        return []
+        return Page([], {})
     wanted = json.dumps(seqs)
     rows = {
         row[0]: row
@@ -511,7 +564,7 @@ def _load(conn: sqlite3.Connection, seqs: list[int]) -> list[StoredCheckpoint]:
         )
     }
     values: dict[int, dict[str, str | None]] = {seq: {} for seq in rows}
-    wanted_lists: list[tuple[int, str, str, str, str, int]] = []
+    lists: dict[int, dict[str, ListRef]] = {seq: {} for seq in rows}
     for seq, tid, ns, channel, text, encoding in conn.execute(
         "SELECT c.seq, c.thread_id, c.checkpoint_ns, j.key, b.value, b.encoding "
         "FROM lg_checkpoints c, json_each(c.channels) j "
@@ -522,11 +575,13 @@ def _load(conn: sqlite3.Connection, seqs: list[int]) -> list[StoredCheckpoint]:
     ):
         if encoding == LIST:
             ref = json.loads(text)
-            wanted_lists.append((seq, tid, ns, channel, str(ref["list"]), int(ref["len"])))
+            key = (tid, ns, channel, str(ref["list"]))
+            lists[seq][channel] = ListRef(key, int(ref["len"]))
         else:
             values[seq][channel] = text
-    for seq, channel, text in _assemble_lists(conn, wanted_lists):
-        values[seq][channel] = text
+    items = _list_items(
+        conn, [ref for by_channel in lists.values() for ref in by_channel.values()], known
+    )
     writes: dict[tuple[str, str, str], list[tuple[str, str, str, str, int]]] = {}
     for tid, ns, cid, task_id, channel, text, task_path, idx in conn.execute(
         "SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.channel, w.value, "
@@ -554,35 +609,36 @@ def _load(conn: sqlite3.Connection, seqs: list[int]) -> list[StoredCheckpoint]:
                 checkpoint,
                 values[seq],
                 writes.get((tid, ns, cid), []),
+                lists[seq],
             )
         )
-    return out
+    return Page(out, items)
 
 
-def _assemble_lists(
-    conn: sqlite3.Connection, wanted: list[tuple[int, str, str, str, str, int]]
-) -> list[tuple[int, str, str | None]]:
-    """``(seq, channel, full JSON text)`` for list-stored values: one query per list.
+def _list_items(
+    conn: sqlite3.Connection, refs: list[ListRef], known: Mapping[ListKey, int]
+) -> dict[ListKey, tuple[int, list[str]]]:
+    """For each list, its elements from ``known[key]`` up to the longest ``refs`` need.
 
-    A list shorter than a version needs is reported as missing (``None``).
+    One ordered range query per list; the elements stop at the first gap, so
+    a list shorter than a row needs (trimmed meanwhile) reads as short.
     """
-    longest: dict[tuple[str, str, str, str], int] = {}
-    for _, tid, ns, channel, list_id, n in wanted:
-        key = (tid, ns, channel, list_id)
-        longest[key] = max(n, longest.get(key, 0))
-    items: dict[tuple[str, str, str, str], list[str]] = {}
-    for key, n in longest.items():
-        items[key] = [
-            row[0]
-            for row in conn.execute(
-                "SELECT value FROM lg_list_items WHERE thread_id = ? AND checkpoint_ns = ? "
-                "AND channel = ? AND list_id = ? AND idx < ? ORDER BY idx",
-                (*key, n),
-            )
-        ]
-    out: list[tuple[int, str, str | None]] = []
-    for seq, tid, ns, channel, list_id, n in wanted:
-        stored = items[(tid, ns, channel, list_id)]
-        text = "[" + ",".join(stored[:n]) + "]" if len(stored) >= n else None
-        out.append((seq, channel, text))
-    return out
+    longest: dict[ListKey, int] = {}
+    for key, length in refs:
+        longest[key] = max(length, longest.get(key, 0))
+    items: dict[ListKey, tuple[int, list[str]]] = {}
+    for key, length in longest.items():
+        start = known.get(key, 0)
+        if start >= length:
+            continue
+        texts: list[str] = []
+        for idx, text in conn.execute(
+            "SELECT idx, value FROM lg_list_items WHERE thread_id = ? AND checkpoint_ns = ? "
+            "AND channel = ? AND list_id = ? AND idx >= ? AND idx < ? ORDER BY idx",
+            (*key, start, length),
+        ):
+            if idx != start + len(texts):
+                break
+            texts.append(text)
+        items[key] = (start, texts)
+    return items
