@@ -155,53 +155,59 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> dict[str, tuple
 
     Every read and every encoding happens before the first write, so a value
     that cannot be encoded refuses the job with nothing written. Returns
-    ``{channel: (list_id, length)}`` for the values stored as lists.
+    ``{channel: (list_id, length)}`` for the values stored as lists. A handful
+    of statements whatever the number of channels: the parent's keys, which
+    candidate keys are stored (one query), the inserts (one batch per kind).
     """
+    where = (req.thread_id, req.checkpoint_ns)
     parent_keys: dict[str, str] = {}
     if req.parent_checkpoint_id is not None:
         row = conn.execute(
             "SELECT channels FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
             "AND checkpoint_id = ?",
-            (req.thread_id, req.checkpoint_ns, req.parent_checkpoint_id),
+            (*where, req.parent_checkpoint_id),
         ).fetchone()
         if row is not None:
             parent_keys = json.loads(row[0])
+    stored = _stored_keys(conn, req, parent_keys)
     keys: dict[str, str] = {}
-    inserts: list[tuple[str, str, str, bool, int]] = []  # channel, key, text, replace, encoding
+    inserts: dict[bool, list[tuple[str, str, str, str, int, str]]] = {True: [], False: []}
     appends: list[tuple[str, str, int, list[str]]] = []  # channel, list_id, start, items
     lists: dict[str, tuple[str, int]] = {}
     for blob in req.blobs:
         if blob.items is not None and blob.version is not None:
-            key, list_id, start = _plan_list(conn, req, blob.channel, blob.version, blob)
+            key, list_id, start = _plan_list(
+                conn, req, stored, blob.channel, blob.version, blob.items, blob.base
+            )
             ref = json.dumps({"list": list_id, "len": len(blob.items)}, separators=(",", ":"))
-            inserts.append((blob.channel, key, ref, True, LIST))
+            inserts[True].append((*where, blob.channel, key, LIST, ref))
             appends.append((blob.channel, list_id, start, blob.items[start:]))
             lists[blob.channel] = (list_id, len(blob.items))
         else:
-            key, text, replace = _plan_blob(conn, req, blob, parent_keys.get(blob.channel))
+            key, text, replace = _plan_blob(conn, req, stored, blob, parent_keys.get(blob.channel))
             if text is not None:
-                inserts.append((blob.channel, key, text, replace, VALUE))
+                inserts[replace].append((*where, blob.channel, key, VALUE, text))
         keys[blob.channel] = key
     for channel, list_id, start, items in appends:
-        where = (req.thread_id, req.checkpoint_ns, channel, list_id)
         if start == 0:  # a new list: nothing of an older list by that id may survive
             conn.execute(
                 "DELETE FROM lg_list_items WHERE thread_id = ? AND checkpoint_ns = ? "
                 "AND channel = ? AND list_id = ?",
-                where,
+                (*where, channel, list_id),
             )
         conn.executemany(
             "INSERT INTO lg_list_items (thread_id, checkpoint_ns, channel, list_id, idx, value) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [(*where, start + offset, item) for offset, item in enumerate(items)],
+            [(*where, channel, list_id, start + offset, item) for offset, item in enumerate(items)],
         )
-    for channel, key, text, replace, encoding in inserts:
-        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-        conn.execute(
-            f"{verb} INTO lg_blobs (thread_id, checkpoint_ns, channel, key, encoding, value) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (req.thread_id, req.checkpoint_ns, channel, key, encoding, text),
-        )
+    for replace, rows in inserts.items():
+        if rows:
+            verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+            conn.executemany(
+                f"{verb} INTO lg_blobs (thread_id, checkpoint_ns, channel, key, encoding, value) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
     conn.execute(
         "INSERT INTO lg_checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
         "parent_checkpoint_id, run_id, created_at, metadata, channels, checkpoint) "
@@ -225,47 +231,80 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> dict[str, tuple
     return lists
 
 
+def _stored_keys(
+    conn: sqlite3.Connection, req: PutRequest, parent_keys: dict[str, str]
+) -> set[tuple[str, str]]:
+    """Which of the keys this request may reuse or collide with are stored: one query."""
+    wanted: list[tuple[str, str]] = []
+    for blob in req.blobs:
+        if blob.version is None:
+            continue
+        wanted.append((blob.channel, blob.version))
+        parent_key = parent_keys.get(blob.channel)
+        if parent_key is not None and parent_key != blob.version:
+            wanted.append((blob.channel, parent_key))
+    if not wanted:
+        return set()
+    return {
+        (str(channel), str(key))
+        for channel, key in conn.execute(
+            "SELECT channel, key FROM lg_blobs WHERE thread_id = ? AND checkpoint_ns = ? "
+            "AND (channel, key) IN (SELECT json_extract(value, '$[0]'), "
+            "json_extract(value, '$[1]') FROM json_each(?))",
+            (req.thread_id, req.checkpoint_ns, json.dumps(wanted, ensure_ascii=False)),
+        )
+    }
+
+
 def _plan_list(
-    conn: sqlite3.Connection, req: PutRequest, channel: str, version: str, blob: BlobIn
+    conn: sqlite3.Connection,
+    req: PutRequest,
+    stored: set[tuple[str, str]],
+    channel: str,
+    version: str,
+    items: list[str],
+    base: tuple[str, int] | None,
 ) -> tuple[str, str, int]:
     """``(blob key, list_id, first index to insert)``: append to ``base`` if it still ends there."""
-    where = (req.thread_id, req.checkpoint_ns, channel)
     key = version
-    if _blob_text(conn, where, key) is not None:  # this version is taken (a branch reused it)
+    if (channel, key) in stored:  # this version is taken (a branch reused it)
         key = f"{version}@{req.checkpoint_id}"
-    if blob.base is not None and blob.items is not None:
-        list_id, length = blob.base
+    if base is not None:
+        list_id, length = base
         count, top = conn.execute(
             "SELECT count(*), max(idx) FROM lg_list_items WHERE thread_id = ? "
             "AND checkpoint_ns = ? AND channel = ? AND list_id = ?",
-            (*where, list_id),
+            (req.thread_id, req.checkpoint_ns, channel, list_id),
         ).fetchone()
-        if 0 < length <= len(blob.items) and count == length and top == length - 1:
+        if 0 < length <= len(items) and count == length and top == length - 1:
             return key, list_id, length
     return key, key, 0
 
 
 def _plan_blob(
-    conn: sqlite3.Connection, req: PutRequest, blob: BlobIn, parent_key: str | None
+    conn: sqlite3.Connection,
+    req: PutRequest,
+    stored: set[tuple[str, str]],
+    blob: BlobIn,
+    parent_key: str | None,
 ) -> tuple[str, str | None, bool]:
     """``(key, text to insert or None to reuse a stored value, replace?)`` for one value."""
-    where = (req.thread_id, req.checkpoint_ns, blob.channel)
     if blob.version is None:
         return "@" + req.checkpoint_id, _text(blob), True
     if callable(blob.value):  # unchanged channel: reuse the parent's value, else the version's
         if (
             parent_key is not None
             and _key_version(parent_key) == blob.version
-            and _blob_text(conn, where, parent_key) is not None
+            and (blob.channel, parent_key) in stored
         ):
             return parent_key, None, False
-        if _blob_text(conn, where, blob.version) is not None:
+        if (blob.channel, blob.version) in stored:
             return blob.version, None, False
     text = _text(blob)
-    stored = _blob_text(conn, where, blob.version)
-    if stored is None:
+    if (blob.channel, blob.version) not in stored:
         return blob.version, text, False
-    if stored == text:
+    where = (req.thread_id, req.checkpoint_ns, blob.channel)
+    if _blob_text(conn, where, blob.version) == text:
         return blob.version, None, False
     return f"{blob.version}@{req.checkpoint_id}", text, True
 
@@ -297,13 +336,18 @@ def put_writes(
     rows: Sequence[tuple[int, str, str]],
 ) -> None:
     """Store a task's writes: ``(idx, channel, encoded value)``; negative idx replaces."""
-    for idx, channel, text in rows:
-        verb = "INSERT OR REPLACE" if idx < 0 else "INSERT OR IGNORE"
-        conn.execute(
-            f"{verb} INTO lg_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, "
-            "task_path, channel, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, task_path, channel, text),
-        )
+    where = (thread_id, checkpoint_ns, checkpoint_id, task_id)
+    for replace in (True, False):
+        batch = [
+            (*where, idx, task_path, ch, text) for idx, ch, text in rows if (idx < 0) == replace
+        ]
+        if batch:
+            verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+            conn.executemany(
+                f"{verb} INTO lg_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, "
+                "task_path, channel, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                batch,
+            )
 
 
 def delete_thread(conn: sqlite3.Connection, thread_id: str) -> None:
