@@ -60,15 +60,11 @@ import dataclasses
 import enum
 import json
 import math
-import operator
 import types
 import typing
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
-from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -81,7 +77,6 @@ __all__ = [
     "MAX_DEPTH",
     "TAG",
     "Entry",
-    "Snapshot",
     "TypeRegistry",
     "dataclass_entry",
     "pydantic_entry",
@@ -94,10 +89,6 @@ MAX_DEPTH = 200
 """Deepest nesting a value may have, on save and on load."""
 
 _FORMAT_NAMES = frozenset({"dict", "map", "float"})
-_IMMUTABLE = frozenset(
-    {str, int, float, bool, type(None), bytes, date, timedelta, uuid.UUID, Decimal}
-)
-"""Exact types whose value cannot change while the object stays the same."""
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 """What JSON decodes to that needs no further decoding."""
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -112,7 +103,7 @@ class Entry:
     object, raising any exception to reject it. ``fields`` says that the payload
     is nothing but the object's ``__dict__`` and ``__pydantic_extra__`` (as
     :func:`pydantic_entry` makes it), so an object whose attributes are the
-    same objects as before encodes to the same text (see :meth:`TypeRegistry.snapshot`).
+    same objects as before encodes to the same text (see ``reuse.py``).
     """
 
     name: str
@@ -120,13 +111,6 @@ class Entry:
     encode: Callable[[Any], Any]
     decode: Callable[[Any], Any]
     fields: bool = False
-
-
-class Snapshot(NamedTuple):
-    """What :meth:`TypeRegistry.snapshot` recorded: the objects a value is made of, and lengths."""
-
-    refs: list[Any]
-    shape: list[int]
 
 
 class _Fail(Exception):
@@ -355,69 +339,6 @@ class TypeRegistry:
             kind = UnregisteredType if fail.unregistered else ValueCodecError
             raise kind(fail.message, channel=channel, where=fail.where()) from None
         return _text(tree)
-
-    # --- recognising an object that has not changed since it was encoded -----------------
-
-    def snapshot(self, value: Any) -> Snapshot | None:
-        """What :meth:`unchanged` compares ``value`` against later, or None if it cannot.
-
-        A snapshot holds every object ``value`` is made of, in order, with the
-        length of each container: as long as every one of them is still the same
-        object and every container still has that length, ``value`` encodes to
-        the same text. Only values built from JSON's types (exact ``str``,
-        ``int``, ``float``, ``bool``, ``None``, ``list``, ``dict``), tuples, a few
-        immutable standard types and objects whose entry stores their fields
-        (pydantic models) have one; anything else is always encoded again.
-        """
-        refs: list[Any] = []
-        shape: list[int] = []
-        return Snapshot(refs, shape) if self._snap(value, refs, shape, 0) else None
-
-    def unchanged(self, value: Any, snapshot: Snapshot) -> bool:
-        """Whether ``value`` still encodes as it did when ``snapshot`` was taken (never a guess)."""
-        refs: list[Any] = []
-        shape: list[int] = []
-        return (
-            self._snap(value, refs, shape, 0)
-            and shape == snapshot.shape
-            and len(refs) == len(snapshot.refs)
-            and all(map(operator.is_, refs, snapshot.refs))
-        )
-
-    def _snap(self, value: Any, refs: list[Any], shape: list[int], depth: int) -> bool:
-        t = type(value)
-        refs.append(value)
-        if t in _IMMUTABLE:
-            return True
-        if depth >= MAX_DEPTH:
-            return False
-        if t is dict:
-            shape.append(len(value))
-            refs.extend(value)
-            children: Iterable[Any] = value.values()
-        elif t is list or t is tuple:
-            shape.append(len(value))
-            children = value
-        else:
-            entry = self._by_type.get(t)
-            if entry is None or not entry.fields:
-                return False
-            fields = value.__dict__
-            extra = getattr(value, "__pydantic_extra__", None)
-            shape.append(len(fields))
-            refs.extend(fields)
-            refs.append(extra)  # None, or the extra fields' dict, visited after the fields
-            children = fields.values() if extra is None else [*fields.values(), extra]
-        for child in children:
-            kind = type(child)
-            if kind in _IMMUTABLE:
-                refs.append(child)
-            elif (kind is dict or kind is list) and not child:
-                refs.append(child)
-                shape.append(0)
-            elif not self._snap(child, refs, shape, depth + 1):
-                return False
-        return True
 
     # --- decoding ------------------------------------------------------------------------
 

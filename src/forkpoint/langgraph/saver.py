@@ -74,7 +74,8 @@ from . import store
 from ._loop import LoopThread, SharedLoop
 from .builtin_types import default_registry
 from .errors import SyncCallOnEventLoop, UndecodableValue
-from .registry import Snapshot, TypeRegistry
+from .registry import TypeRegistry
+from .reuse import Snapshot, clone, snapshot, unchanged
 
 __all__ = ["ForkpointSaver"]
 
@@ -500,17 +501,22 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         if not page.rows:
             return None
         row = page.rows[0]
-        decoded = _Decoded(self.registry)
+        known = {
+            channel: self._lists.get((row.thread_id, row.checkpoint_ns, channel))
+            for channel in row.lists
+        }
+        decoded = _Decoded(self.registry, {ref.key: known[c] for c, ref in row.lists.items()})
         decoded.add(page)
         found = self._tuple(row, decoded)
         values = found.checkpoint["channel_values"]
         for channel, ref in row.lists.items():
             self._lists.read(
                 (row.thread_id, row.checkpoint_ns, channel),
-                ref,
+                ref.key[3],
                 decoded.texts[ref.key][: ref.length],
                 values[channel],
-                self.registry,
+                decoded.twins[ref.key][: ref.length],
+                decoded.snapshots[ref.key][: ref.length],
             )
         return found
 
@@ -552,18 +558,32 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         )
 
 
+_NO_TWIN: Any = object()
+"""In a twin list: no pristine decoded object is kept for that element."""
+
+
 class _Decoded:
     """One read call's list elements: each stored element decoded once, when first needed.
 
-    Checkpoints of one call that hold the same stored list share its decoded
-    elements (a value is a new list of those objects); another call decodes
-    its own.
+    For a listing (``twins_from`` None), checkpoints of the call that hold the
+    same stored list share its decoded elements (a value is a new list of those
+    objects). For ``get_tuple`` (``twins_from`` given: per list, what the saver
+    knows of that channel) every element handed out is a fresh object: a
+    :func:`~forkpoint.langgraph.reuse.clone` of the pristine object decoded from
+    the same text earlier (kept by the saver, never handed out), or decoded now.
     """
 
-    def __init__(self, registry: TypeRegistry) -> None:
+    def __init__(
+        self,
+        registry: TypeRegistry,
+        twins_from: dict[store.ListKey, _KnownList | None] | None = None,
+    ) -> None:
         self.registry = registry
         self.texts: dict[store.ListKey, builtins.list[str]] = {}
         self.objects: dict[store.ListKey, builtins.list[Any]] = {}
+        self.twins: dict[store.ListKey, builtins.list[Any]] = {}
+        self.snapshots: dict[store.ListKey, builtins.list[Snapshot | None]] = {}
+        self._twins_from = twins_from
 
     def known(self) -> dict[store.ListKey, int]:
         return {key: len(texts) for key, texts in self.texts.items()}
@@ -579,34 +599,74 @@ class _Decoded:
         if len(texts) < ref.length:
             raise UndecodableValue("the stored value is missing", channel=channel)
         objects = self.objects.setdefault(ref.key, [])
-        load = self.registry.load_item
+        if self._twins_from is None:
+            load = self.registry.load_item
+            for index in range(len(objects), ref.length):
+                objects.append(load(texts[index], index, channel=channel))
+            return objects[: ref.length]
+        source = self._twins_from.get(ref.key)
+        by_text = {} if source is None else source.twins_by_text()
+        twins = self.twins.setdefault(ref.key, [])
+        snapshots = self.snapshots.setdefault(ref.key, [])
         for index in range(len(objects), ref.length):
-            objects.append(load(texts[index], index, channel=channel))
+            twin, recorded = by_text.get(texts[index], (_NO_TWIN, None))
+            if twin is _NO_TWIN:
+                twin = self.registry.load_item(texts[index], index, channel=channel)
+                recorded = snapshot(self.registry, twin)
+            copied, fresh = clone(self.registry, twin)
+            if copied:  # the copy has the twin's structure and leaves: the twin's snapshot
+                objects.append(fresh)
+                twins.append(twin)
+                snapshots.append(recorded)
+            else:  # parts clone() does not copy: hand out the decoded object, keep no twin
+                objects.append(twin)
+                twins.append(_NO_TWIN)
+                snapshots.append(recorded)
         return objects[: ref.length]
 
 
 class _KnownList:
-    """A stored list value: its elements, each one's text, and a snapshot to trust that text by."""
+    """A list value stored or read: its elements, their texts, snapshots and twins.
 
-    __slots__ = ("_positions", "list_id", "objects", "snapshots", "texts")
+    An element's text is reused while the element is the same object and
+    still matches its snapshot (``reuse.unchanged``). ``twins`` holds, per
+    element, the pristine object decoded from its text (never handed out), or
+    ``_NO_TWIN``: the next ``get_tuple`` hands out copies of twins instead of
+    decoding those texts again.
+    """
+
+    __slots__ = ("_by_text", "_positions", "list_id", "objects", "snapshots", "texts", "twins")
 
     def __init__(
         self,
         texts: builtins.list[str],
         objects: builtins.list[Any],
         snapshots: builtins.list[Snapshot | None],
+        twins: builtins.list[Any],
         list_id: str = "",
     ) -> None:
         self.texts = texts
         self.objects = objects  # held, so no other object can take one's id() meanwhile
         self.snapshots = snapshots
+        self.twins = twins  # pristine decoded object per element, or _NO_TWIN
         self.list_id = list_id
         self._positions: dict[int, int] | None = None
+        self._by_text: dict[str, tuple[Any, Snapshot | None]] | None = None
 
     def position(self, item: Any) -> int | None:
         if self._positions is None:
             self._positions = {id(obj): index for index, obj in enumerate(self.objects)}
         return self._positions.get(id(item))
+
+    def twins_by_text(self) -> dict[str, tuple[Any, Snapshot | None]]:
+        """``{text: (twin, its snapshot)}`` for the elements that have a twin."""
+        if self._by_text is None:
+            self._by_text = {
+                text: (twin, recorded)
+                for text, twin, recorded in zip(self.texts, self.twins, self.snapshots, strict=True)
+                if twin is not _NO_TWIN
+            }
+        return self._by_text
 
 
 class _ListCache:
@@ -634,43 +694,46 @@ class _ListCache:
         self, where: tuple[str, str, str], value: builtins.list[Any], registry: TypeRegistry
     ) -> tuple[_KnownList, tuple[str, int] | None]:
         """Each element's text (reused where it can be) and the list this one extends, if any."""
-        with self._lock:
-            known = self._lists.get(where)
+        known = self.get(where)
         channel = where[2]
         texts: builtins.list[str] = []
         snapshots: builtins.list[Snapshot | None] = []
+        twins: builtins.list[Any] = []
         for index, item in enumerate(value):
             at = None if known is None else known.position(item)
-            if at is not None and known is not None:
-                snapshot = known.snapshots[at]
-                if (
-                    snapshot is not None
-                    and known.objects[at] is item
-                    and registry.unchanged(item, snapshot)
-                ):
+            if at is not None and known is not None and known.objects[at] is item:
+                recorded = known.snapshots[at]
+                if recorded is not None and unchanged(registry, item, recorded):
                     texts.append(known.texts[at])
-                    snapshots.append(snapshot)
+                    snapshots.append(recorded)
+                    twins.append(known.twins[at])
                     continue
             texts.append(registry.dumps_item(item, index, channel=channel))
-            snapshots.append(registry.snapshot(item))
+            snapshots.append(snapshot(registry, item))
+            twins.append(_NO_TWIN)
         base = None
         if known is not None and known.list_id:
             length = len(known.texts)
             if length <= len(texts) and texts[:length] == known.texts:
                 base = (known.list_id, length)
-        return _KnownList(texts, builtins.list(value), snapshots), base
+        return _KnownList(texts, builtins.list(value), snapshots, twins), base
+
+    def get(self, where: tuple[str, str, str]) -> _KnownList | None:
+        with self._lock:
+            return self._lists.get(where)
 
     def read(
         self,
         where: tuple[str, str, str],
-        ref: store.ListRef,
+        list_id: str,
         texts: builtins.list[str],
         objects: builtins.list[Any],
-        registry: TypeRegistry,
+        twins: builtins.list[Any],
+        snapshots: builtins.list[Snapshot | None],
     ) -> None:
-        """Remember a list value ``get_tuple`` decoded (snapshots taken before anyone can edit it)."""
-        snapshots = [registry.snapshot(obj) for obj in objects]
-        self._keep(where, _KnownList(texts, builtins.list(objects), snapshots, ref.key[3]))
+        """Remember a list value ``get_tuple`` handed out, with snapshots taken before anyone
+        could edit it (a copy's is its twin's)."""
+        self._keep(where, _KnownList(texts, builtins.list(objects), snapshots, twins, list_id))
 
     def stored(
         self,
