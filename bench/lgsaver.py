@@ -20,10 +20,12 @@ explicitly, so both savers run the same mode): a step's checkpoint is written
 while the next step runs, and an invocation returns once every write is done.
 
 The ceilings run in the same repetitions: the 5-node graph with no
-checkpointer (the graph's own execution, which no saver can undercut) and every
+checkpointer (the graph's own execution, which no saver can undercut), every
 workload on LangGraph's ``InMemorySaver`` (its checkpointing with nothing
 written to disk: for G3 that is LangGraph's own snapshot building plus its
-in-memory decoding).
+in-memory decoding), and the 5-node graph on ``InMemorySaver`` whose puts each
+wait for one fsync'd commit on a worker thread (the floor of any saver whose
+put is durable when it returns).
 
 ``python -m bench.lgsaver [--quick] [--reps N]`` prints this section alone;
 ``python -m bench.run`` includes it when LangGraph is installed.
@@ -54,6 +56,7 @@ __all__ = ["FP_SAVER", "LG_SAVER", "Sizes", "run", "section"]
 
 FP_SAVER, LG_SAVER = "forkpoint-saver", "langgraph-saver"
 NO_SAVER, MEM_SAVER = "no-checkpointer", "langgraph-inmemory"
+FLOOR_SAVER = "durable-put-floor"
 DURABILITY = "async"
 """LangGraph's default graph durability, given explicitly to every invocation of every saver."""
 
@@ -175,6 +178,13 @@ async def _saver(name: str, path: Path) -> AsyncIterator[Any]:
 
         yield InMemorySaver()
         return
+    if name == FLOOR_SAVER:
+        floor = _durable_put_floor(path)
+        try:
+            yield floor
+        finally:
+            floor.conn.close()
+        return
     if name == FP_SAVER:
         from forkpoint.langgraph import ForkpointSaver
 
@@ -191,6 +201,38 @@ async def _saver(name: str, path: Path) -> AsyncIterator[Any]:
         if row is None or row[0] != 2:
             raise RuntimeError(f"AsyncSqliteSaver is not at synchronous=FULL: {row}")
         yield saver
+
+
+def _durable_put_floor(path: Path) -> Any:
+    """``InMemorySaver`` whose ``aput`` also commits one row at ``synchronous=FULL`` first.
+
+    A put returns once its checkpoint is durable, and LangGraph waits for each
+    put before it sends the next, so any saver that keeps SQLite off the event
+    loop pays at least this: one fsync'd commit and one worker-thread round trip
+    per checkpoint, in sequence. Pending writes cost nothing here: a floor.
+    """
+    import sqlite3
+
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    class DurablePutFloor(InMemorySaver):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = FULL")
+            self.conn.execute("CREATE TABLE puts (id TEXT)")
+
+        def _commit(self, checkpoint_id: str) -> None:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute("INSERT INTO puts VALUES (?)", (checkpoint_id,))
+            self.conn.execute("COMMIT")
+
+        async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+            await asyncio.to_thread(self._commit, checkpoint["id"])
+            return self.put(config, checkpoint, metadata, new_versions)
+
+    return DurablePutFloor()
 
 
 def _compile(builder: Any, saver: Any) -> Any:
@@ -254,7 +296,7 @@ async def run(samples: Samples, workdir: Path, sizes: Sizes) -> None:
     """Every repetition runs both savers on each workload, in alternating order, then the ceilings."""
     for rep in range(sizes.reps):
         order = [FP_SAVER, LG_SAVER] if rep % 2 == 0 else [LG_SAVER, FP_SAVER]
-        for name in [*order, NO_SAVER, MEM_SAVER]:
+        for name in [*order, NO_SAVER, MEM_SAVER, FLOOR_SAVER]:
             per_call = await _graph_run(name, workdir / f"g1-{name}-{rep}.db", sizes.invocations)
             samples.add("G1", "s/invocation", name, rep, per_call)
         for name in [*order, MEM_SAVER]:
@@ -310,6 +352,13 @@ _CEILINGS = (
         "LangGraph's checkpointing with nothing written to disk",
     ),
     (
+        "G1",
+        "s/invocation",
+        FLOOR_SAVER,
+        "the 5-node graph on `InMemorySaver` + one fsync'd commit per put",
+        "any saver whose put is durable when it returns (LangGraph sends the next after it)",
+    ),
+    (
         "G2",
         "s/turn",
         MEM_SAVER,
@@ -349,15 +398,16 @@ def _ceilings(samples: Samples, sizes: Sizes) -> list[str]:
     ]
     bare = _ratio(samples, "G1", "s/invocation", NO_SAVER)
     memory = _ratio(samples, "G1", "s/invocation", MEM_SAVER)
+    floor = _ratio(samples, "G1", "s/invocation", FLOOR_SAVER)
     fp = _ratio(samples, "G1", "s/invocation")
-    if bare is not None and memory is not None and fp is not None:
+    if bare is not None and memory is not None and floor is not None and fp is not None:
         out += [
             "",
             f"G1 in units of `AsyncSqliteSaver`'s time per invocation: ≥ 1.5× faster means at "
             f"most {1 / 1.5:.3f}; the graph alone takes {bare:.3f}, which leaves "
             f"{1 / 1.5 - bare:.3f} for all of a saver's work. `InMemorySaver`, writing nothing, "
-            f"spends {memory - bare:.3f} there; `AsyncSqliteSaver` {1 - bare:.3f}; forkpoint "
-            f"{fp - bare:.3f}.",
+            f"spends {memory - bare:.3f} there; with one durable commit per put {floor - bare:.3f}; "
+            f"`AsyncSqliteSaver` {1 - bare:.3f}; forkpoint {fp - bare:.3f}.",
         ]
     return out
 
