@@ -156,20 +156,12 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> dict[str, tuple
     Every read and every encoding happens before the first write, so a value
     that cannot be encoded refuses the job with nothing written. Returns
     ``{channel: (list_id, length)}`` for the values stored as lists. A handful
-    of statements whatever the number of channels: the parent's keys, which
-    candidate keys are stored (one query), the inserts (one batch per kind).
+    of statements whatever the number of channels: the parent's keys and which
+    candidate keys are stored (one query), where each list ends, the inserts
+    (one batch per kind).
     """
     where = (req.thread_id, req.checkpoint_ns)
-    parent_keys: dict[str, str] = {}
-    if req.parent_checkpoint_id is not None:
-        row = conn.execute(
-            "SELECT channels FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
-            "AND checkpoint_id = ?",
-            (*where, req.parent_checkpoint_id),
-        ).fetchone()
-        if row is not None:
-            parent_keys = json.loads(row[0])
-    stored = _stored_keys(conn, req, parent_keys)
+    parent_keys, stored = _stored_keys(conn, req)
     keys: dict[str, str] = {}
     inserts: dict[bool, list[tuple[str, str, str, str, int, str]]] = {True: [], False: []}
     appends: list[tuple[str, str, int, list[str]]] = []  # channel, list_id, start, items
@@ -232,28 +224,34 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> dict[str, tuple
 
 
 def _stored_keys(
-    conn: sqlite3.Connection, req: PutRequest, parent_keys: dict[str, str]
-) -> set[tuple[str, str]]:
-    """Which of the keys this request may reuse or collide with are stored: one query."""
-    wanted: list[tuple[str, str]] = []
-    for blob in req.blobs:
-        if blob.version is None:
-            continue
-        wanted.append((blob.channel, blob.version))
-        parent_key = parent_keys.get(blob.channel)
-        if parent_key is not None and parent_key != blob.version:
-            wanted.append((blob.channel, parent_key))
-    if not wanted:
-        return set()
-    return {
-        (str(channel), str(key))
-        for channel, key in conn.execute(
-            "SELECT channel, key FROM lg_blobs WHERE thread_id = ? AND checkpoint_ns = ? "
-            "AND (channel, key) IN (SELECT json_extract(value, '$[0]'), "
-            "json_extract(value, '$[1]') FROM json_each(?))",
-            (req.thread_id, req.checkpoint_ns, json.dumps(wanted, ensure_ascii=False)),
-        )
-    }
+    conn: sqlite3.Connection, req: PutRequest
+) -> tuple[dict[str, str], set[tuple[str, str]]]:
+    """The parent's ``{channel: key}``, and which keys this request may reuse or collide with
+    are stored (its channels' versions, the parent's keys): one query for both."""
+    versions = [(blob.channel, blob.version) for blob in req.blobs if blob.version is not None]
+    parent_keys: dict[str, str] = {}
+    stored: set[tuple[str, str]] = set()
+    for kind, channel, key in conn.execute(
+        "WITH parent (channel, key) AS (SELECT j.key, j.value FROM lg_checkpoints c, "
+        "json_each(c.channels) j WHERE c.thread_id = ?1 AND c.checkpoint_ns = ?2 "
+        "AND c.checkpoint_id = ?3) "
+        "SELECT 'parent', channel, key FROM parent UNION ALL "
+        "SELECT 'stored', b.channel, b.key FROM lg_blobs b WHERE b.thread_id = ?1 "
+        "AND b.checkpoint_ns = ?2 AND (b.channel, b.key) IN ("
+        "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?4) "
+        "UNION SELECT channel, key FROM parent)",
+        (
+            req.thread_id,
+            req.checkpoint_ns,
+            req.parent_checkpoint_id,
+            json.dumps(versions, ensure_ascii=False),
+        ),
+    ):
+        if kind == "parent":
+            parent_keys[str(channel)] = str(key)
+        else:
+            stored.add((str(channel), str(key)))
+    return parent_keys, stored
 
 
 def _plan_list(
@@ -269,14 +267,19 @@ def _plan_list(
     key = version
     if (channel, key) in stored:  # this version is taken (a branch reused it)
         key = f"{version}@{req.checkpoint_id}"
-    if base is not None:
+    if base is not None and 0 < base[1] <= len(items):
+        # the list still ends where the caller saw it end, with the element it saw last
+        # (elements are only ever appended, or cut from the end: never a gap)
         list_id, length = base
-        count, top = conn.execute(
-            "SELECT count(*), max(idx) FROM lg_list_items WHERE thread_id = ? "
-            "AND checkpoint_ns = ? AND channel = ? AND list_id = ?",
-            (req.thread_id, req.checkpoint_ns, channel, list_id),
+        where = (req.thread_id, req.checkpoint_ns, channel, list_id)
+        top, last = conn.execute(
+            "SELECT max(idx), (SELECT value FROM lg_list_items WHERE thread_id = ?1 "
+            "AND checkpoint_ns = ?2 AND channel = ?3 AND list_id = ?4 AND idx = ?5) "
+            "FROM lg_list_items WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND channel = ?3 "
+            "AND list_id = ?4",
+            (*where, length - 1),
         ).fetchone()
-        if 0 < length <= len(items) and count == length and top == length - 1:
+        if top == length - 1 and last == items[length - 1]:
             return key, list_id, length
     return key, key, 0
 
