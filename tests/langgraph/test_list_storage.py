@@ -253,7 +253,7 @@ async def test_a_stale_saver_does_not_append_to_a_list_another_cut_and_regrew(
         mine: list[Any] = []
         for i in range(10):
             mine = [*mine, message(i)]
-            run = {"run_id": "late"} if i >= 8 else {}
+            run: Any = {"run_id": "late"} if i >= 8 else {}
             parent = await one.aput(parent, checkpoint(mine, i + 1), run, {"messages": i + 1})
         await two.adelete_for_runs(["late"])
         assert count(path, "SELECT count(*) FROM lg_list_items") == 8

@@ -66,6 +66,7 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 
+from .._checks import check_keep_last
 from ..codec import format_time
 from ..errors import CheckpointerClosed, InvalidInput
 from ..models import JsonState
@@ -93,7 +94,10 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     built-in types; ``types`` (classes) and ``schemas`` (state schemas, walked
     for the models they name) are registered on it. ``durability="full"``
     syncs every commit (``synchronous=FULL``); ``"normal"`` may lose the last
-    commits on power loss, never corrupt the file.
+    commits on power loss, never corrupt the file. ``keep_last=N``: a retention
+    policy; each put then keeps only the newest N checkpoints of its thread's
+    namespace (with their writes and the values they use), in the put's own
+    transaction.
     """
 
     def __init__(
@@ -105,6 +109,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         schemas: Sequence[Any] = (),
         durability: Durability = "full",
         busy_timeout: float = 5.0,
+        keep_last: int | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(path, str | PathLike):
@@ -115,7 +120,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
             raise InvalidInput(
                 f"busy_timeout must be a number of seconds >= 0, not {busy_timeout!r}"
             )
-        self._configure(registry, types, schemas)
+        self._configure(registry, types, schemas, keep_last)
         self._owns_checkpointer = True
         target = fspath(path)
         self._scratch: str | None = None
@@ -136,8 +141,13 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         self._engine = self._checkpointer.engine
 
     def _configure(
-        self, registry: TypeRegistry | None, types: Sequence[type], schemas: Sequence[Any]
+        self,
+        registry: TypeRegistry | None,
+        types: Sequence[type],
+        schemas: Sequence[Any],
+        keep_last: int | None,
     ) -> None:
+        self._keep_last = check_keep_last(keep_last)
         self.registry = registry if registry is not None else default_registry()
         for cls in types:
             self.registry.register(cls)
@@ -155,6 +165,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         registry: TypeRegistry | None = None,
         types: Sequence[type] = (),
         schemas: Sequence[Any] = (),
+        keep_last: int | None = None,
     ) -> ForkpointSaver:
         """A saver on the database of an open ``SqliteCheckpointer``, sharing its engine.
 
@@ -180,7 +191,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         engine.check_usable()
         self = cls.__new__(cls)
         BaseCheckpointSaver.__init__(self)
-        self._configure(registry, types, schemas)
+        self._configure(registry, types, schemas, keep_last)
         self._owns_checkpointer = False
         self._scratch = None
         self._loop = SharedLoop(loop, path=engine.path)
@@ -473,6 +484,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
             metadata=dumps(md, channel="<metadata>"),
             checkpoint=dumps(skeleton, channel="<checkpoint>"),
             blobs=blobs,
+            keep_last=self._keep_last,
         )
         return request, encoded
 

@@ -103,6 +103,7 @@ class PutRequest(NamedTuple):
     metadata: str
     checkpoint: str
     blobs: Sequence[BlobIn]
+    keep_last: int | None = None  # then keep only the namespace's newest N checkpoints
 
 
 ListKey = tuple[str, str, str, str]
@@ -220,7 +221,32 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> dict[str, tuple
             req.checkpoint,
         ),
     )
+    if req.keep_last is not None:
+        _keep_newest(conn, req.thread_id, req.checkpoint_ns, req.keep_last)
     return lists
+
+
+def _keep_newest(conn: sqlite3.Connection, thread_id: str, checkpoint_ns: str, keep: int) -> None:
+    """Delete the namespace's checkpoints older than its newest ``keep`` (by insertion order),
+    their writes, and the values and list elements no remaining checkpoint uses."""
+    row = conn.execute(
+        "SELECT seq FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+        "ORDER BY seq DESC LIMIT 1 OFFSET ?",
+        (thread_id, checkpoint_ns, keep),
+    ).fetchone()
+    if row is None:  # no more than ``keep`` checkpoints
+        return
+    where = (thread_id, checkpoint_ns, int(row[0]))
+    conn.execute(
+        "DELETE FROM lg_writes WHERE (thread_id, checkpoint_ns, checkpoint_id) IN ("
+        "SELECT thread_id, checkpoint_ns, checkpoint_id FROM lg_checkpoints "
+        "WHERE thread_id = ? AND checkpoint_ns = ? AND seq <= ?)",
+        where,
+    )
+    conn.execute(
+        "DELETE FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND seq <= ?", where
+    )
+    _collect_blobs(conn, [thread_id])
 
 
 def _stored_keys(
