@@ -42,8 +42,6 @@ import random
 import shutil
 import sys
 import tempfile
-import threading
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import UTC, datetime, timedelta
@@ -72,11 +70,11 @@ from ..errors import CheckpointerClosed, InvalidInput
 from ..models import JsonState
 from ..sqlite import SqliteCheckpointer
 from . import store
+from ._lists import Decoded, KnownList, ListCache
 from ._loop import LoopThread, SharedLoop
 from .builtin_types import default_registry
 from .errors import SyncCallOnEventLoop, UndecodableValue
 from .registry import TypeRegistry
-from .reuse import Snapshot, clone, snapshot, unchanged
 
 __all__ = ["ForkpointSaver"]
 
@@ -153,7 +151,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
             self.registry.register(cls)
         for schema in schemas:
             self.registry.register_schema(schema)
-        self._lists = _ListCache()
+        self._lists = ListCache()
 
     # --- opening and closing ---------------------------------------------------------------
 
@@ -444,8 +442,8 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         checkpoint: Checkpoint,
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
-    ) -> tuple[store.PutRequest, dict[str, _KnownList]]:
-        """The job's request, and each list value's element encodings (for :class:`_ListCache`)."""
+    ) -> tuple[store.PutRequest, dict[str, KnownList]]:
+        """The job's request, and each list value's element encodings (for :class:`ListCache`)."""
         thread_id, checkpoint_ns, parent_id = _locate(config)
         if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("id"), str):
             raise InvalidInput(
@@ -455,7 +453,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         md = get_serializable_checkpoint_metadata(config, metadata)
         versions = checkpoint.get("channel_versions", {})
         blobs = []
-        encoded: dict[str, _KnownList] = {}
+        encoded: dict[str, KnownList] = {}
         for channel, value in checkpoint.get("channel_values", {}).items():
             version = versions.get(channel)
             if version is None:
@@ -517,7 +515,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
             channel: self._lists.get((row.thread_id, row.checkpoint_ns, channel))
             for channel in row.lists
         }
-        decoded = _Decoded(self.registry, {ref.key: known[c] for c, ref in row.lists.items()})
+        decoded = Decoded(self.registry, {ref.key: known[c] for c, ref in row.lists.items()})
         decoded.add(page)
         found = self._tuple(row, decoded)
         values = found.checkpoint["channel_values"]
@@ -532,7 +530,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
             )
         return found
 
-    def _tuple(self, row: store.StoredCheckpoint, decoded: _Decoded) -> CheckpointTuple:
+    def _tuple(self, row: store.StoredCheckpoint, decoded: Decoded) -> CheckpointTuple:
         loads = self.registry.loads
         try:
             checkpoint = loads(row.checkpoint, channel="<checkpoint>")
@@ -570,215 +568,6 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         )
 
 
-_NO_TWIN: Any = object()
-"""In a twin list: no pristine decoded object is kept for that element."""
-
-
-class _Decoded:
-    """One read call's list elements: each stored element decoded once, when first needed.
-
-    For a listing (``twins_from`` None), checkpoints of the call that hold the
-    same stored list share its decoded elements (a value is a new list of those
-    objects). For ``get_tuple`` (``twins_from`` given: per list, what the saver
-    knows of that channel) every element handed out is a fresh object: a
-    :func:`~forkpoint.langgraph.reuse.clone` of the pristine object decoded from
-    the same text earlier (kept by the saver, never handed out), or decoded now.
-    """
-
-    def __init__(
-        self,
-        registry: TypeRegistry,
-        twins_from: dict[store.ListKey, _KnownList | None] | None = None,
-    ) -> None:
-        self.registry = registry
-        self.texts: dict[store.ListKey, builtins.list[str]] = {}
-        self.objects: dict[store.ListKey, builtins.list[Any]] = {}
-        self.twins: dict[store.ListKey, builtins.list[Any]] = {}
-        self.snapshots: dict[store.ListKey, builtins.list[Snapshot | None]] = {}
-        self._twins_from = twins_from
-
-    def known(self) -> dict[store.ListKey, int]:
-        return {key: len(texts) for key, texts in self.texts.items()}
-
-    def add(self, page: store.Page) -> None:
-        for key, (start, texts) in page.items.items():
-            have = self.texts.setdefault(key, [])
-            if start == len(have):
-                have.extend(texts)
-
-    def value(self, channel: str, ref: store.ListRef) -> builtins.list[Any]:
-        texts = self.texts.get(ref.key, [])
-        if len(texts) < ref.length:
-            raise UndecodableValue("the stored value is missing", channel=channel)
-        objects = self.objects.setdefault(ref.key, [])
-        if self._twins_from is None:
-            load = self.registry.load_item
-            for index in range(len(objects), ref.length):
-                objects.append(load(texts[index], index, channel=channel))
-            return objects[: ref.length]
-        source = self._twins_from.get(ref.key)
-        by_text = {} if source is None else source.twins_by_text()
-        twins = self.twins.setdefault(ref.key, [])
-        snapshots = self.snapshots.setdefault(ref.key, [])
-        for index in range(len(objects), ref.length):
-            twin, recorded = by_text.get(texts[index], (_NO_TWIN, None))
-            if twin is _NO_TWIN:
-                twin = self.registry.load_item(texts[index], index, channel=channel)
-                recorded = snapshot(self.registry, twin)
-            copied, fresh = clone(self.registry, twin)
-            if copied:  # the copy has the twin's structure and leaves: the twin's snapshot
-                objects.append(fresh)
-                twins.append(twin)
-                snapshots.append(recorded)
-            else:  # parts clone() does not copy: hand out the decoded object, keep no twin
-                objects.append(twin)
-                twins.append(_NO_TWIN)
-                snapshots.append(recorded)
-        return objects[: ref.length]
-
-
-class _KnownList:
-    """A list value stored or read: its elements, their texts, snapshots and twins.
-
-    An element's text is reused while the element is the same object and
-    still matches its snapshot (``reuse.unchanged``). ``twins`` holds, per
-    element, the pristine object decoded from its text (never handed out), or
-    ``_NO_TWIN``: the next ``get_tuple`` hands out copies of twins instead of
-    decoding those texts again.
-    """
-
-    __slots__ = ("_by_text", "_positions", "list_id", "objects", "snapshots", "texts", "twins")
-
-    def __init__(
-        self,
-        texts: builtins.list[str],
-        objects: builtins.list[Any],
-        snapshots: builtins.list[Snapshot | None],
-        twins: builtins.list[Any],
-        list_id: str = "",
-    ) -> None:
-        self.texts = texts
-        self.objects = objects  # held, so no other object can take one's id() meanwhile
-        self.snapshots = snapshots
-        self.twins = twins  # pristine decoded object per element, or _NO_TWIN
-        self.list_id = list_id
-        self._positions: dict[int, int] | None = None
-        self._by_text: dict[str, tuple[Any, Snapshot | None]] | None = None
-
-    def position(self, item: Any) -> int | None:
-        if self._positions is None:
-            self._positions = {id(obj): index for index, obj in enumerate(self.objects)}
-        return self._positions.get(id(item))
-
-    def twins_by_text(self) -> dict[str, tuple[Any, Snapshot | None]]:
-        """``{text: (twin, its snapshot)}`` for the elements that have a twin."""
-        if self._by_text is None:
-            self._by_text = {
-                text: (twin, recorded)
-                for text, twin, recorded in zip(self.texts, self.twins, self.snapshots, strict=True)
-                if twin is not _NO_TWIN
-            }
-        return self._by_text
-
-
-class _ListCache:
-    """The last list value stored or read per ``(thread, namespace, channel)``, element by element.
-
-    A put encodes only the elements it cannot reuse: an element is reused when
-    it is the very object stored or read last time and
-    :meth:`TypeRegistry.unchanged` confirms that nothing it is made of was
-    replaced or resized since (an object edited in place is encoded again;
-    a type without snapshots always is). When the texts extend the last list,
-    the put appends to it; the job still checks that the list ends where this
-    cache says (another saver, a prune, a deletion), else it stores a new list.
-    Bounded (LRU, by lists and by elements).
-    """
-
-    SIZE = 64
-    ITEMS = 100_000
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lists: OrderedDict[tuple[str, str, str], _KnownList] = OrderedDict()
-        self._items = 0
-
-    def encode(
-        self, where: tuple[str, str, str], value: builtins.list[Any], registry: TypeRegistry
-    ) -> tuple[_KnownList, tuple[str, int] | None]:
-        """Each element's text (reused where it can be) and the list this one extends, if any."""
-        known = self.get(where)
-        channel = where[2]
-        texts: builtins.list[str] = []
-        snapshots: builtins.list[Snapshot | None] = []
-        twins: builtins.list[Any] = []
-        for index, item in enumerate(value):
-            at = None if known is None else known.position(item)
-            if at is not None and known is not None and known.objects[at] is item:
-                recorded = known.snapshots[at]
-                if recorded is not None and unchanged(registry, item, recorded):
-                    texts.append(known.texts[at])
-                    snapshots.append(recorded)
-                    twins.append(known.twins[at])
-                    continue
-            texts.append(registry.dumps_item(item, index, channel=channel))
-            snapshots.append(snapshot(registry, item))
-            twins.append(_NO_TWIN)
-        base = None
-        if known is not None and known.list_id:
-            length = len(known.texts)
-            if length <= len(texts) and texts[:length] == known.texts:
-                base = (known.list_id, length)
-        return _KnownList(texts, builtins.list(value), snapshots, twins), base
-
-    def get(self, where: tuple[str, str, str]) -> _KnownList | None:
-        with self._lock:
-            return self._lists.get(where)
-
-    def read(
-        self,
-        where: tuple[str, str, str],
-        list_id: str,
-        texts: builtins.list[str],
-        objects: builtins.list[Any],
-        twins: builtins.list[Any],
-        snapshots: builtins.list[Snapshot | None],
-    ) -> None:
-        """Remember a list value ``get_tuple`` handed out, with snapshots taken before anyone
-        could edit it (a copy's is its twin's)."""
-        self._keep(where, _KnownList(texts, builtins.list(objects), snapshots, twins, list_id))
-
-    def stored(
-        self,
-        request: store.PutRequest,
-        encoded: dict[str, _KnownList],
-        lists: dict[str, tuple[str, int]],
-    ) -> None:
-        for channel, (list_id, _) in lists.items():
-            known = encoded[channel]
-            known.list_id = list_id
-            self._keep((request.thread_id, request.checkpoint_ns, channel), known)
-
-    def forget(self, thread_ids: Collection[str] | None = None) -> None:
-        """Drop what is known of these threads (all threads: None)."""
-        with self._lock:
-            for where in builtins.list(self._lists):
-                if thread_ids is None or where[0] in thread_ids:
-                    self._items -= len(self._lists.pop(where).texts)
-
-    def _keep(self, where: tuple[str, str, str], known: _KnownList) -> None:
-        with self._lock:
-            old = self._lists.pop(where, None)
-            if old is not None:
-                self._items -= len(old.texts)
-            self._lists[where] = known
-            self._items += len(known.texts)
-            while len(self._lists) > self.SIZE or (
-                self._items > self.ITEMS and len(self._lists) > 1
-            ):
-                _, dropped = self._lists.popitem(last=False)
-                self._items -= len(dropped.texts)
-
-
 class _ListQuery:
     """The arguments of each page of a listing, and the bookkeeping between pages."""
 
@@ -806,7 +595,7 @@ class _ListQuery:
         self.below: int | None = None
         self.keep = None if not filter else partial(_matches, saver.registry, dict(filter))
         self.done = limit is not None and limit <= 0
-        self.decoded = _Decoded(saver.registry)
+        self.decoded = Decoded(saver.registry)
 
     def next_args(self) -> tuple[Any, ...] | None:
         if self.done:
