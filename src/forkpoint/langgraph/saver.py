@@ -25,6 +25,11 @@ run on forkpoint's SQLite engine (group commit, ``BEGIN IMMEDIATE`` with a busy
 timeout, a reader that never waits for the writer, typed errors), which the
 saver keeps on an event loop of its own (``_loop.py``).
 
+A conversation's messages cost what changed, not the whole state: a put
+encodes only the list elements it cannot vouch for, a read hands out copies of
+elements it decoded before, and a listing decodes each stored element once
+(``_lists.py``, ``reuse.py``).
+
 This module runs past 600 lines because LangGraph's contract is one class with
 a sync and an async face for each of its ten operations; both faces share
 one request builder and one decoder here, and splitting the class would only

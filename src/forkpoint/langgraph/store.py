@@ -26,7 +26,10 @@ not be committed yet. None of that is a linear list of steps.
   stored list appends only its new elements, so a conversation stores each
   message once however many checkpoints hold it; a version that does not (a
   branch, an edit, a list that was trimmed meanwhile) starts a list of its own.
-  Reading one is one ordered range query, no chain to follow.
+  Elements are only ever appended or cut from the end, so a list never has a
+  gap. Reading one is one ordered range query, no chain to follow; a listing
+  reads each list's elements once for all its checkpoints (``Page.items``) and
+  a later page only the elements the caller does not have yet.
 * ``lg_writes`` — pending writes by ``(…, checkpoint_id, task_id, idx)``, with no
   foreign key: a write may arrive before its checkpoint. A negative ``idx``
   (errors, interrupts, resume values) replaces; others are kept if present.
@@ -38,6 +41,11 @@ reader connection. Copy and prune are one ``INSERT … SELECT`` / ``DELETE`` per
 table in that one transaction; deletions then drop the values and list items no
 remaining checkpoint uses. All SQL binds its values; nothing from the
 caller is ever spliced into SQL text.
+
+This module runs past 600 lines because it is the one place that knows these
+tables: every job that writes a row and every job that reads it back sit side
+by side, so the key naming (``<version>@<checkpoint id>``), the list layout and
+what a deletion must collect stay in step.
 """
 
 from __future__ import annotations
