@@ -407,7 +407,13 @@ def _ceilings(samples: Samples, sizes: Sizes) -> list[str]:
             f"most {1 / 1.5:.3f}; the graph alone takes {bare:.3f}, which leaves "
             f"{1 / 1.5 - bare:.3f} for all of a saver's work. `InMemorySaver`, writing nothing, "
             f"spends {memory - bare:.3f} there; with one durable commit per put {floor - bare:.3f}; "
-            f"`AsyncSqliteSaver` {1 - bare:.3f}; forkpoint {fp - bare:.3f}.",
+            f"`AsyncSqliteSaver` {1 - bare:.3f}; forkpoint {fp - bare:.3f}."
+            + (
+                f" The target lies beyond the durable-put floor ({floor:.3f} > {1 / 1.5:.3f}): "
+                "no saver whose put is durable when it returns reaches it on this machine."
+                if floor > 1 / 1.5
+                else ""
+            ),
         ]
     return out
 
