@@ -74,6 +74,7 @@ __all__ = [
     "put_checkpoint",
     "put_writes",
     "read_checkpoint",
+    "read_delta_history",
 ]
 
 
@@ -570,6 +571,106 @@ def read_checkpoint(
     if seq_row is None or seq_row[0] is None:
         return Page([], {})
     return _load(conn, [int(seq_row[0])], {})
+
+
+class DeltaHistory(NamedTuple):
+    """What ``get_delta_channel_history`` needs, still encoded (see :func:`read_delta_history`).
+
+    ``writes``: per visited ancestor, nearest first, its writes to the wanted
+    channels as ``(task_id, channel, value, task_path, idx)``, each with the
+    depth it was found at. ``seeds``: ``{channel: (depth, text or ListRef)}``.
+    """
+
+    found: bool
+    writes: list[tuple[int, tuple[str, str, str, str, int]]]
+    seeds: dict[str, tuple[int, str | ListRef | None]]
+    items: dict[ListKey, tuple[int, list[str]]]
+
+
+def read_delta_history(
+    conn: sqlite3.Connection,
+    thread_id: str,
+    checkpoint_ns: str,
+    checkpoint_id: str | None,
+    channels: Sequence[str],
+) -> DeltaHistory:
+    """Walk a checkpoint's ancestors (by parent) until each channel has a stored value.
+
+    One recursive query steps up the parent chain and stops being read once
+    every channel has its nearest stored value; then one query for those
+    ancestors' writes to the channels and one per value (plus its list).
+    """
+    if checkpoint_id is None:
+        target = conn.execute(
+            "SELECT parent_checkpoint_id FROM lg_checkpoints WHERE thread_id = ? "
+            "AND checkpoint_ns = ? ORDER BY seq DESC LIMIT 1",
+            (thread_id, checkpoint_ns),
+        ).fetchone()
+    else:
+        target = conn.execute(
+            "SELECT parent_checkpoint_id FROM lg_checkpoints WHERE thread_id = ? "
+            "AND checkpoint_ns = ? AND checkpoint_id = ?",
+            (thread_id, checkpoint_ns, checkpoint_id),
+        ).fetchone()
+    if target is None:
+        return DeltaHistory(False, [], {}, {})
+    remaining = set(channels)
+    seed_keys: dict[str, tuple[int, str]] = {}
+    visited: list[str] = []
+    if target[0] is not None:
+        for depth, cid, keys in conn.execute(
+            "WITH RECURSIVE chain (depth, checkpoint_id, parent, channels) AS ("
+            "SELECT 0, checkpoint_id, parent_checkpoint_id, channels FROM lg_checkpoints "
+            "WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = ?3 "
+            "UNION ALL SELECT chain.depth + 1, c.checkpoint_id, c.parent_checkpoint_id, "
+            "c.channels FROM chain JOIN lg_checkpoints c ON c.thread_id = ?1 "
+            "AND c.checkpoint_ns = ?2 AND c.checkpoint_id = chain.parent "
+            "WHERE chain.depth < ?4) "
+            "SELECT depth, checkpoint_id, channels FROM chain",
+            (thread_id, checkpoint_ns, target[0], _chain_limit(conn, thread_id, checkpoint_ns)),
+        ):
+            visited.append(cid)
+            stored = json.loads(keys)
+            for channel in [c for c in remaining if c in stored]:
+                seed_keys[channel] = (int(depth), str(stored[channel]))
+                remaining.discard(channel)
+            if not remaining:
+                break
+    writes: list[tuple[int, tuple[str, str, str, str, int]]] = []
+    if visited:
+        depth_of = {cid: depth for depth, cid in enumerate(visited)}
+        for cid, task_id, channel, text, task_path, idx in conn.execute(
+            "SELECT checkpoint_id, task_id, channel, value, task_path, idx FROM lg_writes "
+            "WHERE thread_id = ? AND checkpoint_ns = ? "
+            "AND checkpoint_id IN (SELECT value FROM json_each(?)) "
+            "AND channel IN (SELECT value FROM json_each(?))",
+            (thread_id, checkpoint_ns, json.dumps(visited), json.dumps(list(channels))),
+        ):
+            writes.append((depth_of[cid], (task_id, channel, text, task_path, idx)))
+    seeds: dict[str, tuple[int, str | ListRef | None]] = {}
+    for channel, (depth, key) in seed_keys.items():
+        row = conn.execute(
+            "SELECT value, encoding FROM lg_blobs WHERE thread_id = ? AND checkpoint_ns = ? "
+            "AND channel = ? AND key = ?",
+            (thread_id, checkpoint_ns, channel, key),
+        ).fetchone()
+        if row is not None and row[1] == LIST:
+            ref = json.loads(row[0])
+            listed = ListRef((thread_id, checkpoint_ns, channel, str(ref["list"])), int(ref["len"]))
+            seeds[channel] = (depth, listed)
+        else:
+            seeds[channel] = (depth, None if row is None else str(row[0]))
+    refs = [value for _, value in seeds.values() if isinstance(value, ListRef)]
+    return DeltaHistory(True, writes, seeds, _list_items(conn, refs, {}))
+
+
+def _chain_limit(conn: sqlite3.Connection, thread_id: str, checkpoint_ns: str) -> int:
+    """No parent chain is longer than the namespace's checkpoints (a damaged file may loop)."""
+    row = conn.execute(
+        "SELECT count(*) FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ?",
+        (thread_id, checkpoint_ns),
+    ).fetchone()
+    return int(row[0])
 
 
 def list_checkpoints(
