@@ -261,16 +261,7 @@ class TypeRegistry:
         ``"[" + ",".join(result) + "]"`` is exactly ``dumps(items)``, so a list can
         be stored element by element and read back as one text.
         """
-        out: list[str] = []
-        for index, item in enumerate(items):
-            try:
-                tree = self._enc(item, 1)
-            except _Fail as fail:
-                fail.keys.append(index)
-                kind = UnregisteredType if fail.unregistered else ValueCodecError
-                raise kind(fail.message, channel=channel, where=fail.where()) from None
-            out.append(_text(tree))
-        return out
+        return [self.dumps_item(item, index, channel=channel) for index, item in enumerate(items)]
 
     def to_json(self, value: Any, *, channel: str | None = None) -> Any:
         """``value`` as a JSON-compatible tree in the stored format."""

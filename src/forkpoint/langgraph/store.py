@@ -557,20 +557,27 @@ def read_checkpoint(
     conn: sqlite3.Connection, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
 ) -> Page:
     """One checkpoint by id, or the namespace's latest (highest ``seq``) when id is None."""
+    found = _find(conn, thread_id, checkpoint_ns, checkpoint_id)
+    return Page([], {}) if found is None else _load(conn, [found[0]], {})
+
+
+def _find(
+    conn: sqlite3.Connection, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
+) -> tuple[int, str | None] | None:
+    """``(seq, parent id)`` of a checkpoint by id, or of the namespace's latest."""
     if checkpoint_id is None:
-        seq_row = conn.execute(
-            "SELECT max(seq) FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ?",
+        row = conn.execute(
+            "SELECT seq, parent_checkpoint_id FROM lg_checkpoints WHERE thread_id = ? "
+            "AND checkpoint_ns = ? ORDER BY seq DESC LIMIT 1",
             (thread_id, checkpoint_ns),
         ).fetchone()
     else:
-        seq_row = conn.execute(
-            "SELECT seq FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
-            "AND checkpoint_id = ?",
+        row = conn.execute(
+            "SELECT seq, parent_checkpoint_id FROM lg_checkpoints WHERE thread_id = ? "
+            "AND checkpoint_ns = ? AND checkpoint_id = ?",
             (thread_id, checkpoint_ns, checkpoint_id),
         ).fetchone()
-    if seq_row is None or seq_row[0] is None:
-        return Page([], {})
-    return _load(conn, [int(seq_row[0])], {})
+    return None if row is None else (int(row[0]), row[1])
 
 
 class DeltaHistory(NamedTuple):
@@ -600,24 +607,13 @@ def read_delta_history(
     every channel has its nearest stored value; then one query for those
     ancestors' writes to the channels and one per value (plus its list).
     """
-    if checkpoint_id is None:
-        target = conn.execute(
-            "SELECT parent_checkpoint_id FROM lg_checkpoints WHERE thread_id = ? "
-            "AND checkpoint_ns = ? ORDER BY seq DESC LIMIT 1",
-            (thread_id, checkpoint_ns),
-        ).fetchone()
-    else:
-        target = conn.execute(
-            "SELECT parent_checkpoint_id FROM lg_checkpoints WHERE thread_id = ? "
-            "AND checkpoint_ns = ? AND checkpoint_id = ?",
-            (thread_id, checkpoint_ns, checkpoint_id),
-        ).fetchone()
+    target = _find(conn, thread_id, checkpoint_ns, checkpoint_id)
     if target is None:
         return DeltaHistory(False, [], {}, {})
     remaining = set(channels)
     seed_keys: dict[str, tuple[int, str]] = {}
     visited: list[str] = []
-    if target[0] is not None:
+    if target[1] is not None:
         for depth, cid, keys in conn.execute(
             "WITH RECURSIVE chain (depth, checkpoint_id, parent, channels) AS ("
             "SELECT 0, checkpoint_id, parent_checkpoint_id, channels FROM lg_checkpoints "
@@ -627,7 +623,7 @@ def read_delta_history(
             "AND c.checkpoint_ns = ?2 AND c.checkpoint_id = chain.parent "
             "WHERE chain.depth < ?4) "
             "SELECT depth, checkpoint_id, channels FROM chain",
-            (thread_id, checkpoint_ns, target[0], _chain_limit(conn, thread_id, checkpoint_ns)),
+            (thread_id, checkpoint_ns, target[1], _chain_limit(conn, thread_id, checkpoint_ns)),
         ):
             visited.append(cid)
             stored = json.loads(keys)
