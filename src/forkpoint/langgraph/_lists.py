@@ -144,17 +144,19 @@ class ListCache:
     """The last list value stored or read per ``(thread, namespace, channel)``, element by element.
 
     A put encodes only the elements it cannot reuse: an element is reused when
-    it is the very object stored or read last time and
-    :meth:`TypeRegistry.unchanged` confirms that nothing it is made of was
-    replaced or resized since (an object edited in place is encoded again;
-    a type without snapshots always is). When the texts extend the last list,
-    the put appends to it; the job still checks that the list ends where this
-    cache says (another saver, a prune, a deletion), else it stores a new list.
-    Bounded (LRU, by lists and by elements).
+    it is the very object stored or read last time and ``reuse.unchanged``
+    confirms that nothing it is made of was replaced or resized since (an
+    object edited in place is encoded again; a type without snapshots always
+    is). When the texts extend the last list, the put appends to it; the job
+    still checks that the list ends where this cache says, with the element it
+    saw last (another saver, a prune, a deletion), else it stores a new list.
+    Bounded (LRU): at most ``SIZE`` lists and ``ITEMS`` elements in all (each
+    element keeps its text, its snapshot and its twin: a few kilobytes for a
+    chat message).
     """
 
     SIZE = 64
-    ITEMS = 100_000
+    ITEMS = 20_000
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
