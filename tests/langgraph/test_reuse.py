@@ -355,7 +355,20 @@ def test_a_clone_is_equal_independent_and_shares_only_immutable_leaves() -> None
     assert ok
     assert copy == twin
     assert reg.dumps(copy) == text
-    assert copy.model_fields_set == twin.model_fields_set
+    deep = twin.model_copy(deep=True)  # what rebuild() must equal in every observable way
+    assert copy == deep
+    assert copy.model_fields_set == deep.model_fields_set == twin.model_fields_set
+    assert copy.model_fields_set is not twin.model_fields_set
+    assert copy.__pydantic_extra__ == deep.__pydantic_extra__
+    assert copy.model_dump() == deep.model_dump()
+    assert copy.model_dump_json() == deep.model_dump_json()
+    assert repr(copy) == repr(deep)
+    message = reg.loads(reg.dumps(AIMessage("hi", id="m", additional_kwargs={"k": [1]})))
+    ok, copied = clone(reg, message)
+    assert ok
+    assert copied == message.model_copy(deep=True)
+    assert copied.__pydantic_extra__ == message.__pydantic_extra__ == {}
+    assert copied.__pydantic_extra__ is not message.__pydantic_extra__
     copy.tags.append("b")
     copy.meta["k"]["deep"].append(3)
     assert reg.dumps(twin) == text

@@ -36,6 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .._pydantic import has_private, rebuild
 from .registry import MAX_DEPTH, TypeRegistry
 
 __all__ = ["Snapshot", "clone", "snapshot", "unchanged"]
@@ -44,7 +45,6 @@ _IMMUTABLE = frozenset(
     {str, int, float, bool, type(None), bytes, date, timedelta, uuid.UUID, Decimal}
 )
 """Exact types whose value cannot change while the object stays the same."""
-_set_attr = object.__setattr__
 
 
 Snapshot = tuple[Any, ...]
@@ -154,12 +154,7 @@ def _copy(registry: TypeRegistry, value: Any, depth: int) -> Any:
             item if type(item) in _IMMUTABLE else _copy(registry, item, depth + 1) for item in value
         )
     entry = registry.entry_for(t)
-    if (
-        entry is None
-        or not entry.fields
-        or not isinstance(value, BaseModel)
-        or value.__pydantic_private__ is not None
-    ):
+    if entry is None or not entry.fields or not isinstance(value, BaseModel) or has_private(value):
         raise _Unsupported
     fields = value.__dict__.copy()
     for key, item in fields.items():
@@ -173,11 +168,4 @@ def _copy(registry: TypeRegistry, value: Any, depth: int) -> Any:
         else:
             fields[key] = _copy(registry, item, depth + 1)
     extra = value.__pydantic_extra__
-    model = BaseModel.__new__(t)
-    _set_attr(model, "__dict__", fields)
-    _set_attr(
-        model, "__pydantic_extra__", None if extra is None else _copy(registry, extra, depth + 1)
-    )
-    _set_attr(model, "__pydantic_fields_set__", set(value.__pydantic_fields_set__))
-    _set_attr(model, "__pydantic_private__", None)
-    return model
+    return rebuild(value, fields, None if extra is None else _copy(registry, extra, depth + 1))

@@ -441,9 +441,9 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, Any]:
-        """Each channel's writes along the checkpoint's ancestors, oldest first, and the
-        nearest stored value as ``seed`` (LangGraph's ``DeltaChannel``): one read job
-        instead of one ``get_tuple`` per ancestor."""
+        """Each channel's writes along the checkpoint's ancestors, oldest first, and its
+        nearest stored value, where replaying them starts (LangGraph's ``DeltaChannel``):
+        one read job instead of one ``get_tuple`` per ancestor."""
         if not channels:
             return {}
         args = (*_locate(config), _channels(channels))
@@ -543,20 +543,20 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
             found.writes, key=lambda w: (-w[0], writes_sort_key(w[1][3], w[1][0], w[1][4]))
         )
         for channel in dict.fromkeys(channels):
-            seed = found.seeds.get(channel)
+            start = found.starts.get(channel)
             entry: dict[str, Any] = {
-                "writes": [  # up to the ancestor holding the seed (all the way without one)
+                "writes": [  # up to the ancestor holding a stored value (all the way without one)
                     (task_id, ch, loads(text, channel=ch))
                     for depth, (task_id, ch, text, _, _) in ordered
-                    if ch == channel and (seed is None or depth <= seed[0])
+                    if ch == channel and (start is None or depth <= start[0])
                 ]
             }
-            if seed is not None:
-                value = seed[1]
+            if start is not None:
+                value = start[1]
                 if value is None:
                     raise UndecodableValue("the stored value is missing", channel=channel)
-                entry["seed"] = (
-                    decoded.value(channel, value)
+                entry.update(
+                    seed=decoded.value(channel, value)
                     if isinstance(value, store.ListRef)
                     else loads(value, channel=channel)
                 )

@@ -585,12 +585,13 @@ class DeltaHistory(NamedTuple):
 
     ``writes``: per visited ancestor, nearest first, its writes to the wanted
     channels as ``(task_id, channel, value, task_path, idx)``, each with the
-    depth it was found at. ``seeds``: ``{channel: (depth, text or ListRef)}``.
+    depth it was found at. ``starts``: each channel's nearest stored value,
+    ``{channel: (depth, text or ListRef)}``.
     """
 
     found: bool
     writes: list[tuple[int, tuple[str, str, str, str, int]]]
-    seeds: dict[str, tuple[int, str | ListRef | None]]
+    starts: dict[str, tuple[int, str | ListRef | None]]
     items: dict[ListKey, tuple[int, list[str]]]
 
 
@@ -611,7 +612,7 @@ def read_delta_history(
     if target is None:
         return DeltaHistory(False, [], {}, {})
     remaining = set(channels)
-    seed_keys: dict[str, tuple[int, str]] = {}
+    start_keys: dict[str, tuple[int, str]] = {}
     visited: list[str] = []
     if target[1] is not None:
         for depth, cid, keys in conn.execute(
@@ -628,7 +629,7 @@ def read_delta_history(
             visited.append(cid)
             stored = json.loads(keys)
             for channel in [c for c in remaining if c in stored]:
-                seed_keys[channel] = (int(depth), str(stored[channel]))
+                start_keys[channel] = (int(depth), str(stored[channel]))
                 remaining.discard(channel)
             if not remaining:
                 break
@@ -643,8 +644,8 @@ def read_delta_history(
             (thread_id, checkpoint_ns, json.dumps(visited), json.dumps(list(channels))),
         ):
             writes.append((depth_of[cid], (task_id, channel, text, task_path, idx)))
-    seeds: dict[str, tuple[int, str | ListRef | None]] = {}
-    for channel, (depth, key) in seed_keys.items():
+    starts: dict[str, tuple[int, str | ListRef | None]] = {}
+    for channel, (depth, key) in start_keys.items():
         row = conn.execute(
             "SELECT value, encoding FROM lg_blobs WHERE thread_id = ? AND checkpoint_ns = ? "
             "AND channel = ? AND key = ?",
@@ -653,11 +654,11 @@ def read_delta_history(
         if row is not None and row[1] == LIST:
             ref = json.loads(row[0])
             listed = ListRef((thread_id, checkpoint_ns, channel, str(ref["list"])), int(ref["len"]))
-            seeds[channel] = (depth, listed)
+            starts[channel] = (depth, listed)
         else:
-            seeds[channel] = (depth, None if row is None else str(row[0]))
-    refs = [value for _, value in seeds.values() if isinstance(value, ListRef)]
-    return DeltaHistory(True, writes, seeds, _list_items(conn, refs, {}))
+            starts[channel] = (depth, None if row is None else str(row[0]))
+    refs = [value for _, value in starts.values() if isinstance(value, ListRef)]
+    return DeltaHistory(True, writes, starts, _list_items(conn, refs, {}))
 
 
 def _chain_limit(conn: sqlite3.Connection, thread_id: str, checkpoint_ns: str) -> int:
