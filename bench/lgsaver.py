@@ -15,6 +15,18 @@ alternating (order swapped every repetition), ratios taken within a repetition:
 * **G3**: ``aget_state_history`` of that conversation (every checkpoint with its
   state), listed to the end.
 
+Every graph runs with LangGraph's default ``durability="async"`` (passed
+explicitly, so both savers run the same mode): a step's checkpoint is written
+while the next step runs, and an invocation returns once every write is done.
+
+The ceilings run in the same repetitions: the 5-node graph with no
+checkpointer (the graph's own execution, which no saver can undercut), every
+workload on LangGraph's ``InMemorySaver`` (its checkpointing with nothing
+written to disk: for G3 that is LangGraph's own snapshot building plus its
+in-memory decoding), and the 5-node graph on ``InMemorySaver`` whose puts each
+wait for one fsync'd commit on a worker thread (the floor of any saver whose
+put is durable when it returns).
+
 ``python -m bench.lgsaver [--quick] [--reps N]`` prints this section alone;
 ``python -m bench.run`` includes it when LangGraph is installed.
 """
@@ -43,7 +55,10 @@ from .workloads import Samples, db_bytes
 __all__ = ["FP_SAVER", "LG_SAVER", "Sizes", "run", "section"]
 
 FP_SAVER, LG_SAVER = "forkpoint-saver", "langgraph-saver"
-_LABEL = {FP_SAVER: "forkpoint `ForkpointSaver`", LG_SAVER: "LangGraph `AsyncSqliteSaver`"}
+NO_SAVER, MEM_SAVER = "no-checkpointer", "langgraph-inmemory"
+FLOOR_SAVER = "durable-put-floor"
+DURABILITY = "async"
+"""LangGraph's default graph durability, given explicitly to every invocation of every saver."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +166,25 @@ def _chat() -> Any:
 
 @contextlib.asynccontextmanager
 async def _saver(name: str, path: Path) -> AsyncIterator[Any]:
-    """Either saver on a new file at ``synchronous=FULL`` (LangGraph's is checked, not assumed)."""
+    """Either saver on a new file at ``synchronous=FULL`` (LangGraph's is checked, not assumed).
+
+    The ceilings: ``NO_SAVER`` yields None, ``MEM_SAVER`` a new ``InMemorySaver``.
+    """
+    if name == NO_SAVER:
+        yield None
+        return
+    if name == MEM_SAVER:
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        yield InMemorySaver()
+        return
+    if name == FLOOR_SAVER:
+        floor = _durable_put_floor(path)
+        try:
+            yield floor
+        finally:
+            floor.conn.close()
+        return
     if name == FP_SAVER:
         from forkpoint.langgraph import ForkpointSaver
 
@@ -170,6 +203,38 @@ async def _saver(name: str, path: Path) -> AsyncIterator[Any]:
         yield saver
 
 
+def _durable_put_floor(path: Path) -> Any:
+    """``InMemorySaver`` whose ``aput`` also commits one row at ``synchronous=FULL`` first.
+
+    A put returns once its checkpoint is durable, and LangGraph waits for each
+    put before it sends the next, so any saver that keeps SQLite off the event
+    loop pays at least this: one fsync'd commit and one worker-thread round trip
+    per checkpoint, in sequence. Pending writes cost nothing here: a floor.
+    """
+    import sqlite3
+
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    class DurablePutFloor(InMemorySaver):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = FULL")
+            self.conn.execute("CREATE TABLE puts (id TEXT)")
+
+        def _commit(self, checkpoint_id: str) -> None:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute("INSERT INTO puts VALUES (?)", (checkpoint_id,))
+            self.conn.execute("COMMIT")
+
+        async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+            await asyncio.to_thread(self._commit, checkpoint["id"])
+            return self.put(config, checkpoint, metadata, new_versions)
+
+    return DurablePutFloor()
+
+
 def _compile(builder: Any, saver: Any) -> Any:
     graph = builder.compile(checkpointer=saver)
     if hasattr(saver, "register_graph"):
@@ -177,23 +242,33 @@ def _compile(builder: Any, saver: Any) -> Any:
     return graph
 
 
+def _options(saver: Any) -> dict[str, Any]:
+    return {} if saver is None else {"durability": DURABILITY}
+
+
 async def _graph_run(name: str, path: Path, invocations: int) -> float:
     """Seconds per invocation of the 5-node graph, each on a fresh thread."""
     async with _saver(name, path) as saver:
         graph = _compile(_five_nodes(), saver)
+        options = _options(saver)
         await graph.ainvoke(  # warm-up: imports and first statements, not timed
-            {"messages": [HumanMessage("warm up")]}, {"configurable": {"thread_id": "warm"}}
+            {"messages": [HumanMessage("warm up")]},
+            {"configurable": {"thread_id": "warm"}},
+            **options,
         )
         started = time.perf_counter()
         for i in range(invocations):
             config = {"configurable": {"thread_id": f"t{i}"}}
-            out = await graph.ainvoke({"messages": [HumanMessage(f"question {i}")]}, config)
+            question = {"messages": [HumanMessage(f"question {i}")]}
+            out = await graph.ainvoke(question, config, **options)
             if not out.get("approved"):
                 raise RuntimeError(f"{name}: invocation {i} did not finish: {out}")
         return (time.perf_counter() - started) / invocations
 
 
-async def _conversation(name: str, path: Path, sizes: Sizes) -> tuple[float, int, float, int]:
+async def _conversation(
+    name: str, path: Path, sizes: Sizes
+) -> tuple[float, int | None, float, int]:
     """(mean seconds per turn over the last turns, file bytes, history seconds, checkpoints)."""
     rng = random.Random(11)  # noqa: S311 - benchmark text, not secrets
     questions = [_text(rng, 300) for _ in range(sizes.turns)]
@@ -201,9 +276,10 @@ async def _conversation(name: str, path: Path, sizes: Sizes) -> tuple[float, int
     turn_times: list[float] = []
     async with _saver(name, path) as saver:
         graph = _compile(_chat(), saver)
+        options = _options(saver)
         for question in questions:
             started = time.perf_counter()
-            await graph.ainvoke({"messages": [HumanMessage(question)]}, config)
+            await graph.ainvoke({"messages": [HumanMessage(question)]}, config, **options)
             turn_times.append(time.perf_counter() - started)
         started = time.perf_counter()
         history = [snapshot async for snapshot in graph.aget_state_history(config)]
@@ -212,22 +288,24 @@ async def _conversation(name: str, path: Path, sizes: Sizes) -> tuple[float, int
     if final != 2 * sizes.turns:
         raise RuntimeError(f"{name}: the conversation holds {final} messages")
     last = statistics.fmean(turn_times[-sizes.last_turns :])
-    return last, db_bytes(str(path)), history_s, len(history)
+    size = None if name == MEM_SAVER else db_bytes(str(path))
+    return last, size, history_s, len(history)
 
 
 async def run(samples: Samples, workdir: Path, sizes: Sizes) -> None:
-    """Every repetition runs both savers on each workload, in alternating order."""
+    """Every repetition runs both savers on each workload, in alternating order, then the ceilings."""
     for rep in range(sizes.reps):
         order = [FP_SAVER, LG_SAVER] if rep % 2 == 0 else [LG_SAVER, FP_SAVER]
-        for name in order:
+        for name in [*order, NO_SAVER, MEM_SAVER, FLOOR_SAVER]:
             per_call = await _graph_run(name, workdir / f"g1-{name}-{rep}.db", sizes.invocations)
             samples.add("G1", "s/invocation", name, rep, per_call)
-        for name in order:
+        for name in [*order, MEM_SAVER]:
             turn, size, history_s, count = await _conversation(
                 name, workdir / f"g2-{name}-{rep}.db", sizes
             )
             samples.add("G2", "s/turn", name, rep, turn)
-            samples.add("G2", "bytes", name, rep, size)
+            if size is not None:
+                samples.add("G2", "bytes", name, rep, size)
             samples.add("G3", "s", name, rep, history_s)
             samples.add("G3", "checkpoints", name, rep, count)
 
@@ -251,10 +329,93 @@ def _value(metric: str, value: float) -> str:
     return f"{value:,.2f} s"
 
 
-def _ratio(samples: Samples, workload: str, metric: str) -> float | None:
-    fp, lg = samples.get(workload, metric, FP_SAVER), samples.get(workload, metric, LG_SAVER)
+def _ratio(samples: Samples, workload: str, metric: str, contender: str = FP_SAVER) -> float | None:
+    fp, lg = samples.get(workload, metric, contender), samples.get(workload, metric, LG_SAVER)
     per_rep = [fp[r] / lg[r] for r in fp if lg.get(r)]
     return statistics.median(per_rep) if per_rep else None
+
+
+# (workload, metric, contender, what it is, what it bounds)
+_CEILINGS = (
+    (
+        "G1",
+        "s/invocation",
+        NO_SAVER,
+        "the 5-node graph with no checkpointer",
+        "the graph's own execution: no saver can be faster",
+    ),
+    (
+        "G1",
+        "s/invocation",
+        MEM_SAVER,
+        "the 5-node graph on `InMemorySaver`",
+        "LangGraph's checkpointing with nothing written to disk",
+    ),
+    (
+        "G1",
+        "s/invocation",
+        FLOOR_SAVER,
+        "the 5-node graph on `InMemorySaver` + one fsync'd commit per put",
+        "any saver whose put is durable when it returns (LangGraph sends the next after it)",
+    ),
+    (
+        "G2",
+        "s/turn",
+        MEM_SAVER,
+        "the conversation on `InMemorySaver`, per turn over the last {last}",
+        "the same turns with nothing written to disk",
+    ),
+    (
+        "G3",
+        "s",
+        MEM_SAVER,
+        "`aget_state_history` on `InMemorySaver`",
+        "LangGraph's own snapshot building (plus its in-memory decoding)",
+    ),
+)
+
+
+def _ceilings(samples: Samples, sizes: Sizes) -> list[str]:
+    rows = []
+    for workload, metric, contender, text, bounds in _CEILINGS:
+        ratio = _ratio(samples, workload, metric, contender)
+        if ratio is None:
+            continue
+        value = statistics.median(samples.get(workload, metric, contender).values())
+        rows.append(
+            f"| {workload} | {text.format(last=sizes.last_turns)} | {_value(metric, value)} "
+            f"| {ratio:.3g}× | {bounds} |"
+        )
+    if not rows:
+        return []
+    out = [
+        "",
+        "Ceilings, measured in the same repetitions (ratio: ÷ `AsyncSqliteSaver`'s figure):",
+        "",
+        "| workload | ceiling | time | ratio | what it bounds |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
+    bare = _ratio(samples, "G1", "s/invocation", NO_SAVER)
+    memory = _ratio(samples, "G1", "s/invocation", MEM_SAVER)
+    floor = _ratio(samples, "G1", "s/invocation", FLOOR_SAVER)
+    fp = _ratio(samples, "G1", "s/invocation")
+    if bare is not None and memory is not None and floor is not None and fp is not None:
+        out += [
+            "",
+            f"G1 in units of `AsyncSqliteSaver`'s time per invocation: ≥ 1.5× faster means at "
+            f"most {1 / 1.5:.3f}; the graph alone takes {bare:.3f}, which leaves "
+            f"{1 / 1.5 - bare:.3f} for all of a saver's work. `InMemorySaver`, writing nothing, "
+            f"spends {memory - bare:.3f} there; with one durable commit per put {floor - bare:.3f}; "
+            f"`AsyncSqliteSaver` {1 - bare:.3f}; forkpoint {fp - bare:.3f}."
+            + (
+                f" The target lies beyond the durable-put floor ({floor:.3f} > {1 / 1.5:.3f}): "
+                "no saver whose put is durable when it returns reaches it on this machine."
+                if floor > 1 / 1.5
+                else ""
+            ),
+        ]
+    return out
 
 
 def section(samples: Samples, sizes: Sizes) -> list[str]:
@@ -267,7 +428,8 @@ def section(samples: Samples, sizes: Sizes) -> list[str]:
         f"{sizes.invocations} invocations of the 5-node graph on fresh threads; a "
         f"{sizes.turns}-turn conversation ({2 * sizes.turns:,} messages of ~300 characters; "
         f"per-turn time over the last {sizes.last_turns} turns); both savers at "
-        f"`synchronous=FULL`, alternating, {sizes.reps} repetition(s). The ratio is "
+        f'`synchronous=FULL`, every graph at LangGraph\'s default `durability="{DURABILITY}"` '
+        f"(given explicitly to both), alternating, {sizes.reps} repetition(s). The ratio is "
         "forkpoint ÷ LangGraph within each repetition, then the median.",
         "",
         "| workload | figure | forkpoint | LangGraph | ratio | target | met? |",
@@ -290,6 +452,7 @@ def section(samples: Samples, sizes: Sizes) -> list[str]:
             f"| {workload} | {what} | {_value(metric, fp)} | {_value(metric, lg)} | {shown} "
             f"| {target} | {met} |"
         )
+    out += _ceilings(samples, sizes)
     count = samples.get("G3", "checkpoints", FP_SAVER)
     if count:
         out += [
@@ -306,8 +469,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.lgsaver", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 repetition")
     parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
+    parser.add_argument(
+        "--turns", type=int, default=None, help="conversation turns (a partial run; default 500)"
+    )
     args = parser.parse_args(argv)
     sizes = Sizes.quick() if args.quick else Sizes.full(max(1, args.reps))
+    if args.turns is not None:
+        sizes = Sizes(sizes.invocations, args.turns, min(sizes.last_turns, args.turns), sizes.reps)
     samples = Samples()
     with tempfile.TemporaryDirectory(prefix="forkpoint-bench-lg-") as tmp:
         asyncio.run(run(samples, Path(tmp), sizes))

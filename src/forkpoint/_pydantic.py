@@ -29,7 +29,10 @@ pydantic release changes what they rely on:
   ``model_construct``'s in every observable way:
   ``tests/reliability/test_hardening_rows.py::test_the_fast_constructor_builds_what_model_construct_builds``
   and ``tests/storage/test_construct.py`` fail if pydantic adds or renames an
-  instance slot.
+  instance slot. :func:`rebuild` does the same for the LangGraph saver, which
+  hands out copies of models it decoded (and validated) before instead of
+  validating the same stored text again; it must equal ``model_copy(deep=True)``:
+  ``tests/langgraph/test_reuse.py::test_a_clone_is_equal_independent_and_shares_only_immutable_leaves``.
 
 * **A reading validator rebuilt from a rewritten core schema**
   (:func:`reading_validator`, ``SchemaValidator(..., _use_prebuilt=False)``).
@@ -59,8 +62,10 @@ from pydantic_core import SchemaSerializer, SchemaValidator
 __all__ = [
     "construct",
     "core_schema",
+    "has_private",
     "may_hold_non_finite",
     "reading_validator",
+    "rebuild",
     "strict_serializer",
 ]
 
@@ -198,6 +203,23 @@ def construct(cls: type[M], values: dict[str, Any]) -> M:
     object.__setattr__(obj, "__dict__", values)
     object.__setattr__(obj, "__pydantic_fields_set__", _fields_set(cls))
     object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
+
+
+def has_private(model: BaseModel) -> bool:
+    """Whether ``model`` holds private attributes (which :func:`rebuild` does not copy)."""
+    return getattr(model, "__pydantic_private__", None) is not None
+
+
+def rebuild(model: M, fields: dict[str, Any], extra: dict[str, Any] | None) -> M:
+    """A model of ``model``'s class holding ``fields`` and ``extra`` (copies the caller made),
+    with a copy of its fields set and no private attributes (see :func:`has_private`)."""
+    cls = type(model)
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "__dict__", fields)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(model.__pydantic_fields_set__))
+    object.__setattr__(obj, "__pydantic_extra__", extra)
     object.__setattr__(obj, "__pydantic_private__", None)
     return obj
 

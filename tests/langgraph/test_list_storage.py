@@ -238,3 +238,33 @@ async def test_concurrent_branches_from_one_version_do_not_share_an_end(
         tup = await saver.aget_tuple(conf)
         assert tup is not None
         assert tup.checkpoint["channel_values"]["messages"] == want
+
+
+async def test_a_stale_saver_does_not_append_to_a_list_another_cut_and_regrew(
+    tmp_path: Path,
+) -> None:
+    """One saver remembers a list ending at 10; another cuts it to 8 and appends 2 others."""
+    path = str(tmp_path / "shared.db")
+    async with (
+        ForkpointSaver.from_conn_string(path) as one,
+        ForkpointSaver.from_conn_string(path) as two,
+    ):
+        parent = config("t")
+        mine: list[Any] = []
+        for i in range(10):
+            mine = [*mine, message(i)]
+            run: Any = {"run_id": "late"} if i >= 8 else {}
+            parent = await one.aput(parent, checkpoint(mine, i + 1), run, {"messages": i + 1})
+        await two.adelete_for_runs(["late"])
+        assert count(path, "SELECT count(*) FROM lg_list_items") == 8
+        kept = await two.aget_tuple(config("t"))
+        assert kept is not None
+        theirs = [*kept.checkpoint["channel_values"]["messages"], message(80), message(90)]
+        await two.aput(kept.config, checkpoint(theirs, 20), {}, {"messages": 20})
+        assert count(path, "SELECT count(*) FROM lg_list_items") == 10
+        mine = [*mine, message(10)]
+        made = await one.aput(parent, checkpoint(mine, 30), {}, {"messages": 30})
+        for reader in (one, two):
+            tup = await reader.aget_tuple(made)
+            assert tup is not None
+            assert tup.checkpoint["channel_values"]["messages"] == mine

@@ -5,14 +5,15 @@ Standard library: ``datetime`` (with its zone: a ``ZoneInfo`` keeps its key),
 ``bytearray``, ``tuple``, ``set``, ``frozenset``, ``deque``, ``PurePath``-family
 paths. LangChain: every concrete message class and its chunk, ``Document``.
 LangGraph: ``Interrupt``, ``Send``, ``Command``, ``Overwrite``,
-``TimeoutPolicy``. Entry names are fixed strings; renaming one is a storage
-format change.
+``TimeoutPolicy`` and the snapshot a ``DeltaChannel`` stores. Entry names are
+fixed strings; renaming one is a storage format change.
 """
 
 from __future__ import annotations
 
 import base64
 import decimal
+import importlib
 import pathlib
 import uuid
 from collections import deque
@@ -121,6 +122,21 @@ def _path_entry(cls: type[pathlib.PurePath], name: str) -> Entry:
     return Entry(name, cls, str, _checked(str, cls))
 
 
+_DELTA_SNAPSHOT: type | None = getattr(
+    importlib.import_module("langgraph.checkpoint.serde.types"), "_DeltaSnapshot", None
+)
+"""What a ``DeltaChannel`` stores at its snapshots (langgraph-checkpoint 4.x; None before it)."""
+
+
+def _delta_snapshot_entry(cls: type) -> Entry:
+    def decode(payload: Any) -> Any:
+        if type(payload) is not dict or set(payload) != {"value"}:
+            raise TypeError("a delta snapshot is stored as {value}")
+        return cls(payload["value"])
+
+    return Entry("lg.DeltaSnapshot", cls, lambda snap: {"value": snap.value}, decode)
+
+
 def _langchain_models() -> list[type[BaseModel]]:
     found = []
     for attr in sorted(dir(lc_messages)):
@@ -167,6 +183,8 @@ def default_registry() -> TypeRegistry:
         dataclass_entry(TimeoutPolicy, "lg.TimeoutPolicy"),
         EXCEPTION_ENTRY,
     ]
+    if _DELTA_SNAPSHOT is not None:
+        entries.append(_delta_snapshot_entry(_DELTA_SNAPSHOT))
     entries += [pydantic_entry(cls, f"lc.{cls.__name__}") for cls in _langchain_models()]
     return TypeRegistry(entries)
 

@@ -89,6 +89,8 @@ MAX_DEPTH = 200
 """Deepest nesting a value may have, on save and on load."""
 
 _FORMAT_NAMES = frozenset({"dict", "map", "float"})
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+"""What JSON decodes to that needs no further decoding."""
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -98,13 +100,17 @@ class Entry:
 
     ``encode`` returns a payload in any form this registry can encode (it is
     encoded recursively); ``decode`` receives the decoded payload and returns the
-    object, raising any exception to reject it.
+    object, raising any exception to reject it. ``fields`` says that the payload
+    is nothing but the object's ``__dict__`` and ``__pydantic_extra__`` (as
+    :func:`pydantic_entry` makes it), so an object whose attributes are the
+    same objects as before encodes to the same text (see ``reuse.py``).
     """
 
     name: str
     cls: type
     encode: Callable[[Any], Any]
     decode: Callable[[Any], Any]
+    fields: bool = False
 
 
 class _Fail(Exception):
@@ -140,6 +146,9 @@ def _text(tree: Any) -> str:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 class TypeRegistry:
@@ -252,16 +261,7 @@ class TypeRegistry:
         ``"[" + ",".join(result) + "]"`` is exactly ``dumps(items)``, so a list can
         be stored element by element and read back as one text.
         """
-        out: list[str] = []
-        for index, item in enumerate(items):
-            try:
-                tree = self._enc(item, 1)
-            except _Fail as fail:
-                fail.keys.append(index)
-                kind = UnregisteredType if fail.unregistered else ValueCodecError
-                raise kind(fail.message, channel=channel, where=fail.where()) from None
-            out.append(_text(tree))
-        return out
+        return [self.dumps_item(item, index, channel=channel) for index, item in enumerate(items)]
 
     def to_json(self, value: Any, *, channel: str | None = None) -> Any:
         """``value`` as a JSON-compatible tree in the stored format."""
@@ -321,6 +321,16 @@ class TypeRegistry:
                 raise
         return pairs
 
+    def dumps_item(self, item: Any, index: int, *, channel: str | None = None) -> str:
+        """Element ``index`` of a list value as stored JSON text (see :meth:`dumps_items`)."""
+        try:
+            tree = self._enc(item, 1)
+        except _Fail as fail:
+            fail.keys.append(index)
+            kind = UnregisteredType if fail.unregistered else ValueCodecError
+            raise kind(fail.message, channel=channel, where=fail.where()) from None
+        return _text(tree)
+
     # --- decoding ------------------------------------------------------------------------
 
     def loads(self, text: str | bytes, *, channel: str | None = None) -> Any:
@@ -332,6 +342,20 @@ class TypeRegistry:
                 f"stored value is not valid JSON ({exc})", channel=channel
             ) from None
         return self.from_json(tree, channel=channel)
+
+    def load_item(self, text: str, index: int, *, channel: str | None = None) -> Any:
+        """Element ``index`` of a list value stored element by element (see :meth:`loads`)."""
+        try:
+            tree = _DECODER.decode(text)
+        except (ValueError, RecursionError, TypeError) as exc:
+            raise UndecodableValue(
+                f"stored value is not valid JSON ({exc})", channel=channel, where=f"$[{index}]"
+            ) from None
+        try:
+            return self._dec(tree, 1)
+        except _Fail as fail:
+            fail.keys.append(index)
+            raise UndecodableValue(fail.message, channel=channel, where=fail.where()) from None
 
     def from_json(self, tree: Any, *, channel: str | None = None) -> Any:
         """Decode a JSON tree in the stored format (see :meth:`loads`)."""
@@ -347,6 +371,9 @@ class TypeRegistry:
                 raise _Fail(f"stored value nested deeper than {MAX_DEPTH} levels")
             items: list[Any] = []
             for index, item in enumerate(value):
+                if type(item) in _SCALARS:
+                    items.append(item)
+                    continue
                 try:
                     items.append(self._dec(item, depth + 1))
                 except _Fail as fail:
@@ -361,6 +388,9 @@ class TypeRegistry:
             return self._dec_tagged(value, depth)
         out: dict[str, Any] = {}
         for key, item in value.items():
+            if type(item) in _SCALARS:
+                out[key] = item
+                continue
             try:
                 out[key] = self._dec(item, depth + 1)
             except _Fail as fail:
@@ -453,7 +483,7 @@ def pydantic_entry(cls: type[BaseModel], name: str) -> Entry:
             raise TypeError("a model is stored as an object of its fields")
         return cls.model_validate(data, by_alias=False, by_name=True)
 
-    return Entry(name, cls, encode, decode)
+    return Entry(name, cls, encode, decode, fields=True)
 
 
 def dataclass_entry(cls: type, name: str) -> Entry:

@@ -25,6 +25,11 @@ run on forkpoint's SQLite engine (group commit, ``BEGIN IMMEDIATE`` with a busy
 timeout, a reader that never waits for the writer, typed errors), which the
 saver keeps on an event loop of its own (``_loop.py``).
 
+A conversation's messages cost what changed, not the whole state: a put
+encodes only the list elements it cannot vouch for, a read hands out copies of
+elements it decoded before, and a listing decodes each stored element once
+(``_lists.py``, ``reuse.py``).
+
 This module runs past 600 lines because LangGraph's contract is one class with
 a sync and an async face for each of its ten operations; both faces share
 one request builder and one decoder here, and splitting the class would only
@@ -42,9 +47,7 @@ import random
 import shutil
 import sys
 import tempfile
-import threading
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -66,11 +69,13 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 
+from .._checks import check_keep_last
 from ..codec import format_time
 from ..errors import CheckpointerClosed, InvalidInput
 from ..models import JsonState
 from ..sqlite import SqliteCheckpointer
 from . import store
+from ._lists import Decoded, KnownList, ListCache
 from ._loop import LoopThread, SharedLoop
 from .builtin_types import default_registry
 from .errors import SyncCallOnEventLoop, UndecodableValue
@@ -92,7 +97,10 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     built-in types; ``types`` (classes) and ``schemas`` (state schemas, walked
     for the models they name) are registered on it. ``durability="full"``
     syncs every commit (``synchronous=FULL``); ``"normal"`` may lose the last
-    commits on power loss, never corrupt the file.
+    commits on power loss, never corrupt the file. ``keep_last=N``: a retention
+    policy; each put then keeps only the newest N checkpoints of its thread's
+    namespace (with their writes and the values they use), in the put's own
+    transaction.
     """
 
     def __init__(
@@ -104,6 +112,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         schemas: Sequence[Any] = (),
         durability: Durability = "full",
         busy_timeout: float = 5.0,
+        keep_last: int | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(path, str | PathLike):
@@ -114,7 +123,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
             raise InvalidInput(
                 f"busy_timeout must be a number of seconds >= 0, not {busy_timeout!r}"
             )
-        self._configure(registry, types, schemas)
+        self._configure(registry, types, schemas, keep_last)
         self._owns_checkpointer = True
         target = fspath(path)
         self._scratch: str | None = None
@@ -135,14 +144,19 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         self._engine = self._checkpointer.engine
 
     def _configure(
-        self, registry: TypeRegistry | None, types: Sequence[type], schemas: Sequence[Any]
+        self,
+        registry: TypeRegistry | None,
+        types: Sequence[type],
+        schemas: Sequence[Any],
+        keep_last: int | None,
     ) -> None:
+        self._keep_last = check_keep_last(keep_last)
         self.registry = registry if registry is not None else default_registry()
         for cls in types:
             self.registry.register(cls)
         for schema in schemas:
             self.registry.register_schema(schema)
-        self._lists = _ListCache()
+        self._lists = ListCache()
 
     # --- opening and closing ---------------------------------------------------------------
 
@@ -154,6 +168,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         registry: TypeRegistry | None = None,
         types: Sequence[type] = (),
         schemas: Sequence[Any] = (),
+        keep_last: int | None = None,
     ) -> ForkpointSaver:
         """A saver on the database of an open ``SqliteCheckpointer``, sharing its engine.
 
@@ -179,7 +194,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         engine.check_usable()
         self = cls.__new__(cls)
         BaseCheckpointSaver.__init__(self)
-        self._configure(registry, types, schemas)
+        self._configure(registry, types, schemas, keep_last)
         self._owns_checkpointer = False
         self._scratch = None
         self._loop = SharedLoop(loop, path=engine.path)
@@ -288,8 +303,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     # --- async API -------------------------------------------------------------------------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        row = await self._read(store.get_checkpoint, *_locate(config))
-        return None if row is None else self._tuple(row)
+        return self._latest(await self._read(store.read_checkpoint, *_locate(config)))
 
     async def alist(
         self,
@@ -300,9 +314,9 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         query = _ListQuery(self, config, filter, before, limit)
-        while (page := query.next_args()) is not None:
-            rows = await self._read(store.list_checkpoints, *page)
-            for item in query.take(rows):
+        while (args := query.next_args()) is not None:
+            page = await self._read(store.list_checkpoints, *args)
+            for item in query.take(page):
                 yield item
 
     async def aput(
@@ -312,8 +326,8 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        request = self._put_request(config, checkpoint, metadata, new_versions)
-        self._lists.stored(request, await self._write(store.put_checkpoint, request))
+        request, encoded = self._put_request(config, checkpoint, metadata, new_versions)
+        self._lists.stored(request, encoded, await self._write(store.put_checkpoint, request))
         return _config(request.thread_id, request.checkpoint_ns, request.checkpoint_id)
 
     async def aput_writes(
@@ -326,16 +340,29 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         await self._write(store.put_writes, *self._writes_args(config, writes, task_id, task_path))
 
     async def adelete_thread(self, thread_id: str) -> None:
+        self._lists.forget([_thread(thread_id)])
         await self._write(store.delete_thread, _thread(thread_id))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._lists.forget()
         await self._write(store.delete_for_runs, _run_ids(run_ids))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         await self._write(store.copy_thread, _thread(source_thread_id), _thread(target_thread_id))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._write(store.prune, _thread_list(thread_ids), strategy)
+        threads = _thread_list(thread_ids)
+        self._lists.forget(threads)
+        await self._write(store.prune, threads, strategy)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, Any]:
+        """``get_delta_channel_history`` in one read: the parent chain walked in SQL."""
+        if not channels:
+            return {}
+        found = await self._read(store.read_delta_history, *_locate(config), _channels(channels))
+        return self._delta(found, channels)
 
     async def avacuum(self) -> int:
         """Give the pages freed by deletions back to the file system; the bytes the file shrank by."""
@@ -346,13 +373,13 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
 
         A time-to-live over threads: run it on a schedule to bound the file.
         """
+        self._lists.forget()
         return await self._write(store.delete_inactive, _cutoff(older_than))
 
     # --- sync API (same requests; refuses the event loop's thread) ------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        row = self._read_sync("get_tuple", store.get_checkpoint, *_locate(config))
-        return None if row is None else self._tuple(row)
+        return self._latest(self._read_sync("get_tuple", store.read_checkpoint, *_locate(config)))
 
     def list(
         self,
@@ -366,9 +393,9 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         return self._pages(_ListQuery(self, config, filter, before, limit))
 
     def _pages(self, query: _ListQuery) -> Iterator[CheckpointTuple]:
-        while (page := query.next_args()) is not None:
-            rows = self._read_sync("list", store.list_checkpoints, *page)
-            yield from query.take(rows)
+        while (args := query.next_args()) is not None:
+            page = self._read_sync("list", store.list_checkpoints, *args)
+            yield from query.take(page)
 
     def put(
         self,
@@ -378,8 +405,9 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         _not_on_event_loop("put")
-        request = self._put_request(config, checkpoint, metadata, new_versions)
-        self._lists.stored(request, self._write_sync("put", store.put_checkpoint, request))
+        request, encoded = self._put_request(config, checkpoint, metadata, new_versions)
+        stored = self._write_sync("put", store.put_checkpoint, request)
+        self._lists.stored(request, encoded, stored)
         return _config(request.thread_id, request.checkpoint_ns, request.checkpoint_id)
 
     def put_writes(
@@ -394,9 +422,11 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         self._write_sync("put_writes", store.put_writes, *args)
 
     def delete_thread(self, thread_id: str) -> None:
+        self._lists.forget([_thread(thread_id)])
         self._write_sync("delete_thread", store.delete_thread, _thread(thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._lists.forget()
         self._write_sync("delete_for_runs", store.delete_for_runs, _run_ids(run_ids))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
@@ -404,7 +434,21 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         self._write_sync("copy_thread", store.copy_thread, source, target)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        self._write_sync("prune", store.prune, _thread_list(thread_ids), strategy)
+        threads = _thread_list(thread_ids)
+        self._lists.forget(threads)
+        self._write_sync("prune", store.prune, threads, strategy)
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, Any]:
+        """Each channel's writes along the checkpoint's ancestors, oldest first, and its
+        nearest stored value, where replaying them starts (LangGraph's ``DeltaChannel``):
+        one read job instead of one ``get_tuple`` per ancestor."""
+        if not channels:
+            return {}
+        args = (*_locate(config), _channels(channels))
+        found = self._read_sync("get_delta_channel_history", store.read_delta_history, *args)
+        return self._delta(found, channels)
 
     def vacuum(self) -> int:
         """Sync :meth:`avacuum`."""
@@ -413,6 +457,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
 
     def delete_inactive(self, older_than: timedelta) -> builtins.list[str]:
         """Sync :meth:`adelete_inactive`."""
+        self._lists.forget()
         return self._write_sync("delete_inactive", store.delete_inactive, _cutoff(older_than))
 
     # --- encoding and decoding -------------------------------------------------------------
@@ -423,7 +468,8 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         checkpoint: Checkpoint,
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
-    ) -> store.PutRequest:
+    ) -> tuple[store.PutRequest, dict[str, KnownList]]:
+        """The job's request, and each list value's element encodings (for :class:`ListCache`)."""
         thread_id, checkpoint_ns, parent_id = _locate(config)
         if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("id"), str):
             raise InvalidInput(
@@ -433,6 +479,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         md = get_serializable_checkpoint_metadata(config, metadata)
         versions = checkpoint.get("channel_versions", {})
         blobs = []
+        encoded: dict[str, KnownList] = {}
         for channel, value in checkpoint.get("channel_values", {}).items():
             version = versions.get(channel)
             if version is None:
@@ -440,16 +487,18 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
                 continue
             key = json.dumps(version)
             if channel in new_versions and type(value) is list and len(value) >= _LIST_MIN:
-                items = self.registry.dumps_items(value, channel=channel)
-                base = self._lists.base((thread_id, checkpoint_ns, channel), items)
-                blobs.append(store.BlobIn(channel, key, "", items, base))
+                known, base = self._lists.encode(
+                    (thread_id, checkpoint_ns, channel), value, self.registry
+                )
+                encoded[channel] = known
+                blobs.append(store.BlobIn(channel, key, "", known.texts, base))
             elif channel in new_versions:
                 blobs.append(store.BlobIn(channel, key, dumps(value, channel=channel)))
             else:
                 blobs.append(store.BlobIn(channel, key, partial(dumps, value, channel=channel)))
         skeleton = {k: v for k, v in checkpoint.items() if k != "channel_values"}
         run_id = md.get("run_id")
-        return store.PutRequest(
+        request = store.PutRequest(
             thread_id=thread_id,
             checkpoint_ns=checkpoint_ns,
             checkpoint_id=checkpoint["id"],
@@ -459,7 +508,9 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
             metadata=dumps(md, channel="<metadata>"),
             checkpoint=dumps(skeleton, channel="<checkpoint>"),
             blobs=blobs,
+            keep_last=self._keep_last,
         )
+        return request, encoded
 
     def _writes_args(
         self,
@@ -481,7 +532,62 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         ]
         return thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, rows
 
-    def _tuple(self, row: store.StoredCheckpoint) -> CheckpointTuple:
+    def _delta(self, found: store.DeltaHistory, channels: Sequence[str]) -> dict[str, Any]:
+        """The history LangGraph's default walk would return, from one read's rows."""
+        loads = self.registry.loads
+        decoded = Decoded(self.registry)
+        decoded.add(store.Page([], found.items))
+        result: dict[str, Any] = {}
+        # nearest ancestor first; within one, writes_sort_key order; then reversed (oldest first)
+        ordered = sorted(
+            found.writes, key=lambda w: (-w[0], writes_sort_key(w[1][3], w[1][0], w[1][4]))
+        )
+        for channel in dict.fromkeys(channels):
+            start = found.starts.get(channel)
+            entry: dict[str, Any] = {
+                "writes": [  # up to the ancestor holding a stored value (all the way without one)
+                    (task_id, ch, loads(text, channel=ch))
+                    for depth, (task_id, ch, text, _, _) in ordered
+                    if ch == channel and (start is None or depth <= start[0])
+                ]
+            }
+            if start is not None:
+                value = start[1]
+                if value is None:
+                    raise UndecodableValue("the stored value is missing", channel=channel)
+                entry.update(
+                    seed=decoded.value(channel, value)
+                    if isinstance(value, store.ListRef)
+                    else loads(value, channel=channel)
+                )
+            result[channel] = entry
+        return result
+
+    def _latest(self, page: store.Page) -> CheckpointTuple | None:
+        """``get_tuple``'s answer; its list values' elements are remembered for the next put."""
+        if not page.rows:
+            return None
+        row = page.rows[0]
+        known = {
+            channel: self._lists.get((row.thread_id, row.checkpoint_ns, channel))
+            for channel in row.lists
+        }
+        decoded = Decoded(self.registry, {ref.key: known[c] for c, ref in row.lists.items()})
+        decoded.add(page)
+        found = self._tuple(row, decoded)
+        values = found.checkpoint["channel_values"]
+        for channel, ref in row.lists.items():
+            self._lists.read(
+                (row.thread_id, row.checkpoint_ns, channel),
+                ref.key[3],
+                decoded.texts[ref.key][: ref.length],
+                values[channel],
+                decoded.twins[ref.key][: ref.length],
+                decoded.snapshots[ref.key][: ref.length],
+            )
+        return found
+
+    def _tuple(self, row: store.StoredCheckpoint, decoded: Decoded) -> CheckpointTuple:
         loads = self.registry.loads
         try:
             checkpoint = loads(row.checkpoint, channel="<checkpoint>")
@@ -491,6 +597,8 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
                 if text is None:
                     raise UndecodableValue("the stored value is missing", channel=channel)
                 values[channel] = loads(text, channel=channel)
+            for channel, ref in row.lists.items():
+                values[channel] = decoded.value(channel, ref)
             writes: list[PendingWrite] = [
                 (task_id, channel, loads(text, channel=channel))
                 for task_id, channel, text, _, _ in sorted(
@@ -515,41 +623,6 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
             parent,
             writes,
         )
-
-
-class _ListCache:
-    """The last list value stored per ``(thread, namespace, channel)``, to store the next as an append.
-
-    Holds element *texts*, compared in full: an element changed in place is
-    seen as changed. The job still checks that the list ends where this cache
-    says (another process, a prune), else it stores a new list. Bounded (LRU).
-    """
-
-    SIZE = 64
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lists: OrderedDict[tuple[str, str, str], tuple[str, list[str]]] = OrderedDict()
-
-    def base(self, where: tuple[str, str, str], items: list[str]) -> tuple[str, int] | None:
-        with self._lock:
-            known = self._lists.get(where)
-        if known is None:
-            return None
-        list_id, old = known
-        if len(old) <= len(items) and items[: len(old)] == old:
-            return list_id, len(old)
-        return None
-
-    def stored(self, request: store.PutRequest, lists: dict[str, tuple[str, int]]) -> None:
-        by_channel = {blob.channel: blob.items for blob in request.blobs if blob.items is not None}
-        with self._lock:
-            for channel, (list_id, _) in lists.items():
-                where = (request.thread_id, request.checkpoint_ns, channel)
-                self._lists[where] = (list_id, by_channel[channel] or [])
-                self._lists.move_to_end(where)
-            while len(self._lists) > self.SIZE:
-                self._lists.popitem(last=False)
 
 
 class _ListQuery:
@@ -579,6 +652,7 @@ class _ListQuery:
         self.below: int | None = None
         self.keep = None if not filter else partial(_matches, saver.registry, dict(filter))
         self.done = limit is not None and limit <= 0
+        self.decoded = Decoded(saver.registry)
 
     def next_args(self) -> tuple[Any, ...] | None:
         if self.done:
@@ -592,9 +666,12 @@ class _ListQuery:
             self.below,
             self.keep,
             count,
+            self.decoded.known(),
         )
 
-    def take(self, rows: list[store.StoredCheckpoint]) -> list[CheckpointTuple]:
+    def take(self, page: store.Page) -> list[CheckpointTuple]:
+        rows = page.rows
+        self.decoded.add(page)
         count = _PAGE if self.remaining is None else min(_PAGE, self.remaining)
         if len(rows) < count:
             self.done = True
@@ -603,7 +680,7 @@ class _ListQuery:
         if self.remaining is not None:
             self.remaining -= len(rows)
             self.done = self.done or self.remaining <= 0
-        return [self.saver._tuple(row) for row in rows]
+        return [self.saver._tuple(row, self.decoded) for row in rows]
 
 
 def _matches(registry: TypeRegistry, wanted: dict[str, Any], metadata_text: str) -> bool:
@@ -643,6 +720,12 @@ def _thread_list(thread_ids: Sequence[str]) -> list[str]:
     if isinstance(thread_ids, str):
         raise InvalidInput("thread_ids must be a list of thread ids, not one string")
     return [_thread(t) for t in thread_ids]
+
+
+def _channels(channels: Sequence[str]) -> list[str]:
+    if isinstance(channels, str) or not all(isinstance(c, str) for c in channels):
+        raise InvalidInput("channels must be a list of channel names")
+    return list(dict.fromkeys(channels))
 
 
 def _run_ids(run_ids: Sequence[str]) -> list[str]:

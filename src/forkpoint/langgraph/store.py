@@ -26,7 +26,10 @@ not be committed yet. None of that is a linear list of steps.
   stored list appends only its new elements, so a conversation stores each
   message once however many checkpoints hold it; a version that does not (a
   branch, an edit, a list that was trimmed meanwhile) starts a list of its own.
-  Reading one is one ordered range query, no chain to follow.
+  Elements are only ever appended or cut from the end, so a list never has a
+  gap. Reading one is one ordered range query, no chain to follow; a listing
+  reads each list's elements once for all its checkpoints (``Page.items``) and
+  a later page only the elements the caller does not have yet.
 * ``lg_writes`` — pending writes by ``(…, checkpoint_id, task_id, idx)``, with no
   foreign key: a write may arrive before its checkpoint. A negative ``idx``
   (errors, interrupts, resume values) replaces; others are kept if present.
@@ -38,19 +41,27 @@ reader connection. Copy and prune are one ``INSERT … SELECT`` / ``DELETE`` per
 table in that one transaction; deletions then drop the values and list items no
 remaining checkpoint uses. All SQL binds its values; nothing from the
 caller is ever spliced into SQL text.
+
+This module runs past 600 lines because it is the one place that knows these
+tables: every job that writes a row and every job that reads it back sit side
+by side, so the key naming (``<version>@<checkpoint id>``), the list layout and
+what a deletion must collect stay in step.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ..errors import CheckpointNotFound, InvalidInput, ThreadExists
 
 __all__ = [
     "BlobIn",
+    "ListKey",
+    "ListRef",
+    "Page",
     "PutRequest",
     "StoredCheckpoint",
     "copy_thread",
@@ -62,6 +73,8 @@ __all__ = [
     "prune",
     "put_checkpoint",
     "put_writes",
+    "read_checkpoint",
+    "read_delta_history",
 ]
 
 
@@ -99,10 +112,27 @@ class PutRequest(NamedTuple):
     metadata: str
     checkpoint: str
     blobs: Sequence[BlobIn]
+    keep_last: int | None = None  # then keep only the namespace's newest N checkpoints
+
+
+ListKey = tuple[str, str, str, str]
+"""One stored list: ``(thread_id, checkpoint_ns, channel, list_id)``."""
+
+
+class ListRef(NamedTuple):
+    """A value stored as a list: the first ``length`` elements of list ``key``."""
+
+    key: ListKey
+    length: int
 
 
 class StoredCheckpoint(NamedTuple):
-    """A checkpoint row with everything needed to rebuild its tuple (still encoded)."""
+    """A checkpoint row with everything needed to rebuild its tuple (still encoded).
+
+    ``values`` holds each channel's JSON text (``None``: the value this row
+    refers to is missing), except the channels in ``lists``, stored element by
+    element, whose elements come with the :class:`Page`.
+    """
 
     seq: int
     thread_id: str
@@ -111,8 +141,20 @@ class StoredCheckpoint(NamedTuple):
     parent_checkpoint_id: str | None
     metadata: str
     checkpoint: str
-    values: dict[str, str | None]  # None: the value this row refers to is missing
+    values: dict[str, str | None]
     writes: list[tuple[str, str, str, str, int]]  # task_id, channel, value, task_path, idx
+    lists: dict[str, ListRef]
+
+
+class Page(NamedTuple):
+    """Checkpoint rows and the list elements they need that the caller did not have yet.
+
+    ``items[key]`` is ``(first index read, element texts from there on)``; a
+    list that has fewer elements than a row needs is simply short.
+    """
+
+    rows: list[StoredCheckpoint]
+    items: dict[ListKey, tuple[int, list[str]]]
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -123,53 +165,51 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> dict[str, tuple
 
     Every read and every encoding happens before the first write, so a value
     that cannot be encoded refuses the job with nothing written. Returns
-    ``{channel: (list_id, length)}`` for the values stored as lists.
+    ``{channel: (list_id, length)}`` for the values stored as lists. A handful
+    of statements whatever the number of channels: the parent's keys and which
+    candidate keys are stored (one query), where each list ends, the inserts
+    (one batch per kind).
     """
-    parent_keys: dict[str, str] = {}
-    if req.parent_checkpoint_id is not None:
-        row = conn.execute(
-            "SELECT channels FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
-            "AND checkpoint_id = ?",
-            (req.thread_id, req.checkpoint_ns, req.parent_checkpoint_id),
-        ).fetchone()
-        if row is not None:
-            parent_keys = json.loads(row[0])
+    where = (req.thread_id, req.checkpoint_ns)
+    parent_keys, stored = _stored_keys(conn, req)
     keys: dict[str, str] = {}
-    inserts: list[tuple[str, str, str, bool, int]] = []  # channel, key, text, replace, encoding
+    inserts: dict[bool, list[tuple[str, str, str, str, int, str]]] = {True: [], False: []}
     appends: list[tuple[str, str, int, list[str]]] = []  # channel, list_id, start, items
     lists: dict[str, tuple[str, int]] = {}
     for blob in req.blobs:
         if blob.items is not None and blob.version is not None:
-            key, list_id, start = _plan_list(conn, req, blob.channel, blob.version, blob)
+            key, list_id, start = _plan_list(
+                conn, req, stored, blob.channel, blob.version, blob.items, blob.base
+            )
             ref = json.dumps({"list": list_id, "len": len(blob.items)}, separators=(",", ":"))
-            inserts.append((blob.channel, key, ref, True, LIST))
+            inserts[True].append((*where, blob.channel, key, LIST, ref))
             appends.append((blob.channel, list_id, start, blob.items[start:]))
             lists[blob.channel] = (list_id, len(blob.items))
         else:
-            key, text, replace = _plan_blob(conn, req, blob, parent_keys.get(blob.channel))
+            key, text, replace = _plan_blob(conn, req, stored, blob, parent_keys.get(blob.channel))
             if text is not None:
-                inserts.append((blob.channel, key, text, replace, VALUE))
+                inserts[replace].append((*where, blob.channel, key, VALUE, text))
         keys[blob.channel] = key
     for channel, list_id, start, items in appends:
-        where = (req.thread_id, req.checkpoint_ns, channel, list_id)
         if start == 0:  # a new list: nothing of an older list by that id may survive
             conn.execute(
                 "DELETE FROM lg_list_items WHERE thread_id = ? AND checkpoint_ns = ? "
                 "AND channel = ? AND list_id = ?",
-                where,
+                (*where, channel, list_id),
             )
         conn.executemany(
             "INSERT INTO lg_list_items (thread_id, checkpoint_ns, channel, list_id, idx, value) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [(*where, start + offset, item) for offset, item in enumerate(items)],
+            [(*where, channel, list_id, start + offset, item) for offset, item in enumerate(items)],
         )
-    for channel, key, text, replace, encoding in inserts:
-        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-        conn.execute(
-            f"{verb} INTO lg_blobs (thread_id, checkpoint_ns, channel, key, encoding, value) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (req.thread_id, req.checkpoint_ns, channel, key, encoding, text),
-        )
+    for replace, rows in inserts.items():
+        if rows:
+            verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+            conn.executemany(
+                f"{verb} INTO lg_blobs (thread_id, checkpoint_ns, channel, key, encoding, value) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
     conn.execute(
         "INSERT INTO lg_checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
         "parent_checkpoint_id, run_id, created_at, metadata, channels, checkpoint) "
@@ -190,50 +230,119 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> dict[str, tuple
             req.checkpoint,
         ),
     )
+    if req.keep_last is not None:
+        _keep_newest(conn, req.thread_id, req.checkpoint_ns, req.keep_last)
     return lists
 
 
+def _keep_newest(conn: sqlite3.Connection, thread_id: str, checkpoint_ns: str, keep: int) -> None:
+    """Delete the namespace's checkpoints older than its newest ``keep`` (by insertion order),
+    their writes, and the values and list elements no remaining checkpoint uses."""
+    row = conn.execute(
+        "SELECT seq FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+        "ORDER BY seq DESC LIMIT 1 OFFSET ?",
+        (thread_id, checkpoint_ns, keep),
+    ).fetchone()
+    if row is None:  # no more than ``keep`` checkpoints
+        return
+    where = (thread_id, checkpoint_ns, int(row[0]))
+    conn.execute(
+        "DELETE FROM lg_writes WHERE (thread_id, checkpoint_ns, checkpoint_id) IN ("
+        "SELECT thread_id, checkpoint_ns, checkpoint_id FROM lg_checkpoints "
+        "WHERE thread_id = ? AND checkpoint_ns = ? AND seq <= ?)",
+        where,
+    )
+    conn.execute(
+        "DELETE FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND seq <= ?", where
+    )
+    _collect_blobs(conn, [thread_id])
+
+
+def _stored_keys(
+    conn: sqlite3.Connection, req: PutRequest
+) -> tuple[dict[str, str], set[tuple[str, str]]]:
+    """The parent's ``{channel: key}``, and which keys this request may reuse or collide with
+    are stored (its channels' versions, the parent's keys): one query for both."""
+    versions = [(blob.channel, blob.version) for blob in req.blobs if blob.version is not None]
+    parent_keys: dict[str, str] = {}
+    stored: set[tuple[str, str]] = set()
+    for kind, channel, key in conn.execute(
+        "WITH parent (channel, key) AS (SELECT j.key, j.value FROM lg_checkpoints c, "
+        "json_each(c.channels) j WHERE c.thread_id = ?1 AND c.checkpoint_ns = ?2 "
+        "AND c.checkpoint_id = ?3) "
+        "SELECT 'parent', channel, key FROM parent UNION ALL "
+        "SELECT 'stored', b.channel, b.key FROM lg_blobs b WHERE b.thread_id = ?1 "
+        "AND b.checkpoint_ns = ?2 AND (b.channel, b.key) IN ("
+        "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?4) "
+        "UNION SELECT channel, key FROM parent)",
+        (
+            req.thread_id,
+            req.checkpoint_ns,
+            req.parent_checkpoint_id,
+            json.dumps(versions, ensure_ascii=False),
+        ),
+    ):
+        if kind == "parent":
+            parent_keys[str(channel)] = str(key)
+        else:
+            stored.add((str(channel), str(key)))
+    return parent_keys, stored
+
+
 def _plan_list(
-    conn: sqlite3.Connection, req: PutRequest, channel: str, version: str, blob: BlobIn
+    conn: sqlite3.Connection,
+    req: PutRequest,
+    stored: set[tuple[str, str]],
+    channel: str,
+    version: str,
+    items: list[str],
+    base: tuple[str, int] | None,
 ) -> tuple[str, str, int]:
     """``(blob key, list_id, first index to insert)``: append to ``base`` if it still ends there."""
-    where = (req.thread_id, req.checkpoint_ns, channel)
     key = version
-    if _blob_text(conn, where, key) is not None:  # this version is taken (a branch reused it)
+    if (channel, key) in stored:  # this version is taken (a branch reused it)
         key = f"{version}@{req.checkpoint_id}"
-    if blob.base is not None and blob.items is not None:
-        list_id, length = blob.base
-        count, top = conn.execute(
-            "SELECT count(*), max(idx) FROM lg_list_items WHERE thread_id = ? "
-            "AND checkpoint_ns = ? AND channel = ? AND list_id = ?",
-            (*where, list_id),
+    if base is not None and 0 < base[1] <= len(items):
+        # the list still ends where the caller saw it end, with the element it saw last
+        # (elements are only ever appended, or cut from the end: never a gap)
+        list_id, length = base
+        where = (req.thread_id, req.checkpoint_ns, channel, list_id)
+        top, last = conn.execute(
+            "SELECT max(idx), (SELECT value FROM lg_list_items WHERE thread_id = ?1 "
+            "AND checkpoint_ns = ?2 AND channel = ?3 AND list_id = ?4 AND idx = ?5) "
+            "FROM lg_list_items WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND channel = ?3 "
+            "AND list_id = ?4",
+            (*where, length - 1),
         ).fetchone()
-        if 0 < length <= len(blob.items) and count == length and top == length - 1:
+        if top == length - 1 and last == items[length - 1]:
             return key, list_id, length
     return key, key, 0
 
 
 def _plan_blob(
-    conn: sqlite3.Connection, req: PutRequest, blob: BlobIn, parent_key: str | None
+    conn: sqlite3.Connection,
+    req: PutRequest,
+    stored: set[tuple[str, str]],
+    blob: BlobIn,
+    parent_key: str | None,
 ) -> tuple[str, str | None, bool]:
     """``(key, text to insert or None to reuse a stored value, replace?)`` for one value."""
-    where = (req.thread_id, req.checkpoint_ns, blob.channel)
     if blob.version is None:
         return "@" + req.checkpoint_id, _text(blob), True
     if callable(blob.value):  # unchanged channel: reuse the parent's value, else the version's
         if (
             parent_key is not None
             and _key_version(parent_key) == blob.version
-            and _blob_text(conn, where, parent_key) is not None
+            and (blob.channel, parent_key) in stored
         ):
             return parent_key, None, False
-        if _blob_text(conn, where, blob.version) is not None:
+        if (blob.channel, blob.version) in stored:
             return blob.version, None, False
     text = _text(blob)
-    stored = _blob_text(conn, where, blob.version)
-    if stored is None:
+    if (blob.channel, blob.version) not in stored:
         return blob.version, text, False
-    if stored == text:
+    where = (req.thread_id, req.checkpoint_ns, blob.channel)
+    if _blob_text(conn, where, blob.version) == text:
         return blob.version, None, False
     return f"{blob.version}@{req.checkpoint_id}", text, True
 
@@ -265,13 +374,18 @@ def put_writes(
     rows: Sequence[tuple[int, str, str]],
 ) -> None:
     """Store a task's writes: ``(idx, channel, encoded value)``; negative idx replaces."""
-    for idx, channel, text in rows:
-        verb = "INSERT OR REPLACE" if idx < 0 else "INSERT OR IGNORE"
-        conn.execute(
-            f"{verb} INTO lg_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, "
-            "task_path, channel, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, task_path, channel, text),
-        )
+    where = (thread_id, checkpoint_ns, checkpoint_id, task_id)
+    for replace in (True, False):
+        batch = [
+            (*where, idx, task_path, ch, text) for idx, ch, text in rows if (idx < 0) == replace
+        ]
+        if batch:
+            verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+            conn.executemany(
+                f"{verb} INTO lg_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, "
+                "task_path, channel, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                batch,
+            )
 
 
 def delete_thread(conn: sqlite3.Connection, thread_id: str) -> None:
@@ -425,21 +539,135 @@ _COLUMNS = (
 def get_checkpoint(
     conn: sqlite3.Connection, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
 ) -> StoredCheckpoint | None:
+    """One checkpoint by id (or the latest), every value as one JSON text, lists included."""
+    page = read_checkpoint(conn, thread_id, checkpoint_ns, checkpoint_id)
+    if not page.rows:
+        return None
+    row = page.rows[0]
+    values = dict(row.values)
+    for channel, ref in row.lists.items():
+        texts = page.items.get(ref.key, (0, []))[1]
+        values[channel] = (
+            "[" + ",".join(texts[: ref.length]) + "]" if len(texts) >= ref.length else None
+        )
+    return row._replace(values=values, lists={})
+
+
+def read_checkpoint(
+    conn: sqlite3.Connection, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
+) -> Page:
     """One checkpoint by id, or the namespace's latest (highest ``seq``) when id is None."""
+    found = _find(conn, thread_id, checkpoint_ns, checkpoint_id)
+    return Page([], {}) if found is None else _load(conn, [found[0]], {})
+
+
+def _find(
+    conn: sqlite3.Connection, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
+) -> tuple[int, str | None] | None:
+    """``(seq, parent id)`` of a checkpoint by id, or of the namespace's latest."""
     if checkpoint_id is None:
-        seq_row = conn.execute(
-            "SELECT max(seq) FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ?",
+        row = conn.execute(
+            "SELECT seq, parent_checkpoint_id FROM lg_checkpoints WHERE thread_id = ? "
+            "AND checkpoint_ns = ? ORDER BY seq DESC LIMIT 1",
             (thread_id, checkpoint_ns),
         ).fetchone()
     else:
-        seq_row = conn.execute(
-            "SELECT seq FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
-            "AND checkpoint_id = ?",
+        row = conn.execute(
+            "SELECT seq, parent_checkpoint_id FROM lg_checkpoints WHERE thread_id = ? "
+            "AND checkpoint_ns = ? AND checkpoint_id = ?",
             (thread_id, checkpoint_ns, checkpoint_id),
         ).fetchone()
-    if seq_row is None or seq_row[0] is None:
-        return None
-    return _load(conn, [int(seq_row[0])])[0]
+    return None if row is None else (int(row[0]), row[1])
+
+
+class DeltaHistory(NamedTuple):
+    """What ``get_delta_channel_history`` needs, still encoded (see :func:`read_delta_history`).
+
+    ``writes``: per visited ancestor, nearest first, its writes to the wanted
+    channels as ``(task_id, channel, value, task_path, idx)``, each with the
+    depth it was found at. ``starts``: each channel's nearest stored value,
+    ``{channel: (depth, text or ListRef)}``.
+    """
+
+    found: bool
+    writes: list[tuple[int, tuple[str, str, str, str, int]]]
+    starts: dict[str, tuple[int, str | ListRef | None]]
+    items: dict[ListKey, tuple[int, list[str]]]
+
+
+def read_delta_history(
+    conn: sqlite3.Connection,
+    thread_id: str,
+    checkpoint_ns: str,
+    checkpoint_id: str | None,
+    channels: Sequence[str],
+) -> DeltaHistory:
+    """Walk a checkpoint's ancestors (by parent) until each channel has a stored value.
+
+    One recursive query steps up the parent chain and stops being read once
+    every channel has its nearest stored value; then one query for those
+    ancestors' writes to the channels and one per value (plus its list).
+    """
+    target = _find(conn, thread_id, checkpoint_ns, checkpoint_id)
+    if target is None:
+        return DeltaHistory(False, [], {}, {})
+    remaining = set(channels)
+    start_keys: dict[str, tuple[int, str]] = {}
+    visited: list[str] = []
+    if target[1] is not None:
+        for depth, cid, keys in conn.execute(
+            "WITH RECURSIVE chain (depth, checkpoint_id, parent, channels) AS ("
+            "SELECT 0, checkpoint_id, parent_checkpoint_id, channels FROM lg_checkpoints "
+            "WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = ?3 "
+            "UNION ALL SELECT chain.depth + 1, c.checkpoint_id, c.parent_checkpoint_id, "
+            "c.channels FROM chain JOIN lg_checkpoints c ON c.thread_id = ?1 "
+            "AND c.checkpoint_ns = ?2 AND c.checkpoint_id = chain.parent "
+            "WHERE chain.depth < ?4) "
+            "SELECT depth, checkpoint_id, channels FROM chain",
+            (thread_id, checkpoint_ns, target[1], _chain_limit(conn, thread_id, checkpoint_ns)),
+        ):
+            visited.append(cid)
+            stored = json.loads(keys)
+            for channel in [c for c in remaining if c in stored]:
+                start_keys[channel] = (int(depth), str(stored[channel]))
+                remaining.discard(channel)
+            if not remaining:
+                break
+    writes: list[tuple[int, tuple[str, str, str, str, int]]] = []
+    if visited:
+        depth_of = {cid: depth for depth, cid in enumerate(visited)}
+        for cid, task_id, channel, text, task_path, idx in conn.execute(
+            "SELECT checkpoint_id, task_id, channel, value, task_path, idx FROM lg_writes "
+            "WHERE thread_id = ? AND checkpoint_ns = ? "
+            "AND checkpoint_id IN (SELECT value FROM json_each(?)) "
+            "AND channel IN (SELECT value FROM json_each(?))",
+            (thread_id, checkpoint_ns, json.dumps(visited), json.dumps(list(channels))),
+        ):
+            writes.append((depth_of[cid], (task_id, channel, text, task_path, idx)))
+    starts: dict[str, tuple[int, str | ListRef | None]] = {}
+    for channel, (depth, key) in start_keys.items():
+        row = conn.execute(
+            "SELECT value, encoding FROM lg_blobs WHERE thread_id = ? AND checkpoint_ns = ? "
+            "AND channel = ? AND key = ?",
+            (thread_id, checkpoint_ns, channel, key),
+        ).fetchone()
+        if row is not None and row[1] == LIST:
+            ref = json.loads(row[0])
+            listed = ListRef((thread_id, checkpoint_ns, channel, str(ref["list"])), int(ref["len"]))
+            starts[channel] = (depth, listed)
+        else:
+            starts[channel] = (depth, None if row is None else str(row[0]))
+    refs = [value for _, value in starts.values() if isinstance(value, ListRef)]
+    return DeltaHistory(True, writes, starts, _list_items(conn, refs, {}))
+
+
+def _chain_limit(conn: sqlite3.Connection, thread_id: str, checkpoint_ns: str) -> int:
+    """No parent chain is longer than the namespace's checkpoints (a damaged file may loop)."""
+    row = conn.execute(
+        "SELECT count(*) FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ?",
+        (thread_id, checkpoint_ns),
+    ).fetchone()
+    return int(row[0])
 
 
 def list_checkpoints(
@@ -451,12 +679,15 @@ def list_checkpoints(
     below_seq: int | None,
     keep: Callable[[str], bool] | None,
     count: int,
-) -> list[StoredCheckpoint]:
+    known: Mapping[ListKey, int],
+) -> Page:
     """Up to ``count`` checkpoints, newest first, with ``seq`` below ``below_seq``.
 
     ``before`` is a checkpoint id: only checkpoints inserted before it are listed
     (an id that is not stored compares as text, as LangGraph's savers do).
     ``keep`` filters on the metadata text, so filter keys never reach SQL.
+    ``known`` says how many first elements of each list the caller already has
+    (from earlier pages): only the elements after those are read.
     """
     where: list[str] = []
     params: list[Any] = []
@@ -494,13 +725,14 @@ def list_checkpoints(
                 seqs.append(seq)
                 if len(seqs) >= count:
                     break
-    return _load(conn, seqs)
+    return _load(conn, seqs, known)
 
 
-def _load(conn: sqlite3.Connection, seqs: list[int]) -> list[StoredCheckpoint]:
-    """Rows for ``seqs`` (in that order) with their values and writes: three queries in all."""
+def _load(conn: sqlite3.Connection, seqs: list[int], known: Mapping[ListKey, int]) -> Page:
+    """Rows for ``seqs`` (in that order) with their values and writes, and the list
+    elements they need beyond ``known``: three queries, plus one per list."""
     if not seqs:
-        return []
+        return Page([], {})
     wanted = json.dumps(seqs)
     rows = {
         row[0]: row
@@ -511,7 +743,7 @@ def _load(conn: sqlite3.Connection, seqs: list[int]) -> list[StoredCheckpoint]:
         )
     }
     values: dict[int, dict[str, str | None]] = {seq: {} for seq in rows}
-    wanted_lists: list[tuple[int, str, str, str, str, int]] = []
+    lists: dict[int, dict[str, ListRef]] = {seq: {} for seq in rows}
     for seq, tid, ns, channel, text, encoding in conn.execute(
         "SELECT c.seq, c.thread_id, c.checkpoint_ns, j.key, b.value, b.encoding "
         "FROM lg_checkpoints c, json_each(c.channels) j "
@@ -522,11 +754,13 @@ def _load(conn: sqlite3.Connection, seqs: list[int]) -> list[StoredCheckpoint]:
     ):
         if encoding == LIST:
             ref = json.loads(text)
-            wanted_lists.append((seq, tid, ns, channel, str(ref["list"]), int(ref["len"])))
+            key = (tid, ns, channel, str(ref["list"]))
+            lists[seq][channel] = ListRef(key, int(ref["len"]))
         else:
             values[seq][channel] = text
-    for seq, channel, text in _assemble_lists(conn, wanted_lists):
-        values[seq][channel] = text
+    items = _list_items(
+        conn, [ref for by_channel in lists.values() for ref in by_channel.values()], known
+    )
     writes: dict[tuple[str, str, str], list[tuple[str, str, str, str, int]]] = {}
     for tid, ns, cid, task_id, channel, text, task_path, idx in conn.execute(
         "SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.channel, w.value, "
@@ -554,35 +788,36 @@ def _load(conn: sqlite3.Connection, seqs: list[int]) -> list[StoredCheckpoint]:
                 checkpoint,
                 values[seq],
                 writes.get((tid, ns, cid), []),
+                lists[seq],
             )
         )
-    return out
+    return Page(out, items)
 
 
-def _assemble_lists(
-    conn: sqlite3.Connection, wanted: list[tuple[int, str, str, str, str, int]]
-) -> list[tuple[int, str, str | None]]:
-    """``(seq, channel, full JSON text)`` for list-stored values: one query per list.
+def _list_items(
+    conn: sqlite3.Connection, refs: list[ListRef], known: Mapping[ListKey, int]
+) -> dict[ListKey, tuple[int, list[str]]]:
+    """For each list, its elements from ``known[key]`` up to the longest ``refs`` need.
 
-    A list shorter than a version needs is reported as missing (``None``).
+    One ordered range query per list; the elements stop at the first gap, so
+    a list shorter than a row needs (trimmed meanwhile) reads as short.
     """
-    longest: dict[tuple[str, str, str, str], int] = {}
-    for _, tid, ns, channel, list_id, n in wanted:
-        key = (tid, ns, channel, list_id)
-        longest[key] = max(n, longest.get(key, 0))
-    items: dict[tuple[str, str, str, str], list[str]] = {}
-    for key, n in longest.items():
-        items[key] = [
-            row[0]
-            for row in conn.execute(
-                "SELECT value FROM lg_list_items WHERE thread_id = ? AND checkpoint_ns = ? "
-                "AND channel = ? AND list_id = ? AND idx < ? ORDER BY idx",
-                (*key, n),
-            )
-        ]
-    out: list[tuple[int, str, str | None]] = []
-    for seq, tid, ns, channel, list_id, n in wanted:
-        stored = items[(tid, ns, channel, list_id)]
-        text = "[" + ",".join(stored[:n]) + "]" if len(stored) >= n else None
-        out.append((seq, channel, text))
-    return out
+    longest: dict[ListKey, int] = {}
+    for key, length in refs:
+        longest[key] = max(length, longest.get(key, 0))
+    items: dict[ListKey, tuple[int, list[str]]] = {}
+    for key, length in longest.items():
+        start = known.get(key, 0)
+        if start >= length:
+            continue
+        texts: list[str] = []
+        for idx, text in conn.execute(
+            "SELECT idx, value FROM lg_list_items WHERE thread_id = ? AND checkpoint_ns = ? "
+            "AND channel = ? AND list_id = ? AND idx >= ? AND idx < ? ORDER BY idx",
+            (*key, start, length),
+        ):
+            if idx != start + len(texts):
+                break
+            texts.append(text)
+        items[key] = (start, texts)
+    return items
