@@ -77,10 +77,7 @@ async def test_validators_see_the_callers_context(
     make_checkpointer: Factory, backend_name: str
 ) -> None:
     if backend_name == "sync":
-        pytest.skip(
-            reason="forkpoint.sync runs each call on its own loop's thread: context variables "
-            "set by the caller do not reach that loop"
-        )
+        pytest.skip(reason="forkpoint.sync calls run on its own loop, outside the caller's context")
     cp = await make_checkpointer(Watched)
     await cp.save(_cp(0, 1))
     SEEN.clear()

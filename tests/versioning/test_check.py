@@ -141,7 +141,7 @@ async def test_a_closed_checkpointer_is_reported_first(open_as: Reopen) -> None:
 
 async def test_a_damaged_row_is_reported_not_raised(open_as: Reopen, backend_name: str) -> None:
     if backend_name != "sqlite":
-        pytest.skip("damaging a stored row is done here through the SQLite file")
+        pytest.skip(reason="this test damages a stored row through the SQLite file")
     one = await open_as(TicketV1)
     await write_v1(one, "t", 2)
     assert isinstance(one, SqliteCheckpointer)
@@ -157,7 +157,7 @@ async def test_a_delta_that_cannot_be_rebuilt_ends_its_thread_with_a_problem(
     open_as: Reopen, backend_name: str
 ) -> None:
     if backend_name != "sqlite":
-        pytest.skip("damaging a stored delta row is done here through the SQLite file")
+        pytest.skip(reason="this test damages a stored delta row through the SQLite file")
     one = await open_as(TicketV1)
     state = TicketV1(title="t")
     for step in range(6):
