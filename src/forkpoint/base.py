@@ -92,6 +92,12 @@ ThreadRow = tuple[str, str, str, int, int, str | None, int | None, str, str, str
 
 R = TypeVar("R")
 
+
+def _undecoded(row: EncodedCheckpoint) -> EncodedCheckpoint:
+    """The decoder that keeps a stored row as it is (for checks that decode it themselves)."""
+    return row
+
+
 APPEND_ATTEMPTS = 8
 """How many times :meth:`HistoryCheckpointer.append` tries a step before raising StepConflict."""
 
@@ -172,7 +178,7 @@ class Checkpointer(ABC, Generic[S]):
         """
         self._usable()
         check_thread_id(thread_id)
-        return await self._read_decoded(thread_id, None, self._decode_row)
+        return await self._read_row(thread_id, None, self._decode_row)
 
     async def close(self) -> None:
         """Release resources; every later call raises ``CheckpointerClosed``.
@@ -240,27 +246,18 @@ class Checkpointer(ABC, Generic[S]):
         """
 
     @abstractmethod
-    async def _read_row(self, thread_id: str, step: int | None) -> EncodedCheckpoint | None:
-        """Hook, one read snapshot: the row at ``step`` (None: the latest) with its full state.
-
-        None if there is no such row. A stored row whose state cannot be
-        rebuilt raises ``SerializationError`` naming thread and step.
-        """
-
-    async def _read_decoded(
+    async def _read_row(
         self, thread_id: str, step: int | None, decode: Callable[[EncodedCheckpoint], R]
     ) -> R | None:
-        """Optional hook, one read snapshot: ``decode`` of :meth:`_read_row`'s row, or None.
+        """Hook, one read snapshot: ``decode`` of the row at ``step`` (None: the latest), or None.
 
+        The row carries its full state. A stored row whose state cannot be
+        rebuilt raises ``SerializationError`` naming thread and step.
         ``decode`` does no I/O and never awaits; whatever it raises must reach
         the caller unchanged (it may run user code: validators, upgrade steps).
-        The default reads the row, then decodes it on the caller's event loop.
-        A backend may run ``decode`` where it reads instead, in the same round
-        trip (SQLite: on its reader thread, so the loop is not woken only to
-        decode a row it was just handed).
+        A backend runs it where it reads when that saves work (SQLite: on its
+        reader thread, in the same round trip), else on the caller's loop.
         """
-        row = await self._read_row(thread_id, step)
-        return None if row is None else decode(row)
 
     @abstractmethod
     async def _close(self) -> None:
@@ -280,7 +277,7 @@ class HistoryCheckpointer(Checkpointer[S]):
         self._usable()
         check_thread_id(thread_id)
         check_step(step)
-        return await self._read_decoded(thread_id, step, self._decode_row)
+        return await self._read_row(thread_id, step, self._decode_row)
 
     async def get_raw(self, thread_id: str, step: int) -> str | bytes | None:
         """The stored state at ``step`` exactly as the store holds it, undecoded (for forensics).
@@ -313,9 +310,13 @@ class HistoryCheckpointer(Checkpointer[S]):
         ``state_type``, ``all_steps``, ``page_size``, ``progress``.
         """
         self._usable()
+
+        async def read_row(thread_id: str, step: int | None) -> EncodedCheckpoint | None:
+            return await self._read_row(thread_id, step, _undecoded)
+
         return await check_states(
             self,
-            self._read_row,
+            read_row,
             self._stream_rows,
             state_type,
             all_steps=all_steps,
@@ -385,7 +386,7 @@ class HistoryCheckpointer(Checkpointer[S]):
         check_thread_id(thread_id)
         lo, hi, n = check_bounds(after, before, limit)
         flt = None if filter is None else check_filter(filter)
-        return await self._page_checkpoints_decoded(
+        return await self._page_checkpoints(
             self._metadata_rows(thread_id), thread_id, lo, hi, n, bool(newest_first), flt
         )
 
@@ -404,7 +405,7 @@ class HistoryCheckpointer(Checkpointer[S]):
         n = None if limit is None else check_limit(limit)
         cursor = None if after is None else check_thread_id(after)
         flt = None if filter is None else check_filter(filter)
-        return await self._page_threads_decoded(self._thread_infos, cursor, n, flt)
+        return await self._page_threads(self._thread_infos, cursor, n, flt)
 
     async def thread_info(self, thread_id: str) -> ThreadInfo | None:
         """Summary and lineage of one thread, or None."""
@@ -443,7 +444,7 @@ class HistoryCheckpointer(Checkpointer[S]):
         cursor: str | None = None
         while True:
             self._usable()
-            page = await self._page_threads_decoded(self._thread_infos, cursor, size, flt)
+            page = await self._page_threads(self._thread_infos, cursor, size, flt)
             for info in page:
                 yield info
             if len(page) < size:
@@ -477,7 +478,7 @@ class HistoryCheckpointer(Checkpointer[S]):
         while True:
             self._usable()
             after, before = (None, cursor) if newest_first else (cursor, None)
-            page = await self._page_checkpoints_decoded(
+            page = await self._page_checkpoints(
                 self._metadata_rows(thread_id), thread_id, after, before, size, newest_first, flt
             )
             for meta in page:
@@ -741,30 +742,6 @@ class HistoryCheckpointer(Checkpointer[S]):
     @abstractmethod
     async def _page_checkpoints(
         self,
-        thread_id: str,
-        after: int | None,
-        before: int | None,
-        limit: int | None,
-        newest_first: bool,
-        filter: dict[str, Any] | None,
-    ) -> Sequence[CheckpointRow]:
-        """Hook, one read snapshot: a page of the thread's listing rows, never reading a state.
-
-        Rows with ``after < step < before`` (None: unbounded) whose metadata
-        matches ``filter`` (exact JSON equality per key, type-strict: ``True``
-        is not ``1``; a mapping matches nested keys; see the reference in
-        ``memory.py``), ordered by step (descending with ``newest_first``),
-        at most ``limit`` of them.
-        """
-
-    @abstractmethod
-    async def _page_threads(
-        self, after: str | None, limit: int | None, filter: dict[str, Any] | None
-    ) -> Sequence[ThreadRow]:
-        """Hook, one read snapshot: thread records with id > ``after``, by id, filtered, limited."""
-
-    async def _page_checkpoints_decoded(
-        self,
         decode: Callable[[Sequence[CheckpointRow]], list[R]],
         thread_id: str,
         after: int | None,
@@ -773,28 +750,31 @@ class HistoryCheckpointer(Checkpointer[S]):
         newest_first: bool,
         filter: dict[str, Any] | None,
     ) -> list[R]:
-        """Optional hook: :meth:`_page_checkpoints`'s page, decoded by ``decode``.
+        """Hook, one read snapshot: a page of the thread's listing rows, decoded, never a state.
+
+        Rows with ``after < step < before`` (None: unbounded) whose metadata
+        matches ``filter`` (exact JSON equality per key, type-strict: ``True``
+        is not ``1``; a mapping matches nested keys; see the reference in
+        ``memory.py``), ordered by step (descending with ``newest_first``),
+        at most ``limit`` of them, passed through ``decode``.
 
         ``decode`` turns consecutive runs of rows into their entries (it does
         no I/O and raises ``SerializationError`` naming a damaged row); the
-        result is its outputs concatenated. The default reads the page, then
-        decodes it whole on the caller's loop. A backend may decode a chunk at
-        a time as it reads (SQLite: on its reader thread), so the raw rows of
-        a long page never all exist at once beside their entries.
+        result is its outputs concatenated. A backend may decode a chunk at a
+        time as it reads (SQLite: on its reader thread), so the raw rows of a
+        long page never all exist at once beside their entries.
         """
-        return decode(
-            await self._page_checkpoints(thread_id, after, before, limit, newest_first, filter)
-        )
 
-    async def _page_threads_decoded(
+    @abstractmethod
+    async def _page_threads(
         self,
         decode: Callable[[Sequence[ThreadRow]], list[R]],
         after: str | None,
         limit: int | None,
         filter: dict[str, Any] | None,
     ) -> list[R]:
-        """Optional hook: :meth:`_page_threads`'s page, decoded by ``decode`` (as above)."""
-        return decode(await self._page_threads(after, limit, filter))
+        """Hook, one read snapshot: thread records with id > ``after``, by id, filtered,
+        limited, passed through ``decode`` (as for :meth:`_page_checkpoints`)."""
 
     @abstractmethod
     async def _thread_record(self, thread_id: str) -> ThreadRow | None:

@@ -18,7 +18,7 @@ thread would not shorten the loop's stall and would add a hop to every small
 state (measured, a 19 MB state: decoding stalls the loop 227 ms on it, 238 ms
 from a thread; encoding 161 ms and 137-186 ms). Decoding may run where a
 backend reads, inside the round trip the read makes anyway (SQLite decodes on
-its reader thread, see ``Checkpointer._read_decoded``): no hop is added, the
+its reader thread, see ``Checkpointer._read_row``): no hop is added, the
 stall is the same, and the loop is not woken only to decode a row it was
 just handed.
 

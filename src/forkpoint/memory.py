@@ -9,11 +9,11 @@ makes each hook atomic, which is all "one transaction" asks of it.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import CheckpointRow, HistoryCheckpointer, ThreadRecord, ThreadRow
+from .base import CheckpointRow, HistoryCheckpointer, R, ThreadRecord, ThreadRow
 from .codec import EncodedCheckpoint, decode_metadata
 from .errors import CheckpointNotFound, StepConflict, ThreadExists
 from .models import S
@@ -244,12 +244,18 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
 
     # --- reads --------------------------------------------------------------------------------
 
-    async def _read_row(self, thread_id: str, step: int | None) -> EncodedCheckpoint | None:
+    def _row(self, thread_id: str, step: int | None) -> EncodedCheckpoint | None:
         with self._lock:
             thread = self._threads.get(thread_id)
             if thread is None:
                 return None
             return thread.rows.get(next(reversed(thread.rows)) if step is None else step)
+
+    async def _read_row(
+        self, thread_id: str, step: int | None, decode: Callable[[EncodedCheckpoint], R]
+    ) -> R | None:
+        row = self._row(thread_id, step)
+        return None if row is None else decode(row)
 
     async def _stream_rows(
         self, thread_id: str, top: int | None
@@ -262,18 +268,19 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
                 yield row
 
     async def _read_raw(self, thread_id: str, step: int) -> str | None:
-        row = await self._read_row(thread_id, step)
+        row = self._row(thread_id, step)
         return None if row is None else row.state
 
     async def _page_checkpoints(
         self,
+        decode: Callable[[Sequence[CheckpointRow]], list[R]],
         thread_id: str,
         after: int | None,
         before: int | None,
         limit: int | None,
         newest_first: bool,
         filter: dict[str, Any] | None,
-    ) -> list[CheckpointRow]:
+    ) -> list[R]:
         with self._lock:
             thread = self._threads.get(thread_id)
             rows = [] if thread is None else list(thread.rows.values())
@@ -289,11 +296,15 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
                 continue
             if _matches(row.metadata, filter):
                 out.append((row.step, row.created_at, row.node, row.metadata, row.queue))
-        return out
+        return decode(out)
 
     async def _page_threads(
-        self, after: str | None, limit: int | None, filter: dict[str, Any] | None
-    ) -> list[ThreadRow]:
+        self,
+        decode: Callable[[Sequence[ThreadRow]], list[R]],
+        after: str | None,
+        limit: int | None,
+        filter: dict[str, Any] | None,
+    ) -> list[R]:
         with self._lock:
             out: list[ThreadRow] = []
             for thread_id, thread in sorted(self._threads.items()):
@@ -301,7 +312,7 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
                     break
                 if (after is None or thread_id > after) and _matches(thread.metadata, filter):
                     out.append(thread.record(thread_id))
-        return out
+        return decode(out)
 
     async def _thread_record(self, thread_id: str) -> ThreadRow | None:
         with self._lock:

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import asyncpg
 
 from .._delta import DELTA_MIN_CHARS
-from ..base import CheckpointRow, HistoryCheckpointer, ThreadRecord, ThreadRow
+from ..base import CheckpointRow, HistoryCheckpointer, R, ThreadRecord, ThreadRow
 from ..codec import EncodedCheckpoint
 from ..errors import (
     CheckpointError,
@@ -374,7 +374,9 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
 
     # --- storage hooks: reads ------------------------------------------------------------------
 
-    async def _read_row(self, thread_id: str, step: int | None) -> EncodedCheckpoint | None:
+    async def _read_row(
+        self, thread_id: str, step: int | None, decode: Callable[[EncodedCheckpoint], R]
+    ) -> R | None:
         async def work(conn: asyncpg.Connection) -> EncodedCheckpoint | None:
             if step is not None:
                 return await jobs.full_row(conn, thread_id, step)
@@ -389,7 +391,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
         row: EncodedCheckpoint | None = await self._run(
             work, thread_id=thread_id, step=step, read=True
         )
-        return row
+        return None if row is None else decode(row)
 
     async def _stream_rows(
         self, thread_id: str, top: int | None
@@ -443,13 +445,14 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
 
     async def _page_checkpoints(
         self,
+        decode: Callable[[Sequence[CheckpointRow]], list[R]],
         thread_id: str,
         after: int | None,
         before: int | None,
         limit: int | None,
         newest_first: bool,
         filter: dict[str, Any] | None,
-    ) -> list[CheckpointRow]:
+    ) -> list[R]:
         sql, params = page(
             SQL.HISTORY,
             [thread_id],
@@ -459,11 +462,15 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
             "c.step DESC" if newest_first else "c.step",
             limit,
         )
-        return await self._fetch(sql, *params, thread_id=thread_id)
+        return decode(await self._fetch(sql, *params, thread_id=thread_id))
 
     async def _page_threads(
-        self, after: str | None, limit: int | None, filter: dict[str, Any] | None
-    ) -> list[ThreadRow]:
+        self,
+        decode: Callable[[Sequence[ThreadRow]], list[R]],
+        after: str | None,
+        limit: int | None,
+        filter: dict[str, Any] | None,
+    ) -> list[R]:
         sql, params = page(
             SQL.THREADS,
             [],
@@ -473,7 +480,7 @@ class PostgresCheckpointer(HistoryCheckpointer[S]):
             "t.thread_id",
             limit,
         )
-        return await self._fetch(sql, *params)
+        return decode(await self._fetch(sql, *params))
 
     async def _thread_record(self, thread_id: str) -> ThreadRow | None:
         found = await self._fetch(SQL.THREAD, thread_id, thread_id=thread_id)

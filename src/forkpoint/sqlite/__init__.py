@@ -213,12 +213,7 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
 
     # --- storage hooks: reads ------------------------------------------------------------------
 
-    async def _read_row(self, thread_id: str, step: int | None) -> EncodedCheckpoint | None:
-        return await self._engine.read(
-            jobs.read_row, thread_id, step, thread_id=thread_id, step=step
-        )
-
-    async def _read_decoded(
+    async def _read_row(
         self, thread_id: str, step: int | None, decode: Callable[[EncodedCheckpoint], R]
     ) -> R | None:
         # Decoding inside the reader's hop: measured on a 10,000-step ~1 KB thread, a load
@@ -256,18 +251,6 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
 
     async def _page_checkpoints(
         self,
-        thread_id: str,
-        after: int | None,
-        before: int | None,
-        limit: int | None,
-        newest_first: bool,
-        filter: dict[str, Any] | None,
-    ) -> list[CheckpointRow]:
-        query = _history_query(thread_id, after, before, limit, newest_first, filter)
-        return await self._engine.read(jobs.fetch_rows, *query, thread_id=thread_id)
-
-    async def _page_checkpoints_decoded(
-        self,
         decode: Callable[[Sequence[CheckpointRow]], list[R]],
         thread_id: str,
         after: int | None,
@@ -284,11 +267,6 @@ class SqliteCheckpointer(HistoryCheckpointer[S]):
         )
 
     async def _page_threads(
-        self, after: str | None, limit: int | None, filter: dict[str, Any] | None
-    ) -> list[ThreadRow]:
-        return await self._engine.read(jobs.fetch_rows, *_threads_query(after, limit, filter))
-
-    async def _page_threads_decoded(
         self,
         decode: Callable[[Sequence[ThreadRow]], list[R]],
         after: str | None,

@@ -191,7 +191,7 @@ def read_decoded(
     step: int | None,
     decode: Callable[[EncodedCheckpoint], R],
 ) -> R | None:
-    """``decode`` of :func:`read_row`'s row, in the same hop (the base's ``_read_decoded``).
+    """``decode`` of :func:`read_row`'s row, in the same hop (the base's ``_read_row`` hook).
 
     Run unframed (``SqliteEngine.read(..., framed=False)``): a row stored whole
     (every latest row forkpoint writes, and most others) is one statement,
