@@ -6,6 +6,9 @@ The CLI never sees ``Note``: it reads the file with ``JsonState``.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -101,3 +104,24 @@ def parse_jsonl(text: str) -> Sequence[dict[str, Any]]:
     import json
 
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def assert_closed_pipe_ends_quietly(*args: str, read: int = 200) -> None:
+    """Run ``forkpoint ARGS`` into a pipe closed after ``read`` bytes (``| head -c``).
+
+    The command must have more to print than a pipe holds (64 KiB), so that it
+    is still writing when the reader goes: it must end without a word on stderr.
+    """
+    env = {**os.environ, "FORKPOINT_PROGRESS": "never"}
+    command = [sys.executable, "-m", "forkpoint.cli", *args]
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        head = proc.stdout.read(read)
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=60)
+    assert len(head) == read
+    assert err == b"", err
+    # 141 as a command stopped by SIGPIPE; 0 when the kernel took the rest in one write.
+    assert proc.returncode in (0, 141)

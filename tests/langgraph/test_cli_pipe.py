@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +10,7 @@ import pytest
 pytest.importorskip("langgraph.checkpoint.base", reason="langgraph-checkpoint is not installed")
 
 from forkpoint.langgraph import ForkpointSaver
+from tests.cli.conftest import assert_closed_pipe_ends_quietly
 from tests.langgraph.test_saver import checkpoint, config, meta
 
 THREAD = "long"
@@ -35,16 +33,4 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     [("history", THREAD), ("history", THREAD, "--json"), ("tree", THREAD)],
 )
 def test_a_closed_pipe_ends_quietly(db: Path, command: tuple[str, ...]) -> None:
-    env = {**os.environ, "FORKPOINT_PROGRESS": "never"}
-    args = [sys.executable, "-m", "forkpoint.cli", "lg", *command, "--db", str(db)]
-    with subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-        assert proc.stdout is not None
-        assert proc.stderr is not None
-        head = proc.stdout.read(120)  # what `| head -c 120` reads
-        proc.stdout.close()
-        err = proc.stderr.read()
-        proc.wait(timeout=60)
-    assert len(head) == 120
-    assert err == b"", err
-    # 141 as a command stopped by SIGPIPE; 0 when the kernel took the rest in one write.
-    assert proc.returncode in (0, 141)
+    assert_closed_pipe_ends_quietly("lg", *command, "--db", str(db), read=120)
