@@ -1,11 +1,11 @@
-"""LoopThread: the saver's own event loop, on a daemon thread, where its engine lives.
+"""LoopThread: the saver's own event loop, on a daemon thread, for callers without one.
 
-forkpoint's SQLite engine (``forkpoint.sqlite._engine``) is asyncio code bound
-to one event loop: its group-commit queue answers a batch on the loop that
-queued it. A LangGraph saver is called from anywhere — the user's event loop,
-plain threads, thread pools, a sync ``graph.invoke`` with no loop at all — so
-the saver opens its engine on a loop of its own and sends every call there:
-async callers await the answer, sync callers block their own thread for it.
+forkpoint's SQLite engine (``forkpoint.sqlite._engine``) answers each call on
+the loop that awaits it, so the saver's async methods await it from the
+caller's own loop. A LangGraph saver is also called with no loop at all —
+plain threads, thread pools, a sync ``graph.invoke`` — and its checkpointer is
+opened and closed by async code: those calls are sent to a loop the saver
+keeps on a thread of its own, and the caller's thread blocks for the answer.
 
 Nothing here ever waits on the caller's loop, so no call can deadlock it; a
 sync call *on* a running loop is refused before it gets here (``saver.py``),
@@ -46,12 +46,18 @@ class LoopThread:
         asyncio.set_event_loop(self._loop)
         self._loop.run_forever()
 
-    def _submit(self, make: Callable[[], Awaitable[T]]) -> Future[T]:
+    def check_open(self) -> None:
+        """``ForkedProcess`` in a child after ``os.fork()``, ``CheckpointerClosed`` after stop."""
         if os.getpid() != self._pid:
             raise ForkedProcess(
                 "this saver was opened in another process (before os.fork()); open a new one here",
                 path=self.path,
             )
+        if self._stopped:
+            raise CheckpointerClosed("the saver is closed", path=self.path)
+
+    def _submit(self, make: Callable[[], Awaitable[T]]) -> Future[T]:
+        self.check_open()
         with self._lock:
             if self._stopped:
                 raise CheckpointerClosed("the saver is closed", path=self.path)
@@ -85,9 +91,9 @@ async def _call(make: Callable[[], Awaitable[T]]) -> T:
 class SharedLoop:
     """The event loop of a checkpointer the application opened: a saver borrows it, never stops it.
 
-    Same face as :class:`LoopThread`. An engine belongs to the loop that opened
-    it, so every call is run there: awaited directly from that loop, sent to it
-    from any other thread or loop. ``stop`` only refuses later calls.
+    Same face as :class:`LoopThread`. A checkpointer's own async methods are
+    run on the loop that opened it: awaited directly from that loop, sent to
+    it from any other thread or loop. ``stop`` only refuses later calls.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, path: str) -> None:
@@ -95,9 +101,13 @@ class SharedLoop:
         self._loop = loop
         self._stopped = False
 
-    def _check(self) -> None:
+    def check_open(self) -> None:
+        """``CheckpointerClosed`` after :meth:`stop`."""
         if self._stopped:
             raise CheckpointerClosed("the saver is closed", path=self.path)
+
+    def _check(self) -> None:
+        self.check_open()
         if not self._loop.is_running():  # waiting for a loop that has ended would hang forever
             raise CheckpointerClosed(
                 "the event loop this saver shares with its checkpointer is no longer running",

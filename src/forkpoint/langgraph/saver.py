@@ -22,8 +22,9 @@ Every sync method works from any thread without an event loop; called on a
 thread that is running one, it raises ``SyncCallOnEventLoop`` at once instead of
 blocking that loop. The database work is the named row jobs of ``store.py``,
 run on forkpoint's SQLite engine (group commit, ``BEGIN IMMEDIATE`` with a busy
-timeout, a reader that never waits for the writer, typed errors), which the
-saver keeps on an event loop of its own (``_loop.py``).
+timeout, a reader that never waits for the writer, typed errors). Async methods
+await the engine from the caller's own loop; sync methods and opening and
+closing run on an event loop the saver keeps (``_loop.py``).
 
 A conversation's messages cost what changed, not the whole state: a put
 encodes only the list elements it cannot vouch for, a read hands out copies of
@@ -172,11 +173,11 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     ) -> ForkpointSaver:
         """A saver on the database of an open ``SqliteCheckpointer``, sharing its engine.
 
-        Call it inside the event loop that opened ``checkpointer``: the saver
-        runs its work on that loop (one engine, one writer, one group commit for
-        both). Async methods work from that loop or any other; sync methods from
-        other threads while that loop runs (``asyncio.to_thread(graph.invoke,
-        ...)``). Closing the saver leaves the checkpointer open; closing the
+        Call it inside the event loop that opened ``checkpointer``: the two
+        share one engine (one writer, one group commit for both). Async methods
+        work from that loop or any other; sync methods and ``vacuum`` run on
+        that loop, so they work from other threads while it runs
+        (``asyncio.to_thread(graph.invoke, ...)``). Closing the saver leaves the checkpointer open; closing the
         checkpointer ends the saver too (``CheckpointerClosed``).
         """
         if not isinstance(checkpointer, SqliteCheckpointer):
@@ -238,11 +239,16 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
 
     # --- running row jobs on the engine ----------------------------------------------------
 
+    # The engine answers on whichever loop awaits it, so async calls go straight to its threads
+    # from the caller's loop; sync calls block their own thread on the saver's loop.
+
     async def _write(self, job: Callable[..., T], *args: Any) -> T:
-        return await self._loop.arun(lambda: self._engine.write(job, *args))
+        self._loop.check_open()
+        return await self._engine.write(job, *args)
 
     async def _read(self, job: Callable[..., T], *args: Any) -> T:
-        return await self._loop.arun(lambda: self._engine.read(job, *args))
+        self._loop.check_open()
+        return await self._engine.read(job, *args)
 
     def _write_sync(self, method: str, job: Callable[..., T], *args: Any) -> T:
         _not_on_event_loop(method)

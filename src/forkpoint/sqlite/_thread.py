@@ -10,6 +10,10 @@ what aiosqlite's does (measured in ``sqlite/_engine.py``'s docstring).
   the interpreter wait at exit. Every write is one whole transaction on the
   thread, so ending it at exit can only drop a save that was never
   acknowledged (``tests/sqlite/test_exit.py``).
+* It belongs to no event loop: :meth:`call` answers on the loop of whoever
+  awaits it, :meth:`post` answers nobody, and both may be used from any
+  thread. Queueing and :meth:`stop` share a lock, so nothing is queued behind
+  the end of the thread, where it would wait forever.
 * Whether the thread still takes work is this object's own state
   (:attr:`stopped`), never read from an error message.
 * Functions run in submission order; :meth:`stop` runs after everything
@@ -20,17 +24,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["ConnectionThread", "ThreadStopped"]
+__all__ = ["ConnectionThread", "ThreadStopped", "answer_on_loop"]
 
 T = TypeVar("T")
 
-_Item = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+Settle = Callable[[bool, Any], None]
+"""Called on the connection's thread with ``(ok, result-or-exception)`` once a function ran."""
+
+_Item = tuple[Callable[..., Any], tuple[Any, ...], Settle | None]
 
 
 class ThreadStopped(Exception):
@@ -46,6 +54,12 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
+def answer_on_loop(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    """From any thread: give ``future`` its outcome on its own loop (dropped if that loop ended)."""
+    with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+        future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
+
+
 class ConnectionThread:
     """Runs ``fn(connection, *args)`` calls on one thread that alone uses ``connection``."""
 
@@ -53,6 +67,7 @@ class ConnectionThread:
         """Open the connection on a new daemon thread (``connect`` runs there, first)."""
         self._connect = connect
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.connection: sqlite3.Connection | None = None
         """The driver connection every queued function receives (tests may wrap it)."""
@@ -70,13 +85,21 @@ class ConnectionThread:
     def _open(self, _unused: None) -> None:
         self.connection = self._connect()
 
+    def post(self, fn: Callable[..., Any], *args: Any, settle: Settle | None = None) -> None:
+        """Queue ``fn(connection, *args)``; ``settle`` (if any) gets its outcome on the thread.
+
+        Without ``settle`` the outcome is dropped: ``fn`` answers its own callers.
+        ``ThreadStopped`` once :meth:`stop` has begun.
+        """
+        with self._lock:
+            if self.stopped:
+                raise ThreadStopped("the connection's thread was stopped")
+            self._queue.put((fn, args, settle))
+
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(connection, *args)`` on the thread: one hop; its result or its exception."""
-        if self.stopped:
-            raise ThreadStopped("the connection's thread was stopped")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((fn, args, future, loop))
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.post(fn, *args, settle=functools.partial(answer_on_loop, future))
         return await future
 
     async def stop(self) -> None:
@@ -84,15 +107,15 @@ class ConnectionThread:
 
         Safe to call more than once and concurrently; later calls return at once.
         """
-        if self.stopped:
-            return
-        self.stopped = True
-        if not self._thread.is_alive():
-            return
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        self._queue.put((self._close, (), done, loop))
-        self._queue.put(None)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            if self.stopped:
+                return
+            self.stopped = True
+            if not self._thread.is_alive():
+                return
+            self._queue.put((self._close, (), functools.partial(answer_on_loop, done)))
+            self._queue.put(None)
         await asyncio.shield(done)
 
     def _close(self, conn: sqlite3.Connection | None) -> None:
@@ -101,10 +124,10 @@ class ConnectionThread:
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            fn, args, future, loop = item
+            fn, args, settle = item
             try:
                 value, ok = fn(self.connection, *args), True
             except BaseException as exc:  # noqa: BLE001 - every outcome goes back to its caller
                 value, ok = exc, False
-            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
-                loop.call_soon_threadsafe(_settle, future, ok, value)
+            if settle is not None:
+                settle(ok, value)

@@ -1,34 +1,44 @@
 """GroupCommitWriter: the write queue, and the batches it runs as single transactions.
 
-Writes are queued; one batch at a time takes everything pending (up to
-``MAX_BATCH`` jobs) and runs it as one ``BEGIN IMMEDIATE … COMMIT`` on the
-writer's connection thread, so concurrent saves share one fsync while every
-caller still gets its own result or error.
+Writes are queued; the writer's connection thread takes everything pending
+(up to ``MAX_BATCH`` jobs) and runs it as one ``BEGIN IMMEDIATE … COMMIT``,
+so concurrent saves share one fsync while every caller still gets its own
+result or error.
 
 * A job refuses (a ``CheckpointError``) before it writes anything, so a
   refusal needs no savepoint. A job that fails after writing, or SQL that
   fails, rolls the batch back, and the batch is re-run one job per
   transaction, so no caller pays for another's failure.
-* The first caller leads: with no contention its own job goes straight to the
-  thread (one hop, no task switch). Jobs that queue up meanwhile form the next
-  batch, which a background task runs once the leader has its answer.
+* The batching happens on the thread: the first job queued while the thread
+  is idle posts one drain to it (one hop, as for a lone call), and the jobs
+  queued while a batch runs form the next batch. After each batch the drain
+  queues itself again behind whatever else was sent to the thread meanwhile
+  (maintenance, ``stop``), so a steady stream of writes delays it by one
+  batch at most.
+* It belongs to no event loop: each job is answered on the loop that queued
+  it, so one engine serves callers on any loop or thread (the LangGraph saver
+  awaits it from the application's own loop).
 * Cancellation-safe: a transaction is one function on the thread, which
   answers every job of its batch itself; cancelling an awaiting task cannot
   leave a transaction open or strand the other callers. A cancelled save is
-  committed whole or not at all, and re-issuing it is an identical retry.
+  committed whole or not at all (skipped if its batch had not begun), and
+  re-issuing it is an identical retry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import CheckpointError
-from ._thread import ConnectionThread
+from ._thread import ConnectionThread, ThreadStopped, answer_on_loop
 
 __all__ = ["MAX_BATCH", "GroupCommitWriter"]
 
@@ -41,31 +51,17 @@ class _Job:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     future: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
-    queued: float  # loop.time() when submitted
+    queued: float  # time.monotonic() when submitted
 
 
-def _answer(jobs: list[_Job], results: list[tuple[bool, Any]]) -> None:
-    """Resolve each job's future (on the event loop); cancelled callers are skipped."""
-    for job, (ok, value) in zip(jobs, results, strict=True):
-        if job.future.done():
-            continue  # the caller was cancelled; its work is committed (or not) whole
-        if ok:
-            job.future.set_result(value)
-        else:
-            job.future.set_exception(value)
+def _marker(conn: sqlite3.Connection) -> None:
+    """The job ``idle`` queues: never run, answered once every job queued before it is."""
 
 
-def _run_and_answer(conn: sqlite3.Connection, jobs: list[_Job]) -> BaseException | None:
-    """Run a batch on the writer thread and answer its callers from here.
-
-    Answering from the worker thread, not from whoever awaited the batch, means
-    a cancelled awaiter cannot strand the other jobs of its batch. Returns the
-    lock error when the batch could not get the write lock within busy_timeout.
-    """
-    results = _run_batch(conn, jobs)
-    with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
-        jobs[0].loop.call_soon_threadsafe(_answer, jobs, results)
+def _is_lock_error(
+    results: list[tuple[bool, Any]], conn: sqlite3.Connection
+) -> BaseException | None:
+    """The batch's error if it could not get the write lock within busy_timeout, else None."""
     first = results[0][1] if results and not results[0][0] else None
     locked = isinstance(first, sqlite3.Error) and (
         getattr(first, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
@@ -132,86 +128,75 @@ class GroupCommitWriter:
 
     def __init__(self, thread: ConnectionThread) -> None:
         self.thread = thread
-        self._pending: list[_Job] = []
-        self._flushing = False  # a leader or the drain task is running batches
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._drain_task: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()  # guards _pending and _posted: callers are on any thread
+        self._pending: collections.deque[_Job] = collections.deque()
+        self._posted = False  # a drain is queued on the thread or running there
 
     async def submit(self, fn: Callable[..., T], *args: Any) -> T:
         """Queue ``fn(conn, *args)`` for the next transaction; its own result or exception."""
-        loop = asyncio.get_running_loop()
-        job = _Job(fn, args, loop.create_future(), loop, loop.time())
-        self._pending.append(job)
-        if not self._flushing:
-            try:
-                await self._lead(job)
-            except asyncio.CancelledError:
-                # The caller is gone but its batch still runs on the thread and will answer this
-                # future: cancelled now, it is skipped then, so no exception is left unobserved.
-                job.future.cancel()
-                raise
+        job = _Job(fn, args, asyncio.get_running_loop().create_future(), time.monotonic())
+        with self._lock:
+            self._pending.append(job)
+            post, self._posted = not self._posted, True
+        if post:
+            self._post_drain()
+        # A cancelled caller cancels this future: its job is skipped if its batch has not begun.
         return await job.future  # type: ignore[no-any-return]
 
     async def idle(self) -> None:
         """Wait until every job queued so far is answered."""
-        await self._idle.wait()
+        with contextlib.suppress(ThreadStopped):
+            await self.submit(_marker)
 
     def fail_pending(self, exc: BaseException) -> None:
-        """Answer every job still queued with ``exc`` (used when closing)."""
-        for job in self._pending:
-            if not job.future.done():
-                job.future.set_exception(exc)
-        self._pending.clear()
+        """Answer every job still queued with ``exc`` (used when closing); from any thread."""
+        with self._lock:
+            jobs, self._pending = list(self._pending), collections.deque()
+        for job in jobs:
+            answer_on_loop(job.future, False, exc)
 
-    async def _lead(self, own: _Job) -> None:
-        """Group commit, led by the caller: run batches until ``own`` is answered."""
-        self._flushing = True
-        self._idle.clear()
+    def _post_drain(self) -> None:
         try:
-            while not own.future.done() and self._pending:
-                await self._flush_batch()
-        finally:
-            if self._pending:
-                self._drain_task = asyncio.get_running_loop().create_task(self._drain())
-            else:
-                self._flushing = False
-                self._idle.set()
+            self.thread.post(self._drain)
+        except ThreadStopped as exc:  # the writer was stopped: nothing queued will ever run
+            with self._lock:
+                self._posted = False
+            self.fail_pending(exc)
 
-    async def _drain(self) -> None:
-        """Run batches while jobs keep arriving; ends when none are left."""
-        try:
-            while self._pending:
-                await self._flush_batch()
-        finally:
-            self._flushing = False
-            self._idle.set()
-
-    async def _flush_batch(self) -> None:
-        """Run the next batch of pending jobs as one transaction; the batch answers its jobs.
+    def _drain(self, conn: sqlite3.Connection) -> None:
+        """On the writer's thread: run the next batch as one transaction and answer its jobs.
 
         When the batch cannot get the write lock within busy_timeout, the jobs
         still queued that were submitted before it began waiting (more than
         ``MAX_BATCH`` were pending) have waited as long: they fail with it,
         rather than wait for the lock once more.
         """
-        batch = [job for job in self._pending[:MAX_BATCH] if not job.future.done()]
-        del self._pending[:MAX_BATCH]
-        if not batch:
-            return
-        began = batch[0].loop.time()
+        with self._lock:
+            batch: list[_Job] = []
+            while self._pending and len(batch) < MAX_BATCH:
+                job = self._pending.popleft()
+                if not job.future.done():  # cancelled before its batch began: skipped
+                    batch.append(job)
+        began = time.monotonic()
+        work = [job for job in batch if job.fn is not _marker]
         try:
-            locked = await self.thread.call(_run_and_answer, batch)
-        except (Exception, asyncio.CancelledError) as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                raise  # the batch still runs on the thread and answers its jobs
-            for job in batch:  # the thread never ran it (it was stopped)
-                if not job.future.done():
-                    job.future.set_exception(exc)
-            return
-        if locked is not None:
-            waited = [job for job in self._pending if job.queued <= began]
-            self._pending = [job for job in self._pending if job.queued > began]
-            for job in waited:
-                if not job.future.done():
-                    job.future.set_exception(locked)
+            results = _run_batch(conn, work) if work else []
+        except BaseException as exc:  # noqa: BLE001 - no caller may wait forever for its answer
+            results = [(False, exc)] * len(work)
+        for job, (ok, value) in zip(work, results, strict=True):
+            answer_on_loop(job.future, ok, value)
+        for job in batch:
+            if job.fn is _marker:
+                answer_on_loop(job.future, True, None)  # after every job queued before it
+        locked = _is_lock_error(results, conn)
+        with self._lock:
+            if locked is not None:
+                waited = [job for job in self._pending if job.queued <= began]
+                self._pending = collections.deque(j for j in self._pending if j.queued > began)
+            else:
+                waited = []
+            again = self._posted = bool(self._pending)
+        for job in waited:
+            answer_on_loop(job.future, False, locked)
+        if again:
+            self._post_drain()
