@@ -72,12 +72,18 @@ async def test_closing_the_checkpointer_ends_the_saver(tmp_path: Path) -> None:
 
 
 def test_a_saver_whose_loop_has_ended_refuses_instead_of_hanging(tmp_path: Path) -> None:
-    async def make() -> ForkpointSaver:
-        async with SqliteCheckpointer.open(tmp_path / "shared.db", JsonState) as cp:
-            return ForkpointSaver.from_checkpointer(cp)
+    """Reads and writes need no loop; what runs on the checkpointer's loop refuses at once."""
 
-    saver = asyncio.run(make())
+    async def make() -> tuple[SqliteCheckpointer[JsonState], ForkpointSaver]:
+        cp = await SqliteCheckpointer.open(tmp_path / "shared.db", JsonState)
+        return cp, ForkpointSaver.from_checkpointer(cp)
+
+    cp, saver = asyncio.run(make())
+    assert saver.get_tuple(CFG) is None
     with pytest.raises(CheckpointerClosed, match="no longer running"):
+        saver.vacuum()
+    asyncio.run(cp.close())
+    with pytest.raises(CheckpointerClosed, match="the checkpointer is closed"):
         saver.get_tuple(CFG)
 
 

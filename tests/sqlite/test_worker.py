@@ -78,3 +78,22 @@ async def test_a_failing_connect_is_raised_by_start(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.OperationalError):
         await worker.start()
     assert worker.stopped
+
+
+async def test_a_thread_without_a_loop_blocks_for_its_call(tmp_path: Path) -> None:
+    worker = ConnectionThread(_opener(tmp_path / "w.db"), "test-worker")
+    await worker.start()
+    try:
+
+        def boom(raw: sqlite3.Connection) -> None:
+            raw.execute("SELECT * FROM no_such_table")
+
+        assert await asyncio.to_thread(worker.call_blocking, lambda raw: 7) == 7
+        with pytest.raises(sqlite3.OperationalError):
+            await asyncio.to_thread(worker.call_blocking, boom)
+    finally:
+        await worker.stop()
+    with pytest.raises(ThreadStopped):
+        worker.call_blocking(lambda raw: None)
+    with pytest.raises(ThreadStopped):
+        worker.post(lambda raw: None)

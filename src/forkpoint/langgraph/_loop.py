@@ -1,11 +1,11 @@
 """LoopThread: the saver's own event loop, on a daemon thread, for callers without one.
 
-forkpoint's SQLite engine (``forkpoint.sqlite._engine``) answers each call on
-the loop that awaits it, so the saver's async methods await it from the
-caller's own loop. A LangGraph saver is also called with no loop at all —
-plain threads, thread pools, a sync ``graph.invoke`` — and its checkpointer is
-opened and closed by async code: those calls are sent to a loop the saver
-keeps on a thread of its own, and the caller's thread blocks for the answer.
+forkpoint's SQLite engine (``forkpoint.sqlite._engine``) belongs to no event
+loop: the saver's async methods await it from the caller's own loop, its sync
+methods block the caller's thread on it. What is left is the checkpointer the
+saver opens, closes and vacuums, which is async code: those calls are sent to a
+loop the saver keeps on a thread of its own, and the caller's thread blocks for
+the answer.
 
 Nothing here ever waits on the caller's loop, so no call can deadlock it; a
 sync call *on* a running loop is refused before it gets here (``saver.py``),

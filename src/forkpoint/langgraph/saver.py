@@ -22,9 +22,10 @@ Every sync method works from any thread without an event loop; called on a
 thread that is running one, it raises ``SyncCallOnEventLoop`` at once instead of
 blocking that loop. The database work is the named row jobs of ``store.py``,
 run on forkpoint's SQLite engine (group commit, ``BEGIN IMMEDIATE`` with a busy
-timeout, a reader that never waits for the writer, typed errors). Async methods
-await the engine from the caller's own loop; sync methods and opening and
-closing run on an event loop the saver keeps (``_loop.py``).
+timeout, a reader that never waits for the writer, typed errors). The engine
+belongs to no event loop: async methods await it from the caller's own loop,
+sync methods block the caller's thread on it; only opening, closing and
+``vacuum`` run on an event loop the saver keeps (``_loop.py``).
 
 A conversation's messages cost what changed, not the whole state: a put
 encodes only the list elements it cannot vouch for, a read hands out copies of
@@ -175,9 +176,10 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
 
         Call it inside the event loop that opened ``checkpointer``: the two
         share one engine (one writer, one group commit for both). Async methods
-        work from that loop or any other; sync methods and ``vacuum`` run on
-        that loop, so they work from other threads while it runs
-        (``asyncio.to_thread(graph.invoke, ...)``). Closing the saver leaves the checkpointer open; closing the
+        work from that loop or any other, sync methods from any thread without
+        a running loop (``asyncio.to_thread(graph.invoke, ...)``); ``vacuum``
+        runs on the checkpointer's loop, so its sync form needs that loop
+        running. Closing the saver leaves the checkpointer open; closing the
         checkpointer ends the saver too (``CheckpointerClosed``).
         """
         if not isinstance(checkpointer, SqliteCheckpointer):
@@ -239,8 +241,8 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
 
     # --- running row jobs on the engine ----------------------------------------------------
 
-    # The engine answers on whichever loop awaits it, so async calls go straight to its threads
-    # from the caller's loop; sync calls block their own thread on the saver's loop.
+    # The engine answers whichever loop awaits it or thread blocks on it, so every call goes
+    # straight to its connection threads: no hop through the saver's own loop.
 
     async def _write(self, job: Callable[..., T], *args: Any) -> T:
         self._loop.check_open()
@@ -252,11 +254,13 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
 
     def _write_sync(self, method: str, job: Callable[..., T], *args: Any) -> T:
         _not_on_event_loop(method)
-        return self._loop.run(lambda: self._engine.write(job, *args))
+        self._loop.check_open()
+        return self._engine.write_blocking(job, *args)
 
     def _read_sync(self, method: str, job: Callable[..., T], *args: Any) -> T:
         _not_on_event_loop(method)
-        return self._loop.run(lambda: self._engine.read(job, *args))
+        self._loop.check_open()
+        return self._engine.read_blocking(job, *args)
 
     # --- registering the graph's types -------------------------------------------------------
 

@@ -28,6 +28,11 @@ contract is kept:
     read transaction, for a job whose first statement usually answers it
     alone (one statement reads one snapshot): such a job reads anything more
     through ``_jobs.in_one_snapshot``, starting again from its first statement.
+``engine.write_blocking(job, *args)``, ``engine.read_blocking(job, *args)``
+    The same, for a thread with no running event loop (a worker thread of a
+    sync caller): it blocks until the job has run. The engine belongs to no
+    event loop: every call is answered on the loop that awaits it, or to the
+    thread that blocks on it, so one engine serves callers on any loop or thread.
 ``await engine.on_writer(job, *args)``
     Runs ``job(conn, *args)`` on the writer thread *outside* any transaction,
     after every batch queued before it (maintenance: VACUUM, pragmas).
@@ -63,7 +68,7 @@ import contextvars
 import functools
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -147,6 +152,10 @@ class Decoder(Generic[T, R]):
             return self._context.run(self._decode, value)
         except Exception as exc:  # noqa: BLE001 - every decoder error goes back to its caller
             raise _DecoderFailed(exc) from None
+
+
+_ENGINE_ERRORS = (CheckpointError, ThreadStopped, _DecoderFailed, *DRIVER_ERRORS)
+"""What a job, its thread or a decoder can raise that the engine types for its caller."""
 
 
 class SqliteEngine:
@@ -249,7 +258,26 @@ class SqliteEngine:
     ) -> T:
         """Run ``job(conn, *args)`` in the next group-commit transaction; its own result."""
         writer = self._writable(thread_id, step)
-        return await self._typed(writer.submit(job, *args), thread_id, step)
+        try:
+            return await writer.submit(job, *args)
+        except _ENGINE_ERRORS as exc:
+            error = self._typed(exc, thread_id, step)
+        raise error  # outside the except block: see _typed
+
+    def write_blocking(
+        self,
+        job: Callable[..., T],
+        *args: Any,
+        thread_id: str | None = None,
+        step: int | None = None,
+    ) -> T:
+        """:meth:`write` for a thread with no running event loop: blocks it for the result."""
+        writer = self._writable(thread_id, step)
+        try:
+            return writer.submit_blocking(job, *args)
+        except _ENGINE_ERRORS as exc:
+            error = self._typed(exc, thread_id, step)
+        raise error
 
     async def read(
         self,
@@ -261,28 +289,50 @@ class SqliteEngine:
     ) -> T:
         """Run ``job(conn, *args)`` on the reader's thread: one hop (see the module docstring)."""
         self.check_usable()
-        work = (
-            self.reader.call(in_one_snapshot, job, args) if framed else self.reader.call(job, *args)
-        )
-        return await self._typed(work, thread_id, step)
+        try:
+            if framed:
+                return await self.reader.call(in_one_snapshot, job, args)
+            return await self.reader.call(job, *args)
+        except _ENGINE_ERRORS as exc:
+            error = self._typed(exc, thread_id, step)
+        raise error
+
+    def read_blocking(self, job: Callable[..., T], *args: Any, thread_id: str | None = None) -> T:
+        """:meth:`read` (framed) for a thread with no running event loop: blocks it."""
+        self.check_usable()
+        try:
+            result: T = self.reader.call_blocking(in_one_snapshot, job, args)
+            return result
+        except _ENGINE_ERRORS as exc:
+            error = self._typed(exc, thread_id, None)
+        raise error
 
     async def on_writer(self, job: Callable[..., T], *args: Any) -> T:
         """Run ``job(conn, *args)`` on the writer's thread outside a transaction (maintenance)."""
         writer = self._writable(None, None)
-        return await self._typed(writer.thread.call(job, *args), None, None)
-
-    async def _typed(self, work: Awaitable[T], thread_id: str | None, step: int | None) -> T:
         try:
-            return await work
-        except CheckpointError as exc:
-            raise located(exc, self._opt.path) from exc.__cause__
-        except ThreadStopped as exc:
-            raise CheckpointerClosed("the checkpointer is closed", path=self._opt.path) from exc
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, path=self._opt.path, thread_id=thread_id, step=step) from exc
-        except _DecoderFailed as failed:
-            error = failed.error
-        raise error  # outside the except block: the decoder's error exactly as it was raised
+            return await writer.thread.call(job, *args)
+        except _ENGINE_ERRORS as exc:
+            error = self._typed(exc, None, None)
+        raise error
+
+    def _typed(self, exc: BaseException, thread_id: str | None, step: int | None) -> BaseException:
+        """The error a caller gets for what a job or its thread raised (see the module docstring).
+
+        Raised by the caller outside its ``except`` block, so a decoder's own
+        error reaches it exactly as it was raised, with no driver error chained.
+        """
+        if isinstance(exc, _DecoderFailed):
+            return exc.error
+        cause: BaseException | None = exc
+        if isinstance(exc, CheckpointError):
+            error, cause = located(exc, self._opt.path), exc.__cause__
+        elif isinstance(exc, ThreadStopped):
+            error = CheckpointerClosed("the checkpointer is closed", path=self._opt.path)
+        else:
+            error = translate(exc, path=self._opt.path, thread_id=thread_id, step=step)
+        error.__cause__ = cause  # as ``raise error from cause`` would
+        return error
 
     async def close(self) -> None:
         """Answer the writes already queued, then close the reader and then the writer.

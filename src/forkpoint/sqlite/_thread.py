@@ -11,9 +11,10 @@ what aiosqlite's does (measured in ``sqlite/_engine.py``'s docstring).
   thread, so ending it at exit can only drop a save that was never
   acknowledged (``tests/sqlite/test_exit.py``).
 * It belongs to no event loop: :meth:`call` answers on the loop of whoever
-  awaits it, :meth:`post` answers nobody, and both may be used from any
-  thread. Queueing and :meth:`stop` share a lock, so nothing is queued behind
-  the end of the thread, where it would wait forever.
+  awaits it, :meth:`call_blocking` blocks a thread that has no loop running,
+  :meth:`post` answers nobody, and all may be used from any thread.
+  Queueing and :meth:`stop` share a lock, so nothing is queued behind the
+  end of the thread, where it would wait forever.
 * Whether the thread still takes work is this object's own state
   (:attr:`stopped`), never read from an error message.
 * Functions run in submission order; :meth:`stop` runs after everything
@@ -23,6 +24,7 @@ what aiosqlite's does (measured in ``sqlite/_engine.py``'s docstring).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import queue
@@ -31,7 +33,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["ConnectionThread", "ThreadStopped", "answer_on_loop"]
+__all__ = ["ConnectionThread", "ThreadStopped", "answer", "answer_on_loop"]
 
 T = TypeVar("T")
 
@@ -58,6 +60,20 @@ def answer_on_loop(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
     """From any thread: give ``future`` its outcome on its own loop (dropped if that loop ended)."""
     with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
         future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
+
+
+def answer(
+    future: asyncio.Future[Any] | concurrent.futures.Future[Any], ok: bool, value: Any
+) -> None:
+    """From any thread: give either kind of future its outcome (a blocked thread's at once)."""
+    if isinstance(future, asyncio.Future):
+        answer_on_loop(future, ok, value)
+    elif future.done():
+        return  # answered already (a close failed it first)
+    elif ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 class ConnectionThread:
@@ -101,6 +117,12 @@ class ConnectionThread:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self.post(fn, *args, settle=functools.partial(answer_on_loop, future))
         return await future
+
+    def call_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """:meth:`call` for a thread without a running loop: blocks it until ``fn`` has run."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self.post(fn, *args, settle=functools.partial(answer, future))
+        return future.result()
 
     async def stop(self) -> None:
         """Run what was queued, close the connection on the thread, end the thread.

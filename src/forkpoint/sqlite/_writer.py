@@ -16,8 +16,9 @@ result or error.
   (maintenance, ``stop``), so a steady stream of writes delays it by one
   batch at most.
 * It belongs to no event loop: each job is answered on the loop that queued
-  it, so one engine serves callers on any loop or thread (the LangGraph saver
-  awaits it from the application's own loop).
+  it, or to the thread blocked on it (:meth:`GroupCommitWriter.submit_blocking`),
+  so one engine serves callers on any loop or thread (the LangGraph saver
+  awaits it from the application's own loop, or blocks a worker thread on it).
 * Cancellation-safe: a transaction is one function on the thread, which
   answers every job of its batch itself; cancelling an awaiting task cannot
   leave a transaction open or strand the other callers. A cancelled save is
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import sqlite3
 import threading
@@ -38,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import CheckpointError
-from ._thread import ConnectionThread, ThreadStopped, answer_on_loop
+from ._thread import ConnectionThread, ThreadStopped, answer
 
 __all__ = ["MAX_BATCH", "GroupCommitWriter"]
 
@@ -50,7 +52,7 @@ T = TypeVar("T")
 class _Job:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
-    future: asyncio.Future[Any]
+    future: asyncio.Future[Any] | concurrent.futures.Future[Any]
     queued: float  # time.monotonic() when submitted
 
 
@@ -134,14 +136,23 @@ class GroupCommitWriter:
 
     async def submit(self, fn: Callable[..., T], *args: Any) -> T:
         """Queue ``fn(conn, *args)`` for the next transaction; its own result or exception."""
-        job = _Job(fn, args, asyncio.get_running_loop().create_future(), time.monotonic())
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue(_Job(fn, args, future, time.monotonic()))
+        # A cancelled caller cancels this future: its job is skipped if its batch has not begun.
+        return await future
+
+    def submit_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """:meth:`submit` for a thread without a running loop: blocks it until answered."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue(_Job(fn, args, future, time.monotonic()))
+        return future.result()
+
+    def _queue(self, job: _Job) -> None:
         with self._lock:
             self._pending.append(job)
             post, self._posted = not self._posted, True
         if post:
             self._post_drain()
-        # A cancelled caller cancels this future: its job is skipped if its batch has not begun.
-        return await job.future  # type: ignore[no-any-return]
 
     async def idle(self) -> None:
         """Wait until every job queued so far is answered."""
@@ -153,7 +164,7 @@ class GroupCommitWriter:
         with self._lock:
             jobs, self._pending = list(self._pending), collections.deque()
         for job in jobs:
-            answer_on_loop(job.future, False, exc)
+            answer(job.future, False, exc)
 
     def _post_drain(self) -> None:
         try:
@@ -184,10 +195,10 @@ class GroupCommitWriter:
         except BaseException as exc:  # noqa: BLE001 - no caller may wait forever for its answer
             results = [(False, exc)] * len(work)
         for job, (ok, value) in zip(work, results, strict=True):
-            answer_on_loop(job.future, ok, value)
+            answer(job.future, ok, value)
         for job in batch:
             if job.fn is _marker:
-                answer_on_loop(job.future, True, None)  # after every job queued before it
+                answer(job.future, True, None)  # after every job queued before it
         locked = _is_lock_error(results, conn)
         with self._lock:
             if locked is not None:
@@ -197,6 +208,6 @@ class GroupCommitWriter:
                 waited = []
             again = self._posted = bool(self._pending)
         for job in waited:
-            answer_on_loop(job.future, False, locked)
+            answer(job.future, False, locked)
         if again:
             self._post_drain()

@@ -1,0 +1,127 @@
+"""The SQLite engine belongs to no event loop: callers on any loop, or blocked threads, share it.
+
+Each job is answered on the loop that awaits it (or to the thread blocked on
+it), and jobs from different callers still share one group-commit
+transaction. The LangGraph saver relies on this: its async methods await the
+engine from the application's loop, its sync methods block worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from forkpoint import CheckpointerClosed, SqliteCheckpointer
+from forkpoint.errors import StorageError
+from forkpoint.sqlite import _writer
+from forkpoint.sqlite._engine import SqliteEngine
+from tests.conftest import Counter
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS calls (who TEXT)")
+
+
+def _insert(conn: sqlite3.Connection, who: str) -> str:
+    conn.execute("INSERT INTO calls VALUES (?)", (who,))
+    return who
+
+
+def _count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM calls").fetchone()[0])
+
+
+def _broken(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every transaction the writer runs."""
+    sizes: list[int] = []
+    real = _writer._run_batch
+
+    def recording(conn: sqlite3.Connection, jobs: list[Any]) -> list[tuple[bool, Any]]:
+        sizes.append(len(jobs))
+        return real(conn, jobs)
+
+    monkeypatch.setattr(_writer, "_run_batch", recording)
+    return sizes
+
+
+def _in_another_loop(engine: SqliteEngine, who: str, ready: threading.Event) -> str:
+    async def write() -> str:
+        task = asyncio.ensure_future(engine.write(_insert, who))
+        await asyncio.sleep(0)  # queued now
+        ready.set()
+        return await asyncio.wait_for(task, 30)
+
+    return asyncio.run(write())
+
+
+async def test_jobs_from_two_loops_share_one_transaction_and_each_gets_its_own_answer(
+    tmp_path: Path, batches: list[int]
+) -> None:
+    async with SqliteCheckpointer.open(tmp_path / "loops.db", Counter) as cp:
+        engine = cp.engine
+        await engine.write(_create)
+        hold, held = threading.Event(), threading.Event()
+
+        def block(conn: sqlite3.Connection) -> None:
+            held.set()
+            hold.wait(30)
+
+        blocking = asyncio.ensure_future(engine.on_writer(block))
+        await asyncio.to_thread(held.wait, 30)  # the writer's thread is busy: jobs queue up
+        ready = threading.Event()
+        other = asyncio.ensure_future(asyncio.to_thread(_in_another_loop, engine, "other", ready))
+        await asyncio.to_thread(ready.wait, 30)
+        mine = asyncio.ensure_future(engine.write(_insert, "mine"))
+        await asyncio.sleep(0)
+        batches.clear()
+        hold.set()
+        assert await asyncio.wait_for(asyncio.gather(mine, other), 30) == ["mine", "other"]
+        await blocking
+        assert batches == [2]  # both callers' jobs, one transaction
+        assert await engine.read(_count) == 2
+
+
+async def test_blocked_threads_and_the_loop_write_together(tmp_path: Path) -> None:
+    async with SqliteCheckpointer.open(tmp_path / "threads.db", Counter) as cp:
+        engine = cp.engine
+        await engine.write(_create)
+
+        def from_a_thread(i: int) -> tuple[str, int]:
+            return engine.write_blocking(_insert, f"thread-{i}"), engine.read_blocking(_count)
+
+        with ThreadPoolExecutor(8) as pool:
+            threaded = [asyncio.wrap_future(pool.submit(from_a_thread, i)) for i in range(40)]
+            looped = [engine.write(_insert, f"loop-{i}") for i in range(40)]
+            results = await asyncio.wait_for(asyncio.gather(*threaded, *looped), 60)
+        assert sorted(r[0] for r in results[:40]) == sorted(f"thread-{i}" for i in range(40))
+        assert all(1 <= r[1] <= 80 for r in results[:40])  # each read saw its own write or more
+        assert await engine.read(_count) == 80
+
+
+async def test_blocking_calls_type_their_errors(tmp_path: Path) -> None:
+    async with SqliteCheckpointer.open(tmp_path / "errors.db", Counter) as cp:
+        engine = cp.engine
+
+        def broken() -> None:
+            engine.write_blocking(_broken)
+
+        with pytest.raises(StorageError) as raised:
+            await asyncio.to_thread(broken)
+        assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
+        with pytest.raises(StorageError):
+            await asyncio.to_thread(engine.read_blocking, _broken)
+    with pytest.raises(CheckpointerClosed):
+        await asyncio.to_thread(engine.write_blocking, _create)
+    with pytest.raises(CheckpointerClosed):
+        await asyncio.to_thread(engine.read_blocking, _count)
