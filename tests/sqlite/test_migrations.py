@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -237,3 +238,100 @@ def test_alembic_upgrade_head_from_the_shell(tmp_path: Path) -> None:
             assert compare_metadata(MigrationContext.configure(c), metadata) == []
     finally:
         engine.dispose()
+
+
+def _master(path: Path) -> list[Any]:
+    """Everything that makes a file forkpoint's: sqlite_master in order, header stamps, revision."""
+    conn = sqlite3.connect(path)
+    try:
+        return [
+            conn.execute(
+                "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid"
+            ).fetchall(),
+            [conn.execute(f"PRAGMA {name}").fetchone()[0] for name in _STAMPS],
+            conn.execute("SELECT version_num FROM alembic_version").fetchall(),
+        ]
+    finally:
+        conn.close()
+
+
+_STAMPS = ("application_id", "auto_vacuum", "journal_mode", "user_version", "page_size")
+
+
+def _head_sql_source(statements: tuple[str, ...]) -> str:
+    """``statements`` as ``forkpoint/migrate.py`` spells HEAD_SQL (one source line per SQL line)."""
+    out = ["HEAD_SQL = ("]
+    for sql in statements:
+        lines = sql.split("\n")
+        out += [
+            "    (",
+            *(f"        {line!r}" for line in [*(x + "\n" for x in lines[:-1]), lines[-1]]),
+        ]
+        out.append("    ),")
+    return "\n".join([*out, ")"])
+
+
+def test_new_files_are_what_the_migrations_build(tmp_path: Path) -> None:
+    """A new file is created from HEAD_SQL, not by the scripts: the two files are identical.
+
+    When a migration is added or changed this fails and prints the HEAD_SQL
+    to paste into ``forkpoint/migrate.py``.
+    """
+    from forkpoint.migrate import HEAD_SQL, upgrade
+
+    scripts = tmp_path / "scripts.db"
+    _build_with_scripts(scripts)
+    conn = sqlite3.connect(scripts)
+    try:
+        built = tuple(
+            str(sql)
+            for (sql,) in conn.execute(
+                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid"
+            )
+        )
+    finally:
+        conn.close()
+    assert built == HEAD_SQL, "paste into forkpoint/migrate.py:\n" + _head_sql_source(built)
+    new = tmp_path / "new.db"
+    upgrade(str(new))
+    assert _master(new) == _master(scripts)
+
+
+def _build_with_scripts(path: Path) -> None:
+    from alembic import command
+
+    from forkpoint.migrate import prepare_new_file, sqlalchemy_engine
+
+    prepare_new_file(str(path))
+    engine = sqlalchemy_engine(str(path), busy_timeout=5.0)
+    try:
+        with engine.connect() as conn, conn.begin():
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+
+
+def test_creating_and_opening_files_loads_neither_alembic_nor_sqlalchemy(tmp_path: Path) -> None:
+    """They would add ~40,000 objects that every full garbage collection walks (and ~0.4 s)."""
+    script = f"""
+import asyncio, sys
+from forkpoint import SqliteCheckpointer
+from forkpoint.langgraph import ForkpointSaver
+from tests.conftest import Counter, make_cp
+
+async def main():
+    for _ in range(2):  # created, then opened again
+        async with SqliteCheckpointer.open({str(tmp_path / "new.db")!r}, Counter) as cp:
+            await cp.save(make_cp("t", len(await cp.list_checkpoints("t"))))
+    ForkpointSaver({str(tmp_path / "saver.db")!r}).close()
+
+asyncio.run(main())
+print(sorted(name for name in ("alembic", "sqlalchemy", "mako") if name in sys.modules))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
