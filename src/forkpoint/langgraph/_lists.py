@@ -76,11 +76,10 @@ class Decoded:
                 objects.append(load(texts[index], index, channel=channel))
             return objects[: ref.length]
         source = self._twins_from.get(ref.key)
-        by_text = {} if source is None else source.twins_by_text()
         twins = self.twins.setdefault(ref.key, [])
         snapshots = self.snapshots.setdefault(ref.key, [])
         for index in range(len(objects), ref.length):
-            twin, recorded = by_text.get(texts[index], (NO_TWIN, None))
+            twin, recorded = (NO_TWIN, None) if source is None else source.twin(index, texts[index])
             if twin is NO_TWIN:
                 twin = self.registry.load_item(texts[index], index, channel=channel)
                 recorded = snapshot(self.registry, twin)
@@ -124,10 +123,27 @@ class KnownList:
         self._positions: dict[int, int] | None = None
         self._by_text: dict[str, tuple[Any, Snapshot | None]] | None = None
 
-    def position(self, item: Any) -> int | None:
+    def position(self, index: int, item: Any) -> int | None:
+        """Where ``item`` (this very object) is in :attr:`objects`: usually at ``index`` itself
+        (a list grown at its end), else looked up by identity (a list edited or re-sorted)."""
+        objects = self.objects
+        if index < len(objects) and objects[index] is item:
+            return index
         if self._positions is None:
-            self._positions = {id(obj): index for index, obj in enumerate(self.objects)}
-        return self._positions.get(id(item))
+            self._positions = {id(obj): at for at, obj in enumerate(objects)}
+        at = self._positions.get(id(item))
+        return at if at is not None and objects[at] is item else None
+
+    def twin(self, index: int, text: str) -> tuple[Any, Snapshot | None]:
+        """``(twin, its snapshot)`` of an element stored as ``text``, or ``(NO_TWIN, None)``.
+
+        The element at the same index usually is the one (a list read again, or
+        grown since); any other position is found by its text (a branch).
+        """
+        if index < len(self.texts) and self.texts[index] == text:
+            twin = self.twins[index]
+            return (twin, self.snapshots[index]) if twin is not NO_TWIN else (NO_TWIN, None)
+        return self.twins_by_text().get(text, (NO_TWIN, None))
 
     def twins_by_text(self) -> dict[str, tuple[Any, Snapshot | None]]:
         """``{text: (twin, its snapshot)}`` for the elements that have a twin."""
@@ -173,8 +189,8 @@ class ListCache:
         snapshots: list[Snapshot | None] = []
         twins: list[Any] = []
         for index, item in enumerate(value):
-            at = None if known is None else known.position(item)
-            if at is not None and known is not None and known.objects[at] is item:
+            at = None if known is None else known.position(index, item)
+            if at is not None and known is not None:
                 recorded = known.snapshots[at]
                 if recorded is not None and unchanged(registry, item, recorded):
                     texts.append(known.texts[at])
