@@ -15,7 +15,8 @@ alternating (order swapped every repetition), ratios taken within a repetition:
 * **G3**: ``aget_state_history`` of that conversation (every checkpoint with its
   state), listed to the end.
 
-Every graph runs with LangGraph's default ``durability="async"`` (passed
+Each contender's run of a workload is a fresh process, so none inherits the heap
+another run left behind. Every graph runs with LangGraph's default ``durability="async"`` (passed
 explicitly, so both savers run the same mode): a step's checkpoint is written
 while the next step runs, and an invocation returns once every write is done.
 
@@ -36,9 +37,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import operator
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -293,21 +297,70 @@ async def _conversation(
 
 
 async def run(samples: Samples, workdir: Path, sizes: Sizes) -> None:
-    """Every repetition runs both savers on each workload, in alternating order, then the ceilings."""
+    """Every repetition runs both savers on each workload, in alternating order, then the ceilings.
+
+    Each run is a fresh process (:func:`_isolated`), so none inherits the heap
+    another left behind.
+    """
     for rep in range(sizes.reps):
         order = [FP_SAVER, LG_SAVER] if rep % 2 == 0 else [LG_SAVER, FP_SAVER]
         for name in [*order, NO_SAVER, MEM_SAVER, FLOOR_SAVER]:
-            per_call = await _graph_run(name, workdir / f"g1-{name}-{rep}.db", sizes.invocations)
+            (per_call,) = await _isolated("g1", name, workdir / f"g1-{name}-{rep}.db", sizes)
             samples.add("G1", "s/invocation", name, rep, per_call)
         for name in [*order, MEM_SAVER]:
-            turn, size, history_s, count = await _conversation(
-                name, workdir / f"g2-{name}-{rep}.db", sizes
+            turn, size, history_s, count = await _isolated(
+                "g2", name, workdir / f"g2-{name}-{rep}.db", sizes
             )
             samples.add("G2", "s/turn", name, rep, turn)
             if size is not None:
                 samples.add("G2", "bytes", name, rep, size)
             samples.add("G3", "s", name, rep, history_s)
             samples.add("G3", "checkpoints", name, rep, count)
+
+
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+async def _isolated(workload: str, name: str, path: Path, sizes: Sizes) -> list[Any]:
+    """One contender's run of one workload in a fresh interpreter: its figures.
+
+    Run in one process after another, the same contender measured 24 ms per
+    G2 turn first and 29-30 ms after (the heap and allocator a 1,500-snapshot
+    history leaves behind), and the order alternates: a fresh process per run
+    keeps that out of the ratios.
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "bench.lgsaver",
+        "--one",
+        workload,
+        name,
+        str(path),
+        json.dumps([sizes.invocations, sizes.turns, sizes.last_turns]),
+    ]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        command,
+        cwd=_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{workload} on {name} failed:\n{done.stderr}")
+    return list(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _one(workload: str, name: str, path: str, shape: str) -> None:
+    """The child of :func:`_isolated`: run it, print the figures as one JSON line."""
+    invocations, turns, last_turns = json.loads(shape)
+    sizes = Sizes(invocations, turns, last_turns, 1)
+    if workload == "g1":
+        figures: list[Any] = [asyncio.run(_graph_run(name, Path(path), invocations))]
+    else:
+        figures = list(asyncio.run(_conversation(name, Path(path), sizes)))
+    print(json.dumps(figures))
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -472,7 +525,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--turns", type=int, default=None, help="conversation turns (a partial run; default 500)"
     )
+    parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)  # _isolated's child
     args = parser.parse_args(argv)
+    if args.one:
+        _one(*args.one)
+        return 0
     sizes = Sizes.quick() if args.quick else Sizes.full(max(1, args.reps))
     if args.turns is not None:
         sizes = Sizes(sizes.invocations, args.turns, min(sizes.last_turns, args.turns), sizes.reps)
