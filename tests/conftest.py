@@ -63,10 +63,10 @@ _TEMPLATE: list[Path] = []
 
 
 def _migrated_template() -> Path:
-    """A freshly migrated, closed database, made once per test session.
+    """A freshly created, closed database, made once per test session.
 
-    Migrating costs ~0.25 s (alembic); hundreds of contract tests copy this
-    file instead. Migration itself is tested in tests/sqlite.
+    Hundreds of contract tests copy this file instead of creating their own.
+    Creation and migration themselves are tested in tests/sqlite.
     """
     if not _TEMPLATE:
         folder = Path(tempfile.mkdtemp(prefix="forkpoint-template-"))
@@ -74,6 +74,27 @@ def _migrated_template() -> Path:
         upgrade(str(path))
         _TEMPLATE.append(path)
     return _TEMPLATE[0]
+
+
+def build_with_scripts(path: Path, revision: str = "head") -> None:
+    """A database migrated by the alembic scripts to ``revision`` (from whatever it holds).
+
+    forkpoint itself creates a new file from ``migrate.HEAD_SQL``; this is the
+    scripts' own build, which the tests compare it (and ``_schema.SCHEMAS``) with.
+    """
+    from alembic import command
+
+    from forkpoint.migrate import alembic_config, prepare_new_file, sqlalchemy_engine
+
+    prepare_new_file(str(path))
+    engine = sqlalchemy_engine(str(path), busy_timeout=5.0)
+    try:
+        with engine.connect() as conn, conn.begin():
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
 
 
 async def _sqlite(

@@ -25,7 +25,7 @@ from forkpoint import (
     InvalidInput,
     SqliteCheckpointer,
 )
-from tests.conftest import Counter, make_cp
+from tests.conftest import Counter, build_with_scripts, make_cp
 from tests.reliability.support import ROOT, child_env
 
 HANG = 15.0  # seconds a child may take before the scenario counts as hung
@@ -377,23 +377,6 @@ async def test_an_export_file_is_private_like_the_database(tmp_path: Path) -> No
 # --- the schema the door expects is the one the migrations build -------------------------------
 
 
-def _build_at(path: Path, revision: str) -> None:
-    """A database migrated by the alembic scripts to ``revision`` (from whatever it holds)."""
-    from alembic import command
-
-    from forkpoint.migrate import alembic_config, prepare_new_file, sqlalchemy_engine
-
-    prepare_new_file(str(path))
-    engine = sqlalchemy_engine(str(path), busy_timeout=5.0)
-    try:
-        with engine.connect() as conn, conn.begin():
-            config = alembic_config()
-            config.attributes["connection"] = conn
-            command.upgrade(config, revision)
-    finally:
-        engine.dispose()
-
-
 def _schema(path: Path) -> dict[str, list[str]]:
     from forkpoint.sqlite._schema import schema_of
 
@@ -415,13 +398,13 @@ def test_schemas_are_what_the_migrations_build(tmp_path: Path) -> None:
 
     built = {}
     for revision in KNOWN_REVISIONS:
-        _build_at(tmp_path / f"fresh-{revision}.db", revision)
+        build_with_scripts(tmp_path / f"fresh-{revision}.db", revision)
         built[revision] = _schema(tmp_path / f"fresh-{revision}.db")
     assert built == SCHEMAS, "paste into forkpoint/sqlite/_schema.py:\nSCHEMAS = " + repr(built)
     for revision in KNOWN_REVISIONS:
         path = tmp_path / f"upgraded-{revision}.db"
-        _build_at(path, revision)
-        _build_at(path, "head")
+        build_with_scripts(path, revision)
+        build_with_scripts(path, "head")
         assert _schema(path) == SCHEMAS[HEAD_REVISION], f"upgrading from {revision}"
 
 

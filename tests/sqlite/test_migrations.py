@@ -24,7 +24,7 @@ from forkpoint import (
 )
 from forkpoint.migrate import alembic_config
 from forkpoint.schema import APPLICATION_ID, HEAD_REVISION, KNOWN_REVISIONS, metadata
-from tests.conftest import Counter, make_cp
+from tests.conftest import Counter, build_with_scripts, make_cp
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -280,7 +280,7 @@ def test_new_files_are_what_the_migrations_build(tmp_path: Path) -> None:
     from forkpoint.migrate import HEAD_SQL, upgrade
 
     scripts = tmp_path / "scripts.db"
-    _build_with_scripts(scripts)
+    build_with_scripts(scripts)
     conn = sqlite3.connect(scripts)
     try:
         built = tuple(
@@ -297,29 +297,13 @@ def test_new_files_are_what_the_migrations_build(tmp_path: Path) -> None:
     assert _master(new) == _master(scripts)
 
 
-def _build_with_scripts(path: Path) -> None:
-    from alembic import command
-
-    from forkpoint.migrate import prepare_new_file, sqlalchemy_engine
-
-    prepare_new_file(str(path))
-    engine = sqlalchemy_engine(str(path), busy_timeout=5.0)
-    try:
-        with engine.connect() as conn, conn.begin():
-            config = alembic_config()
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
-    finally:
-        engine.dispose()
-
-
 def test_creating_and_opening_files_loads_neither_alembic_nor_sqlalchemy(tmp_path: Path) -> None:
     """They would add ~40,000 objects that every full garbage collection walks (and ~0.4 s)."""
     script = f"""
 import asyncio, sys
 from forkpoint import SqliteCheckpointer
 from forkpoint.langgraph import ForkpointSaver
-from tests.conftest import Counter, make_cp
+from tests.conftest import Counter, build_with_scripts, make_cp
 
 async def main():
     for _ in range(2):  # created, then opened again
