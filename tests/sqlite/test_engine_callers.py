@@ -127,34 +127,3 @@ async def test_blocking_calls_type_their_errors(tmp_path: Path) -> None:
         await asyncio.to_thread(engine.write_blocking, _create)
     with pytest.raises(CheckpointerClosed):
         await asyncio.to_thread(engine.read_blocking, _count)
-
-
-async def test_a_lingering_job_waits_for_company_and_leaves_with_it(
-    tmp_path: Path, batches: list[int]
-) -> None:
-    """It would wait 60 s alone; the next ordinary job joins its commit and both finish now."""
-    async with SqliteCheckpointer.open(tmp_path / "linger.db", Counter) as cp:
-        engine = cp.engine
-        await engine.write(_create)
-        batches.clear()
-        waiting = asyncio.ensure_future(engine.write(_insert, "writes", linger=60))
-        await asyncio.sleep(0.05)  # queued, and waiting on the writer's thread
-        assert not waiting.done()
-        company = engine.write(_insert, "checkpoint")
-        both = await asyncio.wait_for(asyncio.gather(waiting, company), 10)
-        assert list(both) == ["writes", "checkpoint"]
-        assert batches == [2]
-
-
-async def test_a_lone_lingering_job_is_committed_when_its_time_is_up(
-    tmp_path: Path, batches: list[int]
-) -> None:
-    async with SqliteCheckpointer.open(tmp_path / "alone.db", Counter) as cp:
-        engine = cp.engine
-        await engine.write(_create)
-        batches.clear()
-        assert await asyncio.wait_for(engine.write(_insert, "alone", linger=0.01), 10) == "alone"
-        blocked = await asyncio.to_thread(engine.write_blocking, _insert, "sync", linger=0.01)
-        assert blocked == "sync"
-        assert batches == [1, 1]
-        assert await engine.read(_count) == 2

@@ -89,9 +89,6 @@ Durability = Literal["full", "normal"]
 T = TypeVar("T")
 _PAGE = 100  # checkpoints read per query while listing; no lock is held between pages
 _LIST_MIN = 8  # a list value this long or longer is stored element by element (appends share)
-_WRITES_LINGER = 0.0005
-"""Seconds a task's pending writes wait for company: LangGraph sends the step's checkpoint right
-after them, and the two then share one commit (``forkpoint.sqlite._writer``)."""
 
 
 class ForkpointSaver(BaseCheckpointSaver[str]):
@@ -247,18 +244,18 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     # The engine answers whichever loop awaits it or thread blocks on it, so every call goes
     # straight to its connection threads: no hop through the saver's own loop.
 
-    async def _write(self, job: Callable[..., T], *args: Any, linger: float = 0.0) -> T:
+    async def _write(self, job: Callable[..., T], *args: Any) -> T:
         self._loop.check_open()
-        return await self._engine.write(job, *args, linger=linger)
+        return await self._engine.write(job, *args)
 
     async def _read(self, job: Callable[..., T], *args: Any) -> T:
         self._loop.check_open()
         return await self._engine.read(job, *args)
 
-    def _write_sync(self, method: str, job: Callable[..., T], *args: Any, linger: float = 0.0) -> T:
+    def _write_sync(self, method: str, job: Callable[..., T], *args: Any) -> T:
         _not_on_event_loop(method)
         self._loop.check_open()
-        return self._engine.write_blocking(job, *args, linger=linger)
+        return self._engine.write_blocking(job, *args)
 
     def _read_sync(self, method: str, job: Callable[..., T], *args: Any) -> T:
         _not_on_event_loop(method)
@@ -350,8 +347,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        args = self._writes_args(config, writes, task_id, task_path)
-        await self._write(store.put_writes, *args, linger=_WRITES_LINGER)
+        await self._write(store.put_writes, *self._writes_args(config, writes, task_id, task_path))
 
     async def adelete_thread(self, thread_id: str) -> None:
         self._lists.forget([_thread(thread_id)])
@@ -433,7 +429,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     ) -> None:
         _not_on_event_loop("put_writes")
         args = self._writes_args(config, writes, task_id, task_path)
-        self._write_sync("put_writes", store.put_writes, *args, linger=_WRITES_LINGER)
+        self._write_sync("put_writes", store.put_writes, *args)
 
     def delete_thread(self, thread_id: str) -> None:
         self._lists.forget([_thread(thread_id)])
