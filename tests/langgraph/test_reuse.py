@@ -258,11 +258,8 @@ def test_the_caches_after_deleting_pruning_and_copying(recording: Recording, how
 # --- what the caches save (counted, not timed) -------------------------------------------------
 
 
-def test_a_turn_encodes_only_its_new_messages_and_history_decodes_each_once(
-    recording: Recording, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    graph = chat(answer).compile(checkpointer=recording)
-    talk(graph, "t", 20)
+def _counting(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """From now on, how many list elements are encoded and decoded."""
     calls = {"dumps_item": 0, "load_item": 0}
     for name in calls:
         original = getattr(registry_module.TypeRegistry, name)
@@ -274,12 +271,39 @@ def test_a_turn_encodes_only_its_new_messages_and_history_decodes_each_once(
             return _f(self, *args, **kw)
 
         monkeypatch.setattr(registry_module.TypeRegistry, name, counted)
+    return calls
+
+
+def test_a_turn_encodes_only_its_new_messages_and_history_decodes_each_once(
+    recording: Recording, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph = chat(answer).compile(checkpointer=recording)
+    talk(graph, "t", 20)
+    calls = _counting(monkeypatch)
     talk(graph, "t", 1, start=20)
     assert calls == {"dumps_item": 2, "load_item": 2}  # the question and the answer only
     calls.update(dumps_item=0, load_item=0)
     history = list(graph.get_state_history(conf("t")))
     assert len(history) == 63
     assert calls["load_item"] == 42  # each stored message once, for 63 snapshots
+    assert_read_back(recording)
+
+
+def test_a_list_shifted_by_a_removal_is_matched_where_its_elements_moved(
+    recording: Recording, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Elements are matched by position first; a list one off finds them by identity or text."""
+    graph = chat(answer).compile(checkpointer=recording)
+    out = talk(graph, "t", 20)
+    before = recording.get_tuple(conf("t"))
+    assert before is not None
+    calls = _counting(monkeypatch)
+    graph.update_state(conf("t"), {"messages": [RemoveMessage(id=out["messages"][0].id)]})
+    assert calls == {"dumps_item": 0, "load_item": 0}  # 39 messages, each one place earlier
+    again = recording.get_tuple(before.config)  # the list before the removal, one place later
+    assert again is not None
+    assert len(again.checkpoint["channel_values"]["messages"]) == 40
+    assert calls == {"dumps_item": 0, "load_item": 1}  # only the removed message is decoded
     assert_read_back(recording)
 
 

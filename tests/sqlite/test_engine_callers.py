@@ -127,3 +127,30 @@ async def test_blocking_calls_type_their_errors(tmp_path: Path) -> None:
         await asyncio.to_thread(engine.write_blocking, _create)
     with pytest.raises(CheckpointerClosed):
         await asyncio.to_thread(engine.read_blocking, _count)
+
+
+async def test_maintenance_waits_for_one_batch_at_most_however_many_writes_are_queued(
+    tmp_path: Path, batches: list[int]
+) -> None:
+    """The drain queues itself again after each batch, behind what was sent to the thread."""
+    async with SqliteCheckpointer.open(tmp_path / "fair.db", Counter) as cp:
+        engine = cp.engine
+        await engine.write(_create)
+        hold, held = threading.Event(), threading.Event()
+
+        def block(conn: sqlite3.Connection) -> None:
+            held.set()
+            hold.wait(30)
+
+        blocking = asyncio.ensure_future(engine.on_writer(block))
+        await asyncio.to_thread(held.wait, 30)
+        writes = [asyncio.ensure_future(engine.write(_insert, f"w{i}")) for i in range(600)]
+        await asyncio.sleep(0)  # all 600 queued: three batches' worth
+        maintenance = asyncio.ensure_future(engine.on_writer(_count))
+        await asyncio.sleep(0)
+        batches.clear()
+        hold.set()
+        seen = await asyncio.wait_for(maintenance, 30)
+        await asyncio.wait_for(asyncio.gather(blocking, *writes), 30)
+        assert seen == _writer.MAX_BATCH  # it ran after the first batch, not after all three
+        assert batches == [_writer.MAX_BATCH, _writer.MAX_BATCH, 600 - 2 * _writer.MAX_BATCH]
