@@ -33,7 +33,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["ConnectionThread", "ThreadStopped", "answer", "answer_on_loop"]
+__all__ = ["ConnectionThread", "ThreadStopped", "answer"]
 
 T = TypeVar("T")
 
@@ -56,7 +56,7 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
-def answer_on_loop(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+def _answer_on_loop(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
     """From any thread: give ``future`` its outcome on its own loop (dropped if that loop ended)."""
     with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
         future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
@@ -67,7 +67,7 @@ def answer(
 ) -> None:
     """From any thread: give either kind of future its outcome (a blocked thread's at once)."""
     if isinstance(future, asyncio.Future):
-        answer_on_loop(future, ok, value)
+        _answer_on_loop(future, ok, value)
     elif future.done():
         return  # answered already (a close failed it first)
     elif ok:
@@ -115,7 +115,7 @@ class ConnectionThread:
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(connection, *args)`` on the thread: one hop; its result or its exception."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self.post(fn, *args, settle=functools.partial(answer_on_loop, future))
+        self.post(fn, *args, settle=functools.partial(_answer_on_loop, future))
         return await future
 
     def call_blocking(self, fn: Callable[..., T], *args: Any) -> T:
@@ -136,7 +136,7 @@ class ConnectionThread:
             self.stopped = True
             if not self._thread.is_alive():
                 return
-            self._queue.put((self._close, (), functools.partial(answer_on_loop, done)))
+            self._queue.put((self._close, (), functools.partial(_answer_on_loop, done)))
             self._queue.put(None)
         await asyncio.shield(done)
 
