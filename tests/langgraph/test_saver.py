@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import operator
 import os
 import sqlite3
 import sys
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 import pytest
 
@@ -20,6 +21,7 @@ pytest.importorskip("langgraph", reason="the langgraph extra is not installed")
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.base import Checkpoint, CheckpointMetadata, empty_checkpoint
 from langgraph.checkpoint.base.id import uuid6
+from langgraph.graph import END, START, StateGraph
 
 from forkpoint.errors import (
     CheckpointerClosed,
@@ -34,8 +36,14 @@ from forkpoint.langgraph import (
     UndecodableValue,
     UnregisteredType,
 )
+from forkpoint.langgraph import saver as saver_module
+from forkpoint.sqlite import _writer
 
 SENTINEL = "tests.reliability.sentinel_payload"
+
+
+class Notes(TypedDict):
+    notes: Annotated[list[str], operator.add]
 
 
 def config(thread: str, checkpoint_id: str | None = None, ns: str = "") -> Any:
@@ -471,3 +479,55 @@ async def test_vacuum_gives_deleted_space_back(saver: ForkpointSaver, db: str) -
     shrank = await saver.avacuum()
     assert shrank > 1_000_000
     assert os.path.getsize(db) < before
+
+
+async def test_a_steps_pending_writes_share_the_commit_of_its_checkpoint(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No transaction holds only pending writes: each waits for the checkpoint that follows it.
+
+    The linger is made long here so the test does not depend on the machine's
+    speed; what it checks is that the saver lets writes wait at all.
+    """
+
+    def node(name: str) -> Any:  # Any: StateGraph.add_node's overloads want a plain function
+        def note(state: Notes) -> dict[str, Any]:
+            return {"notes": [name]}
+
+        return note
+
+    builder = StateGraph(Notes)
+    for name in "abcd":
+        builder.add_node(name, node(name))
+    builder.add_edge(START, "a")
+    builder.add_edge("a", "b")
+    builder.add_edge("a", "c")
+    builder.add_edge(["b", "c"], "d")
+    builder.add_edge("d", END)
+
+    kinds: list[list[str]] = []
+    real = _writer._run_batch
+
+    def recording(conn: sqlite3.Connection, jobs: list[Any]) -> list[tuple[bool, Any]]:
+        kinds.append([job.fn.__name__ for job in jobs])
+        return real(conn, jobs)
+
+    monkeypatch.setattr(_writer, "_run_batch", recording)
+    monkeypatch.setattr(saver_module, "_WRITES_LINGER", 30.0)
+    async with ForkpointSaver.from_conn_string(db) as s:
+        graph = builder.compile(checkpointer=s)
+        for i in range(10):
+            out = await asyncio.wait_for(
+                graph.ainvoke({"notes": []}, config(f"t{i}"), durability="async"), 20
+            )
+            assert sorted(out["notes"]) == ["a", "b", "c", "d"]
+
+        def sync_runs() -> None:  # the sync methods, from LangGraph's own worker threads
+            for i in range(10):
+                out = graph.invoke({"notes": []}, config(f"s{i}"), durability="async")
+                assert sorted(out["notes"]) == ["a", "b", "c", "d"]
+
+        await asyncio.wait_for(asyncio.to_thread(sync_runs), 60)
+    writes_only = [batch for batch in kinds if set(batch) == {"put_writes"}]
+    assert sum(batch.count("put_writes") for batch in kinds) == 20 * 5  # the input, a, b, c, d
+    assert writes_only == []

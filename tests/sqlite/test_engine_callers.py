@@ -154,3 +154,68 @@ async def test_maintenance_waits_for_one_batch_at_most_however_many_writes_are_q
         await asyncio.wait_for(asyncio.gather(blocking, *writes), 30)
         assert seen == _writer.MAX_BATCH  # it ran after the first batch, not after all three
         assert batches == [_writer.MAX_BATCH, _writer.MAX_BATCH, 600 - 2 * _writer.MAX_BATCH]
+
+
+async def test_a_lingering_job_waits_for_company_and_leaves_with_it(
+    tmp_path: Path, batches: list[int]
+) -> None:
+    """It would wait 60 s alone; the next ordinary job joins its commit and both finish now."""
+    async with SqliteCheckpointer.open(tmp_path / "linger.db", Counter) as cp:
+        engine = cp.engine
+        await engine.write(_create)
+        batches.clear()
+        waiting = asyncio.ensure_future(engine.write(_insert, "writes", linger=60))
+        await asyncio.sleep(0.05)  # queued, and waiting on the writer's thread
+        assert not waiting.done()
+        company = engine.write(_insert, "checkpoint")
+        both = await asyncio.wait_for(asyncio.gather(waiting, company), 10)
+        assert list(both) == ["writes", "checkpoint"]
+        assert batches == [2]
+
+
+async def test_a_lingering_job_queued_behind_a_batch_waits_from_when_the_writer_is_free(
+    tmp_path: Path, batches: list[int]
+) -> None:
+    """Its linger counts from when the writer turns to it, not from when it was queued.
+
+    LangGraph queues a task's writes while the previous checkpoint's commit
+    runs, and sends the next checkpoint only after that commit answered: writes
+    whose wait had already run out behind the busy writer would go alone.
+    """
+    async with SqliteCheckpointer.open(tmp_path / "behind.db", Counter) as cp:
+        engine = cp.engine
+        await engine.write(_create)
+        hold, held = threading.Event(), threading.Event()
+
+        def block(conn: sqlite3.Connection) -> None:
+            held.set()
+            hold.wait(30)
+
+        blocking = asyncio.ensure_future(engine.on_writer(block))
+        await asyncio.to_thread(held.wait, 30)
+        batches.clear()
+        waiting = asyncio.ensure_future(engine.write(_insert, "writes", linger=0.5))
+        await asyncio.sleep(0.8)  # longer than its linger, all of it behind the busy writer
+        hold.set()
+        await blocking
+        await asyncio.sleep(0.1)  # the writer has turned to it and waits for company
+        assert not waiting.done()
+        both = await asyncio.wait_for(
+            asyncio.gather(waiting, engine.write(_insert, "checkpoint")), 10
+        )
+        assert list(both) == ["writes", "checkpoint"]
+        assert batches == [2]
+
+
+async def test_a_lone_lingering_job_is_committed_when_its_time_is_up(
+    tmp_path: Path, batches: list[int]
+) -> None:
+    async with SqliteCheckpointer.open(tmp_path / "alone.db", Counter) as cp:
+        engine = cp.engine
+        await engine.write(_create)
+        batches.clear()
+        assert await asyncio.wait_for(engine.write(_insert, "alone", linger=0.01), 10) == "alone"
+        blocked = await asyncio.to_thread(engine.write_blocking, _insert, "sync", linger=0.01)
+        assert blocked == "sync"
+        assert batches == [1, 1]
+        assert await engine.read(_count) == 2

@@ -89,6 +89,13 @@ Durability = Literal["full", "normal"]
 T = TypeVar("T")
 _PAGE = 100  # checkpoints read per query while listing; no lock is held between pages
 _LIST_MIN = 8  # a list value this long or longer is stored element by element (appends share)
+_WRITES_LINGER = 0.001
+"""Seconds a task's pending writes may wait for company (``forkpoint.sqlite._writer``): LangGraph
+sends the step's checkpoint after them (once the previous checkpoint's put has returned), and the
+two then share one commit. Without it the writes take a commit of their own just before the
+checkpoint arrives, and the checkpoint waits for it: 7.5 commits per invocation of the 5-node
+benchmark graph instead of 6. When no checkpoint follows (an interrupt), the writes are committed
+at most this much later."""
 
 
 class ForkpointSaver(BaseCheckpointSaver[str]):
@@ -244,18 +251,18 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     # The engine answers whichever loop awaits it or thread blocks on it, so every call goes
     # straight to its connection threads: no hop through the saver's own loop.
 
-    async def _write(self, job: Callable[..., T], *args: Any) -> T:
+    async def _write(self, job: Callable[..., T], *args: Any, linger: float = 0.0) -> T:
         self._loop.check_open()
-        return await self._engine.write(job, *args)
+        return await self._engine.write(job, *args, linger=linger)
 
     async def _read(self, job: Callable[..., T], *args: Any) -> T:
         self._loop.check_open()
         return await self._engine.read(job, *args)
 
-    def _write_sync(self, method: str, job: Callable[..., T], *args: Any) -> T:
+    def _write_sync(self, method: str, job: Callable[..., T], *args: Any, linger: float = 0.0) -> T:
         _not_on_event_loop(method)
         self._loop.check_open()
-        return self._engine.write_blocking(job, *args)
+        return self._engine.write_blocking(job, *args, linger=linger)
 
     def _read_sync(self, method: str, job: Callable[..., T], *args: Any) -> T:
         _not_on_event_loop(method)
@@ -347,7 +354,8 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await self._write(store.put_writes, *self._writes_args(config, writes, task_id, task_path))
+        args = self._writes_args(config, writes, task_id, task_path)
+        await self._write(store.put_writes, *args, linger=_WRITES_LINGER)
 
     async def adelete_thread(self, thread_id: str) -> None:
         self._lists.forget([_thread(thread_id)])
@@ -429,7 +437,7 @@ class ForkpointSaver(BaseCheckpointSaver[str]):
     ) -> None:
         _not_on_event_loop("put_writes")
         args = self._writes_args(config, writes, task_id, task_path)
-        self._write_sync("put_writes", store.put_writes, *args)
+        self._write_sync("put_writes", store.put_writes, *args, linger=_WRITES_LINGER)
 
     def delete_thread(self, thread_id: str) -> None:
         self._lists.forget([_thread(thread_id)])

@@ -9,7 +9,7 @@ saver) run their own named row jobs on the same engine, reached through
 its typed errors. It is internal (not in ``forkpoint.__all__``), but this
 contract is kept:
 
-``await engine.write(job, *args, thread_id=None, step=None)``
+``await engine.write(job, *args, thread_id=None, step=None, linger=0.0)``
     Runs ``job(conn, *args)`` on the writer thread inside a ``BEGIN IMMEDIATE
     … COMMIT`` shared with the other jobs queued meanwhile (group commit), and
     returns its result. The job must raise a ``CheckpointError`` only *before*
@@ -17,8 +17,10 @@ contract is kept:
     or a failing statement, rolls the batch back and re-runs it one job per
     transaction, so each caller gets its own outcome. A ``BEGIN IMMEDIATE``
     that cannot get the lock within ``busy_timeout`` fails every job of its
-    batch with ``DatabaseLocked`` at once (no job waits for the lock twice). Never run ``BEGIN``,
-    ``COMMIT`` or ``SAVEPOINT`` in a job. ``ReadOnlyDatabase`` without a writer.
+    batch with ``DatabaseLocked`` at once (no job waits for the lock twice).
+    ``linger``: seconds the job may wait for another to share its commit
+    (``_writer.py``). Never run ``BEGIN``, ``COMMIT`` or ``SAVEPOINT`` in a
+    job. ``ReadOnlyDatabase`` without a writer.
 ``await engine.read(job, *args, thread_id=None, step=None, framed=True)``
     Runs ``job(conn, *args)`` on the reader thread (``query_only``): one hop,
     inside one read transaction, so every statement of the job sees the same
@@ -255,11 +257,12 @@ class SqliteEngine:
         *args: Any,
         thread_id: str | None = None,
         step: int | None = None,
+        linger: float = 0.0,
     ) -> T:
         """Run ``job(conn, *args)`` in the next group-commit transaction; its own result."""
         writer = self._writable(thread_id, step)
         try:
-            return await writer.submit(job, *args)
+            return await writer.submit(job, *args, linger=linger)
         except _ENGINE_ERRORS as exc:
             error = self._typed(exc, thread_id, step)
         raise error  # outside the except block: see _typed
@@ -270,11 +273,12 @@ class SqliteEngine:
         *args: Any,
         thread_id: str | None = None,
         step: int | None = None,
+        linger: float = 0.0,
     ) -> T:
         """:meth:`write` for a thread with no running event loop: blocks it for the result."""
         writer = self._writable(thread_id, step)
         try:
-            return writer.submit_blocking(job, *args)
+            return writer.submit_blocking(job, *args, linger=linger)
         except _ENGINE_ERRORS as exc:
             error = self._typed(exc, thread_id, step)
         raise error

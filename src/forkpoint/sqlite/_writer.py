@@ -15,6 +15,15 @@ result or error.
   queues itself again behind whatever else was sent to the thread meanwhile
   (maintenance, ``stop``), so a steady stream of writes delays it by one
   batch at most.
+* A job may *linger*: queued with ``linger=seconds``, a batch made only of
+  lingering jobs waits up to that long for another job to share its commit,
+  and starts at once when a job that does not linger arrives. The wait counts
+  from when the writer turns to the batch (its thread was free, or the batch
+  before it ended), not from when the jobs were queued: jobs that queued
+  behind a running batch have had no chance of company yet. The LangGraph
+  saver lets a task's pending writes linger, because the step's checkpoint
+  follows them: one fsync for both, instead of a commit the checkpoint would
+  queue behind. No lock is held while waiting.
 * It belongs to no event loop: each job is answered on the loop that queued
   it, or to the thread blocked on it (:meth:`GroupCommitWriter.submit_blocking`),
   so one engine serves callers on any loop or thread (the LangGraph saver
@@ -54,6 +63,7 @@ class _Job:
     args: tuple[Any, ...]
     future: asyncio.Future[Any] | concurrent.futures.Future[Any]
     queued: float  # time.monotonic() when submitted
+    linger: float = 0.0  # seconds it may wait for company (see the module docstring)
 
 
 def _marker(conn: sqlite3.Connection) -> None:
@@ -131,26 +141,29 @@ class GroupCommitWriter:
     def __init__(self, thread: ConnectionThread) -> None:
         self.thread = thread
         self._lock = threading.Lock()  # guards _pending and _posted: callers are on any thread
+        self._company = threading.Condition(self._lock)
         self._pending: collections.deque[_Job] = collections.deque()
         self._posted = False  # a drain is queued on the thread or running there
 
-    async def submit(self, fn: Callable[..., T], *args: Any) -> T:
+    async def submit(self, fn: Callable[..., T], *args: Any, linger: float = 0.0) -> T:
         """Queue ``fn(conn, *args)`` for the next transaction; its own result or exception."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue(_Job(fn, args, future, time.monotonic()))
+        self._queue(_Job(fn, args, future, time.monotonic(), linger))
         # A cancelled caller cancels this future: its job is skipped if its batch has not begun.
         return await future
 
-    def submit_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+    def submit_blocking(self, fn: Callable[..., T], *args: Any, linger: float = 0.0) -> T:
         """:meth:`submit` for a thread without a running loop: blocks it until answered."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._queue(_Job(fn, args, future, time.monotonic()))
+        self._queue(_Job(fn, args, future, time.monotonic(), linger))
         return future.result()
 
     def _queue(self, job: _Job) -> None:
         with self._lock:
             self._pending.append(job)
             post, self._posted = not self._posted, True
+            if not job.linger:
+                self._company.notify()  # a batch of lingering jobs waiting for one: it is here
         if post:
             self._post_drain()
 
@@ -174,6 +187,17 @@ class GroupCommitWriter:
                 self._posted = False
             self.fail_pending(exc)
 
+    def _wait_for_company(self) -> None:
+        """While every pending job lingers, wait (lock released) until one that does not is
+        queued or the shortest linger, counted from now, is up."""
+        deadline = None
+        while self._pending and all(job.linger for job in self._pending):
+            if deadline is None:
+                deadline = time.monotonic() + min(job.linger for job in self._pending)
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._company.wait(left):
+                return
+
     def _drain(self, conn: sqlite3.Connection) -> None:
         """On the writer's thread: run the next batch as one transaction and answer its jobs.
 
@@ -183,6 +207,7 @@ class GroupCommitWriter:
         rather than wait for the lock once more.
         """
         with self._lock:
+            self._wait_for_company()
             batch: list[_Job] = []
             while self._pending and len(batch) < MAX_BATCH:
                 job = self._pending.popleft()
