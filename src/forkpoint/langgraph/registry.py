@@ -134,13 +134,17 @@ class _Fail(Exception):
         return "".join(parts)
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+_ESCAPED = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
+
 def _text(tree: Any) -> str:
-    text = json.dumps(tree, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    text = _COMPACT(tree)
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: SQLite stores UTF-8, so escape them
-            text = json.dumps(tree, allow_nan=False, separators=(",", ":"))
+            text = _ESCAPED(tree)
     return text
 
 
@@ -279,11 +283,17 @@ class TypeRegistry:
             return value if math.isfinite(value) else {TAG: "float", VALUE: repr(value)}
         if depth >= MAX_DEPTH:
             raise _Fail(f"value nested deeper than {MAX_DEPTH} levels (or circular)")
+        # Strings, ints, bools and None inside a dict or list are taken as they are without a
+        # call each: most of a checkpoint's nodes are such leaves (versions, ids, names).
         if t is dict:
             out: dict[str, Any] = {}
             for key, item in value.items():
                 if type(key) is not str:
                     return {TAG: "map", VALUE: self._enc_pairs(value, depth)}
+                leaf = type(item)
+                if leaf is str or leaf is int or leaf is bool or item is None:
+                    out[key] = item
+                    continue
                 try:
                     out[key] = self._enc(item, depth + 1)
                 except _Fail as fail:
@@ -293,6 +303,10 @@ class TypeRegistry:
         if t is list:
             items: list[Any] = []
             for index, item in enumerate(value):
+                leaf = type(item)
+                if leaf is str or leaf is int or leaf is bool or item is None:
+                    items.append(item)
+                    continue
                 try:
                     items.append(self._enc(item, depth + 1))
                 except _Fail as fail:

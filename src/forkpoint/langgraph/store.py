@@ -163,33 +163,44 @@ class Page(NamedTuple):
 def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> dict[str, tuple[str, int]]:
     """Store (or replace, keeping its place in the order) one checkpoint and its new values.
 
-    Every read and every encoding happens before the first write, so a value
-    that cannot be encoded refuses the job with nothing written. Returns
-    ``{channel: (list_id, length)}`` for the values stored as lists. A handful
-    of statements whatever the number of channels: the parent's keys and which
-    candidate keys are stored (one query), where each list ends, the inserts
-    (one batch per kind).
+    Every encoding happens before the first write, so a value that cannot be
+    encoded refuses the job with nothing written. Returns ``{channel: (list_id,
+    length)}`` for the values stored as lists.
+
+    Three statements in the common case, whatever the number of channels: the
+    parent's keys, the new values (one ``INSERT OR IGNORE``, under the key of
+    their version), the checkpoint row. Each statement costs more than its
+    SQL: the writer gives the interpreter lock to the event loop's thread and
+    waits to get it back. A channel that did not change refers to the
+    parent's value, which exists while the parent refers to it (deletions
+    collect only values no checkpoint refers to). Only when the insert finds
+    a version already stored (a branch that reused it) are the values read
+    back, and a different value gets the key ``<version>@<checkpoint id>``.
     """
     where = (req.thread_id, req.checkpoint_ns)
-    parent_keys, stored = _stored_keys(conn, req)
+    parent_keys = _parent_keys(conn, req)
     keys: dict[str, str] = {}
-    inserts: dict[bool, list[tuple[str, str, str, str, int, str]]] = {True: [], False: []}
+    replaced: list[tuple[str, str, str, str, int, str]] = []
+    fresh: list[tuple[str, str, str, bool]] = []  # channel, version, text, may reuse unread
     appends: list[tuple[str, str, int, list[str]]] = []  # channel, list_id, start, items
     lists: dict[str, tuple[str, int]] = {}
     for blob in req.blobs:
-        if blob.items is not None and blob.version is not None:
+        if blob.version is None:
+            keys[blob.channel] = "@" + req.checkpoint_id
+            replaced.append((*where, blob.channel, keys[blob.channel], VALUE, _text(blob)))
+        elif blob.items is not None:
             key, list_id, start = _plan_list(
-                conn, req, stored, blob.channel, blob.version, blob.items, blob.base
+                conn, req, blob.channel, blob.version, blob.items, blob.base
             )
             ref = json.dumps({"list": list_id, "len": len(blob.items)}, separators=(",", ":"))
-            inserts[True].append((*where, blob.channel, key, LIST, ref))
+            keys[blob.channel] = key
+            replaced.append((*where, blob.channel, key, LIST, ref))
             appends.append((blob.channel, list_id, start, blob.items[start:]))
             lists[blob.channel] = (list_id, len(blob.items))
+        elif callable(blob.value) and _key_version(parent_keys.get(blob.channel)) == blob.version:
+            keys[blob.channel] = parent_keys[blob.channel]  # unchanged: the parent's value
         else:
-            key, text, replace = _plan_blob(conn, req, stored, blob, parent_keys.get(blob.channel))
-            if text is not None:
-                inserts[replace].append((*where, blob.channel, key, VALUE, text))
-        keys[blob.channel] = key
+            fresh.append((blob.channel, blob.version, _text(blob), callable(blob.value)))
     for channel, list_id, start, items in appends:
         if start == 0:  # a new list: nothing of an older list by that id may survive
             conn.execute(
@@ -202,14 +213,13 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> dict[str, tuple
             "VALUES (?, ?, ?, ?, ?, ?)",
             [(*where, channel, list_id, start + offset, item) for offset, item in enumerate(items)],
         )
-    for replace, rows in inserts.items():
-        if rows:
-            verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-            conn.executemany(
-                f"{verb} INTO lg_blobs (thread_id, checkpoint_ns, channel, key, encoding, value) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+    keys.update(_insert_fresh(conn, req, fresh, replaced))
+    if replaced:
+        conn.executemany(
+            "INSERT OR REPLACE INTO lg_blobs (thread_id, checkpoint_ns, channel, key, encoding, "
+            "value) VALUES (?, ?, ?, ?, ?, ?)",
+            replaced,
+        )
     conn.execute(
         "INSERT INTO lg_checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
         "parent_checkpoint_id, run_id, created_at, metadata, channels, checkpoint) "
@@ -258,41 +268,60 @@ def _keep_newest(conn: sqlite3.Connection, thread_id: str, checkpoint_ns: str, k
     _collect_blobs(conn, [thread_id])
 
 
-def _stored_keys(
-    conn: sqlite3.Connection, req: PutRequest
-) -> tuple[dict[str, str], set[tuple[str, str]]]:
-    """The parent's ``{channel: key}``, and which keys this request may reuse or collide with
-    are stored (its channels' versions, the parent's keys): one query for both."""
-    versions = [(blob.channel, blob.version) for blob in req.blobs if blob.version is not None]
-    parent_keys: dict[str, str] = {}
-    stored: set[tuple[str, str]] = set()
-    for kind, channel, key in conn.execute(
-        "WITH parent (channel, key) AS (SELECT j.key, j.value FROM lg_checkpoints c, "
-        "json_each(c.channels) j WHERE c.thread_id = ?1 AND c.checkpoint_ns = ?2 "
-        "AND c.checkpoint_id = ?3) "
-        "SELECT 'parent', channel, key FROM parent UNION ALL "
-        "SELECT 'stored', b.channel, b.key FROM lg_blobs b WHERE b.thread_id = ?1 "
-        "AND b.checkpoint_ns = ?2 AND (b.channel, b.key) IN ("
-        "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?4) "
-        "UNION SELECT channel, key FROM parent)",
-        (
-            req.thread_id,
-            req.checkpoint_ns,
-            req.parent_checkpoint_id,
-            json.dumps(versions, ensure_ascii=False),
-        ),
-    ):
-        if kind == "parent":
-            parent_keys[str(channel)] = str(key)
-        else:
-            stored.add((str(channel), str(key)))
-    return parent_keys, stored
+_ROWS_PER_INSERT = 64  # values per INSERT statement (SQLite caps the bound parameters)
+
+
+def _parent_keys(conn: sqlite3.Connection, req: PutRequest) -> dict[str, str]:
+    """The parent checkpoint's ``{channel: key}`` (empty without a stored parent)."""
+    if req.parent_checkpoint_id is None:
+        return {}
+    row = conn.execute(
+        "SELECT channels FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+        "AND checkpoint_id = ?",
+        (req.thread_id, req.checkpoint_ns, req.parent_checkpoint_id),
+    ).fetchone()
+    return {} if row is None else dict(json.loads(row[0]))
+
+
+def _insert_fresh(
+    conn: sqlite3.Connection,
+    req: PutRequest,
+    fresh: list[tuple[str, str, str, bool]],
+    replaced: list[tuple[str, str, str, str, int, str]],
+) -> dict[str, str]:
+    """Insert new values under their version's key; each channel's key.
+
+    When a version is stored already: an unchanged channel's (``may reuse
+    unread``) is taken as it is, as is an equal value; a different value goes
+    to ``replaced`` under ``<version>@<checkpoint id>``.
+    """
+    if not fresh:
+        return {}
+    where = (req.thread_id, req.checkpoint_ns)
+    before = conn.total_changes
+    head = (
+        "INSERT OR IGNORE INTO lg_blobs (thread_id, checkpoint_ns, channel, key, encoding, value)"
+    )
+    for first in range(0, len(fresh), _ROWS_PER_INSERT):
+        chunk = fresh[first : first + _ROWS_PER_INSERT]
+        rows = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
+        conn.execute(
+            f"{head} VALUES {rows}",
+            [value for ch, ver, text, _ in chunk for value in (*where, ch, ver, VALUE, text)],
+        )
+    keys = {channel: version for channel, version, _, _ in fresh}
+    if conn.total_changes - before == len(fresh):
+        return keys  # every version was new
+    for channel, version, text, unchanged in fresh:
+        if not unchanged and _blob_text(conn, (*where, channel), version) != text:
+            keys[channel] = f"{version}@{req.checkpoint_id}"
+            replaced.append((*where, channel, keys[channel], VALUE, text))
+    return keys
 
 
 def _plan_list(
     conn: sqlite3.Connection,
     req: PutRequest,
-    stored: set[tuple[str, str]],
     channel: str,
     version: str,
     items: list[str],
@@ -300,8 +329,8 @@ def _plan_list(
 ) -> tuple[str, str, int]:
     """``(blob key, list_id, first index to insert)``: append to ``base`` if it still ends there."""
     key = version
-    if (channel, key) in stored:  # this version is taken (a branch reused it)
-        key = f"{version}@{req.checkpoint_id}"
+    if _blob_text(conn, (req.thread_id, req.checkpoint_ns, channel), version) is not None:
+        key = f"{version}@{req.checkpoint_id}"  # this version is taken (a branch reused it)
     if base is not None and 0 < base[1] <= len(items):
         # the list still ends where the caller saw it end, with the element it saw last
         # (elements are only ever appended, or cut from the end: never a gap)
@@ -319,40 +348,12 @@ def _plan_list(
     return key, key, 0
 
 
-def _plan_blob(
-    conn: sqlite3.Connection,
-    req: PutRequest,
-    stored: set[tuple[str, str]],
-    blob: BlobIn,
-    parent_key: str | None,
-) -> tuple[str, str | None, bool]:
-    """``(key, text to insert or None to reuse a stored value, replace?)`` for one value."""
-    if blob.version is None:
-        return "@" + req.checkpoint_id, _text(blob), True
-    if callable(blob.value):  # unchanged channel: reuse the parent's value, else the version's
-        if (
-            parent_key is not None
-            and _key_version(parent_key) == blob.version
-            and (blob.channel, parent_key) in stored
-        ):
-            return parent_key, None, False
-        if (blob.channel, blob.version) in stored:
-            return blob.version, None, False
-    text = _text(blob)
-    if (blob.channel, blob.version) not in stored:
-        return blob.version, text, False
-    where = (req.thread_id, req.checkpoint_ns, blob.channel)
-    if _blob_text(conn, where, blob.version) == text:
-        return blob.version, None, False
-    return f"{blob.version}@{req.checkpoint_id}", text, True
-
-
 def _text(blob: BlobIn) -> str:
     return blob.value() if callable(blob.value) else blob.value
 
 
-def _key_version(key: str) -> str:
-    return key.split("@", 1)[0]
+def _key_version(key: str | None) -> str | None:
+    return None if key is None else key.split("@", 1)[0]
 
 
 def _blob_text(conn: sqlite3.Connection, where: tuple[str, str, str], key: str) -> str | None:
