@@ -382,9 +382,16 @@ def _value(metric: str, value: float) -> str:
     return f"{value:,.2f} s"
 
 
-def _ratio(samples: Samples, workload: str, metric: str, contender: str = FP_SAVER) -> float | None:
+def _per_rep(
+    samples: Samples, workload: str, metric: str, contender: str = FP_SAVER
+) -> list[float]:
+    """``contender`` ÷ LangGraph in each repetition, in run order."""
     fp, lg = samples.get(workload, metric, contender), samples.get(workload, metric, LG_SAVER)
-    per_rep = [fp[r] / lg[r] for r in fp if lg.get(r)]
+    return [fp[r] / lg[r] for r in sorted(fp) if lg.get(r)]
+
+
+def _ratio(samples: Samples, workload: str, metric: str, contender: str = FP_SAVER) -> float | None:
+    per_rep = _per_rep(samples, workload, metric, contender)
     return statistics.median(per_rep) if per_rep else None
 
 
@@ -505,6 +512,13 @@ def section(samples: Samples, sizes: Sizes) -> list[str]:
             f"| {workload} | {what} | {_value(metric, fp)} | {_value(metric, lg)} | {shown} "
             f"| {target} | {met} |"
         )
+    spread = [
+        f"{workload} {text.split(',')[-1].strip().format(last=sizes.last_turns)} "
+        + ", ".join(f"{r:.3g}×" for r in _per_rep(samples, workload, metric))
+        for workload, metric, text, _, _ in _FIGURES
+        if _per_rep(samples, workload, metric)
+    ]
+    out += ["", "Each repetition's ratio, in run order: " + "; ".join(spread) + "."]
     out += _ceilings(samples, sizes)
     count = samples.get("G3", "checkpoints", FP_SAVER)
     if count:
