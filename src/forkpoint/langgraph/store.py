@@ -200,6 +200,7 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> dict[str, tuple
         elif callable(blob.value) and _key_version(parent_keys.get(blob.channel)) == blob.version:
             keys[blob.channel] = parent_keys[blob.channel]  # unchanged: the parent's value
         else:
+            keys[blob.channel] = blob.version  # unless a branch took it for another value
             fresh.append((blob.channel, blob.version, _text(blob), callable(blob.value)))
     for channel, list_id, start, items in appends:
         if start == 0:  # a new list: nothing of an older list by that id may survive
@@ -289,7 +290,7 @@ def _insert_fresh(
     fresh: list[tuple[str, str, str, bool]],
     replaced: list[tuple[str, str, str, str, int, str]],
 ) -> dict[str, str]:
-    """Insert new values under their version's key; each channel's key.
+    """Insert new values under their version's key; the channels that need another key.
 
     When a version is stored already: an unchanged channel's (``may reuse
     unread``) is taken as it is, as is an equal value; a different value goes
@@ -309,7 +310,7 @@ def _insert_fresh(
             f"{head} VALUES {rows}",
             [value for ch, ver, text, _ in chunk for value in (*where, ch, ver, VALUE, text)],
         )
-    keys = {channel: version for channel, version, _, _ in fresh}
+    keys: dict[str, str] = {}
     if conn.total_changes - before == len(fresh):
         return keys  # every version was new
     for channel, version, text, unchanged in fresh:
