@@ -268,3 +268,26 @@ async def test_a_stale_saver_does_not_append_to_a_list_another_cut_and_regrew(
             tup = await reader.aget_tuple(made)
             assert tup is not None
             assert tup.checkpoint["channel_values"]["messages"] == mine
+
+
+async def test_a_version_used_again_never_takes_over_a_list_others_extend(
+    saver: ForkpointSaver,
+) -> None:
+    """The list is named after the value that started it, and outlives it.
+
+    Its first checkpoint deleted, the list lives on in the one that extended
+    it; a later checkpoint using that first version again (callers may choose
+    versions) must start a list of its own, not rewrite that one.
+    """
+    first = [message(j) for j in range(8)]
+    one = await saver.aput(config("t"), checkpoint(first, 1), {"run_id": "r1"}, {"messages": 1})
+    second = [*first, message(8)]
+    two = await saver.aput(one, checkpoint(second, 2), {"run_id": "r2"}, {"messages": 2})
+    await saver.adelete_for_runs(["r1"])
+    other = [HumanMessage(f"other {j}", id=f"o{j}") for j in range(8)]
+    again = await saver.aput(config("t"), checkpoint(other, 1), {}, {"messages": 1})
+    async with ForkpointSaver.from_conn_string(saver.path) as fresh:  # nothing cached
+        for conf, want in ((two, second), (again, other)):
+            tup = await fresh.aget_tuple(conf)
+            assert tup is not None
+            assert tup.checkpoint["channel_values"]["messages"] == want

@@ -25,11 +25,13 @@ not be committed yet. None of that is a linear list of steps.
   element, each element's JSON in its own row. A version that extends the last
   stored list appends only its new elements, so a conversation stores each
   message once however many checkpoints hold it; a version that does not (a
-  branch, an edit, a list that was trimmed meanwhile) starts a list of its own.
-  Elements are only ever appended or cut from the end, so a list never has a
-  gap. Reading one is one ordered range query, no chain to follow; a listing
-  reads each list's elements once for all its checkpoints (``Page.items``) and
-  a later page only the elements the caller does not have yet.
+  branch, an edit, a list that was trimmed meanwhile) starts a list of its own,
+  under an id no list has (its key, else ``<key>#2``, …: a list outlives the
+  value that named it while later values extend it). Elements are only ever
+  appended or cut from the end, so a list never has a gap. Reading one is one
+  ordered range query, no chain to follow; a listing reads each list's
+  elements once for all its checkpoints (``Page.items``) and a later page only
+  the elements the caller does not have yet.
 * ``lg_writes`` — pending writes by ``(…, checkpoint_id, task_id, idx)``, with no
   foreign key: a write may arrive before its checkpoint. A negative ``idx``
   (errors, interrupts, resume values) replaces; others are kept if present.
@@ -203,12 +205,6 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> dict[str, tuple
             keys[blob.channel] = blob.version  # unless a branch took it for another value
             fresh.append((blob.channel, blob.version, _text(blob), callable(blob.value)))
     for channel, list_id, start, items in appends:
-        if start == 0:  # a new list: nothing of an older list by that id may survive
-            conn.execute(
-                "DELETE FROM lg_list_items WHERE thread_id = ? AND checkpoint_ns = ? "
-                "AND channel = ? AND list_id = ?",
-                (*where, channel, list_id),
-            )
         conn.executemany(
             "INSERT INTO lg_list_items (thread_id, checkpoint_ns, channel, list_id, idx, value) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -346,7 +342,26 @@ def _plan_list(
         ).fetchone()
         if top == length - 1 and last == items[length - 1]:
             return key, list_id, length
-    return key, key, 0
+    return key, _unused_list_id(conn, (req.thread_id, req.checkpoint_ns, channel), key), 0
+
+
+def _unused_list_id(conn: sqlite3.Connection, where: tuple[str, str, str], key: str) -> str:
+    """A new list's id: its value's key, or ``<key>#2``, ``#3``… while a list has that id.
+
+    A list outlives the value whose key named it while later values extend it
+    (a thread whose first checkpoints were deleted, then a version used again),
+    so a new list never takes over an id: the other values would read its
+    elements.
+    """
+    list_id, n = key, 1
+    while conn.execute(
+        "SELECT 1 FROM lg_list_items WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? "
+        "AND list_id = ? LIMIT 1",
+        (*where, list_id),
+    ).fetchone():
+        n += 1
+        list_id = f"{key}#{n}"
+    return list_id
 
 
 def _text(blob: BlobIn) -> str:
