@@ -104,7 +104,8 @@ def test_a_version_taken_by_another_value_is_read_back_and_stored_beside_it(
         "SELECT channels FROM",
         "INSERT OR IGNORE",
         "SELECT value FROM",  # the insert found version 2 taken: compare
-        "INSERT OR REPLACE",  # another value: stored beside it
+        "SELECT value FROM",  # another value: is the key beside it free?
+        "INSERT OR REPLACE",  # it is: stored there
         "INSERT INTO lg_checkpoints",
     ]
     assert channels(conn, "c3") == '{"a":"\\"2\\"@c3"}'

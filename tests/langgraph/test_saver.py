@@ -169,6 +169,27 @@ async def test_put_of_an_existing_id_replaces_it_in_place(saver: ForkpointSaver)
     assert listed[1].metadata["step"] == 5
 
 
+async def test_replacing_a_checkpoint_never_changes_what_its_children_hold(
+    saver: ForkpointSaver,
+) -> None:
+    """A child refers to its parent's unchanged values: a replaced parent stores new ones beside."""
+    parent = config("t")
+    await saver.aput(parent, checkpoint({"a": "v"}, {"a": 1}, "x"), meta(0), {"a": 1})
+    await saver.aput(parent, checkpoint({"a": "w"}, {"a": 1}, "x"), meta(0), {"a": 1})
+    z = await saver.aput(config("t", "x"), checkpoint({"a": "w"}, {"a": 1}, "z"), meta(1), {})
+    await saver.aput(parent, checkpoint({"a": "y"}, {"a": 1}, "x"), meta(0), {"a": 1})
+    lists = await saver.aput(
+        parent, checkpoint({"a": list(range(9))}, {"a": 1}, "x"), meta(0), {"a": 1}
+    )
+    child = await saver.aput(lists, checkpoint({"a": list(range(9))}, {"a": 1}, "c"), meta(1), {})
+    await saver.aput(parent, checkpoint({"a": list(range(8))}, {"a": 1}, "x"), meta(0), {"a": 1})
+    async with ForkpointSaver.from_conn_string(saver.path) as fresh:  # nothing cached
+        for conf, want in ((z, "w"), (child, list(range(9))), (config("t", "x"), list(range(8)))):
+            tup = await fresh.aget_tuple(conf)
+            assert tup is not None
+            assert tup.checkpoint["channel_values"] == {"a": want}
+
+
 # --- pending writes --------------------------------------------------------------------------------
 
 

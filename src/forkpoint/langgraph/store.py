@@ -18,7 +18,9 @@ not be committed yet. None of that is a linear list of steps.
   key)``; the key is the channel's version, so a checkpoint whose channel did not
   change refers to the stored value instead of storing it again. If the same
   version arrives with a different value (a branch that reused a version), the
-  new value gets the key ``<version>@<checkpoint id>``. ``encoding`` 0: ``value``
+  new value gets the key ``<version>@<checkpoint id>`` (then ``#2``, ``#3``…: a
+  stored value is never overwritten with another, since a checkpoint put again
+  under its id may have children that refer to the values it had). ``encoding`` 0: ``value``
   is the value's JSON; 1: ``value`` is ``{"list": id, "len": n}``, a list value
   made of the first ``n`` items of ``lg_list_items`` list ``id``.
 * ``lg_list_items`` — list values (a conversation's messages) element by
@@ -311,9 +313,29 @@ def _insert_fresh(
         return keys  # every version was new
     for channel, version, text, unchanged in fresh:
         if not unchanged and _blob_text(conn, (*where, channel), version) != text:
-            keys[channel] = f"{version}@{req.checkpoint_id}"
-            replaced.append((*where, channel, keys[channel], VALUE, text))
+            key, new = _key_for(conn, (*where, channel), f"{version}@{req.checkpoint_id}", text)
+            keys[channel] = key
+            if new:
+                replaced.append((*where, channel, key, VALUE, text))
     return keys
+
+
+def _key_for(
+    conn: sqlite3.Connection, where: tuple[str, str, str], key: str, text: str | None
+) -> tuple[str, bool]:
+    """``(key, whether to insert)``: ``key``, or ``<key>#2``, ``#3``… until one is free or holds
+    ``text`` already.
+
+    A stored value is never overwritten with another: a checkpoint put again
+    under its id may have children that refer to the values it had.
+    """
+    candidate, n = key, 1
+    while (stored := _blob_text(conn, where, candidate)) is not None:
+        if stored == text:
+            return candidate, False
+        n += 1
+        candidate = f"{key}#{n}"
+    return candidate, True
 
 
 def _plan_list(
@@ -327,7 +349,13 @@ def _plan_list(
     """``(blob key, list_id, first index to insert)``: append to ``base`` if it still ends there."""
     key = version
     if _blob_text(conn, (req.thread_id, req.checkpoint_ns, channel), version) is not None:
-        key = f"{version}@{req.checkpoint_id}"  # this version is taken (a branch reused it)
+        # this version is taken (a branch reused it): a key of its own, never another's
+        key, _ = _key_for(
+            conn,
+            (req.thread_id, req.checkpoint_ns, channel),
+            f"{version}@{req.checkpoint_id}",
+            None,
+        )
     if base is not None and 0 < base[1] <= len(items):
         # the list still ends where the caller saw it end, with the element it saw last
         # (elements are only ever appended, or cut from the end: never a gap)
