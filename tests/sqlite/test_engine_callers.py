@@ -55,6 +55,19 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sizes
 
 
+async def _hold_writer(engine: SqliteEngine) -> tuple[asyncio.Future[None], threading.Event]:
+    """The writer's thread busy with a call that waits until the returned event is set."""
+    hold, held = threading.Event(), threading.Event()
+
+    def block(conn: sqlite3.Connection) -> None:
+        held.set()
+        hold.wait(30)
+
+    blocking = asyncio.ensure_future(engine.on_writer(block))
+    await asyncio.to_thread(held.wait, 30)
+    return blocking, hold
+
+
 def _in_another_loop(engine: SqliteEngine, who: str, ready: threading.Event) -> str:
     async def write() -> str:
         task = asyncio.ensure_future(engine.write(_insert, who))
@@ -71,14 +84,7 @@ async def test_jobs_from_two_loops_share_one_transaction_and_each_gets_its_own_a
     async with SqliteCheckpointer.open(tmp_path / "loops.db", Counter) as cp:
         engine = cp.engine
         await engine.write(_create)
-        hold, held = threading.Event(), threading.Event()
-
-        def block(conn: sqlite3.Connection) -> None:
-            held.set()
-            hold.wait(30)
-
-        blocking = asyncio.ensure_future(engine.on_writer(block))
-        await asyncio.to_thread(held.wait, 30)  # the writer's thread is busy: jobs queue up
+        blocking, hold = await _hold_writer(engine)  # jobs queue up behind it
         ready = threading.Event()
         other = asyncio.ensure_future(asyncio.to_thread(_in_another_loop, engine, "other", ready))
         await asyncio.to_thread(ready.wait, 30)
@@ -136,14 +142,7 @@ async def test_maintenance_waits_for_one_batch_at_most_however_many_writes_are_q
     async with SqliteCheckpointer.open(tmp_path / "fair.db", Counter) as cp:
         engine = cp.engine
         await engine.write(_create)
-        hold, held = threading.Event(), threading.Event()
-
-        def block(conn: sqlite3.Connection) -> None:
-            held.set()
-            hold.wait(30)
-
-        blocking = asyncio.ensure_future(engine.on_writer(block))
-        await asyncio.to_thread(held.wait, 30)
+        blocking, hold = await _hold_writer(engine)
         writes = [asyncio.ensure_future(engine.write(_insert, f"w{i}")) for i in range(600)]
         await asyncio.sleep(0)  # all 600 queued: three batches' worth
         maintenance = asyncio.ensure_future(engine.on_writer(_count))
@@ -156,48 +155,30 @@ async def test_maintenance_waits_for_one_batch_at_most_however_many_writes_are_q
         assert batches == [_writer.MAX_BATCH, _writer.MAX_BATCH, 600 - 2 * _writer.MAX_BATCH]
 
 
+@pytest.mark.parametrize("behind_a_batch", [False, True])
 async def test_a_lingering_job_waits_for_company_and_leaves_with_it(
-    tmp_path: Path, batches: list[int]
+    tmp_path: Path, batches: list[int], behind_a_batch: bool
 ) -> None:
-    """It would wait 60 s alone; the next ordinary job joins its commit and both finish now."""
+    """Alone it would wait its whole linger; the next ordinary job joins its commit at once.
+
+    Behind a busy writer, the linger counts from when the writer turns to it,
+    not from when it was queued: LangGraph queues a task's writes while the
+    previous checkpoint's commit runs, and sends the next checkpoint only after
+    that commit answered, so writes whose wait had run out behind the busy
+    writer would go alone.
+    """
     async with SqliteCheckpointer.open(tmp_path / "linger.db", Counter) as cp:
         engine = cp.engine
         await engine.write(_create)
+        held = await _hold_writer(engine) if behind_a_batch else None
         batches.clear()
-        waiting = asyncio.ensure_future(engine.write(_insert, "writes", linger=60))
-        await asyncio.sleep(0.05)  # queued, and waiting on the writer's thread
-        assert not waiting.done()
-        company = engine.write(_insert, "checkpoint")
-        both = await asyncio.wait_for(asyncio.gather(waiting, company), 10)
-        assert list(both) == ["writes", "checkpoint"]
-        assert batches == [2]
-
-
-async def test_a_lingering_job_queued_behind_a_batch_waits_from_when_the_writer_is_free(
-    tmp_path: Path, batches: list[int]
-) -> None:
-    """Its linger counts from when the writer turns to it, not from when it was queued.
-
-    LangGraph queues a task's writes while the previous checkpoint's commit
-    runs, and sends the next checkpoint only after that commit answered: writes
-    whose wait had already run out behind the busy writer would go alone.
-    """
-    async with SqliteCheckpointer.open(tmp_path / "behind.db", Counter) as cp:
-        engine = cp.engine
-        await engine.write(_create)
-        hold, held = threading.Event(), threading.Event()
-
-        def block(conn: sqlite3.Connection) -> None:
-            held.set()
-            hold.wait(30)
-
-        blocking = asyncio.ensure_future(engine.on_writer(block))
-        await asyncio.to_thread(held.wait, 30)
-        batches.clear()
-        waiting = asyncio.ensure_future(engine.write(_insert, "writes", linger=0.5))
-        await asyncio.sleep(0.8)  # longer than its linger, all of it behind the busy writer
-        hold.set()
-        await blocking
+        linger = 0.5 if behind_a_batch else 60.0
+        waiting = asyncio.ensure_future(engine.write(_insert, "writes", linger=linger))
+        if held is not None:
+            blocking, hold = held
+            await asyncio.sleep(0.8)  # longer than its linger, all of it behind the busy writer
+            hold.set()
+            await blocking
         await asyncio.sleep(0.1)  # the writer has turned to it and waits for company
         assert not waiting.done()
         both = await asyncio.wait_for(
