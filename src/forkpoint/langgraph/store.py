@@ -20,9 +20,10 @@ not be committed yet. None of that is a linear list of steps.
   version arrives with a different value (a branch that reused a version), the
   new value gets the key ``<version>@<checkpoint id>`` (then ``#2``, ``#3``…: a
   stored value is never overwritten with another, since a checkpoint put again
-  under its id may have children that refer to the values it had). ``encoding`` 0: ``value``
-  is the value's JSON; 1: ``value`` is ``{"list": id, "len": n}``, a list value
-  made of the first ``n`` items of ``lg_list_items`` list ``id``.
+  under its id may have children that refer to the values it had).
+  ``encoding`` 0: ``value`` is the value's JSON; 1: ``value`` is ``{"list": id,
+  "len": n}``, a list value made of the first ``n`` items of ``lg_list_items``
+  list ``id``.
 * ``lg_list_items`` — list values (a conversation's messages) element by
   element, each element's JSON in its own row. A version that extends the last
   stored list appends only its new elements, so a conversation stores each
@@ -179,7 +180,7 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> dict[str, tuple
     parent's value, which exists while the parent refers to it (deletions
     collect only values no checkpoint refers to). Only when the insert finds
     a version already stored (a branch that reused it) are the values read
-    back, and a different value gets the key ``<version>@<checkpoint id>``.
+    back, and a different value gets a key of its own (``_key_for``).
     """
     where = (req.thread_id, req.checkpoint_ns)
     parent_keys = _parent_keys(conn, req)
@@ -267,7 +268,7 @@ def _keep_newest(conn: sqlite3.Connection, thread_id: str, checkpoint_ns: str, k
     _collect_blobs(conn, [thread_id])
 
 
-_ROWS_PER_INSERT = 64  # values per INSERT statement (SQLite caps the bound parameters)
+_ROWS_PER_INSERT = 64  # rows per INSERT statement (SQLite caps the bound parameters)
 
 
 def _parent_keys(conn: sqlite3.Connection, req: PutRequest) -> dict[str, str]:
@@ -292,7 +293,7 @@ def _insert_fresh(
 
     When a version is stored already: an unchanged channel's (``may reuse
     unread``) is taken as it is, as is an equal value; a different value goes
-    to ``replaced`` under ``<version>@<checkpoint id>``.
+    to ``replaced`` under ``<version>@<checkpoint id>`` or the next free key.
     """
     if not fresh:
         return {}
