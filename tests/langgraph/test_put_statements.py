@@ -103,8 +103,8 @@ def test_a_version_taken_by_another_value_is_read_back_and_stored_beside_it(
     assert conn.seen == [
         "SELECT channels FROM",
         "INSERT OR IGNORE",
-        "SELECT value FROM",  # the insert found version 2 taken: compare
-        "SELECT value FROM",  # another value: is the key beside it free?
+        "SELECT value, encoding",  # the insert found version 2 taken: compare
+        "SELECT value, encoding",  # another value: is the key beside it free?
         "INSERT OR REPLACE",  # it is: stored there
         "INSERT INTO lg_checkpoints",
     ]
@@ -117,7 +117,7 @@ def test_a_version_taken_by_another_value_is_read_back_and_stored_beside_it(
     assert conn.seen == [
         "SELECT channels FROM",
         "INSERT OR IGNORE",
-        "SELECT value FROM",
+        "SELECT value, encoding",
         "INSERT INTO lg_checkpoints",
     ]
     assert channels(conn, "c4") == '{"a":"\\"2\\""}'

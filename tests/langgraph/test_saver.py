@@ -552,3 +552,24 @@ async def test_a_steps_pending_writes_share_the_commit_of_its_checkpoint(
     writes_only = [batch for batch in kinds if set(batch) == {"put_writes"}]
     assert sum(batch.count("put_writes") for batch in kinds) == 20 * 5  # the input, a, b, c, d
     assert writes_only == []
+
+
+async def test_caller_chosen_versions_never_mix_branches(saver: ForkpointSaver) -> None:
+    """A version holding "@", and a value whose JSON reads like a stored list's reference."""
+    root = await saver.aput(config("t"), checkpoint({"n": 0}, {"n": "v@0"}), meta(0), {"n": "v@0"})
+    await saver.aput(root, checkpoint({"n": "A"}, {"n": "v@1"}), meta(1), {"n": "v@1"})
+    b = await saver.aput(root, checkpoint({"n": "B"}, {"n": "v@1"}), meta(1), {"n": "v@1"})
+    child = await saver.aput(b, checkpoint({"n": "B"}, {"n": "v@1"}), meta(2), {})
+    items = [f"e{i}" for i in range(8)]
+    lookalike = {"list": "1", "len": 8}
+    start = await saver.aput(config("u"), checkpoint({"v": 0}, {"v": 0}), meta(0), {"v": 0})
+    lst = await saver.aput(start, checkpoint({"v": items}, {"v": 1}), meta(1), {"v": 1})
+    other = await saver.aput(start, checkpoint({"v": lookalike}, {"v": 1}), meta(1), {"v": 1})
+    async with ForkpointSaver.from_conn_string(saver.path) as fresh:  # nothing cached
+        for conf, want in ((b, {"n": "B"}), (child, {"n": "B"}), (lst, {"v": items})):
+            tup = await fresh.aget_tuple(conf)
+            assert tup is not None
+            assert tup.checkpoint["channel_values"] == want
+        tup = await fresh.aget_tuple(other)
+        assert tup is not None
+        assert tup.checkpoint["channel_values"] == {"v": lookalike}

@@ -202,7 +202,7 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> dict[str, tuple
             replaced.append((*where, blob.channel, key, LIST, ref))
             appends.append((blob.channel, list_id, start, blob.items[start:]))
             lists[blob.channel] = (list_id, len(blob.items))
-        elif callable(blob.value) and _key_version(parent_keys.get(blob.channel)) == blob.version:
+        elif callable(blob.value) and _of_version(parent_keys.get(blob.channel), blob.version):
             keys[blob.channel] = parent_keys[blob.channel]  # unchanged: the parent's value
         else:
             keys[blob.channel] = blob.version  # unless a branch took it for another value
@@ -397,17 +397,22 @@ def _text(blob: BlobIn) -> str:
     return blob.value() if callable(blob.value) else blob.value
 
 
-def _key_version(key: str | None) -> str | None:
-    return None if key is None else key.split("@", 1)[0]
+def _of_version(key: str | None, version: str) -> bool:
+    """Whether ``key`` stores ``version``: the version's JSON text, or it and ``@…`` after it
+    (a version's text may itself hold ``@``, but a JSON text never goes on after its end)."""
+    return key is not None and (key == version or key.startswith(version + "@"))
 
 
 def _blob_text(conn: sqlite3.Connection, where: tuple[str, str, str], key: str) -> str | None:
+    """The stored value's text (None: no row); a list's reference never equals a value's JSON."""
     row = conn.execute(
-        "SELECT value FROM lg_blobs WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? "
-        "AND key = ?",
+        "SELECT value, encoding FROM lg_blobs WHERE thread_id = ? AND checkpoint_ns = ? "
+        "AND channel = ? AND key = ?",
         (*where, key),
     ).fetchone()
-    return None if row is None else str(row[0])
+    if row is None:
+        return None
+    return str(row[0]) if row[1] == VALUE else "\0list " + str(row[0])
 
 
 def put_writes(
