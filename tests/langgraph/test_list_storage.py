@@ -291,3 +291,57 @@ async def test_a_version_used_again_never_takes_over_a_list_others_extend(
             tup = await fresh.aget_tuple(conf)
             assert tup is not None
             assert tup.checkpoint["channel_values"]["messages"] == want
+
+
+async def test_a_stale_saver_does_not_append_to_a_regrown_list_ending_as_it_saw(
+    tmp_path: Path,
+) -> None:
+    """The other saver cuts the list to 8 and regrows it with another 9th and the same 10th:
+    the length and the last element are what the stale saver saw, the 9th is not."""
+    path = str(tmp_path / "shared.db")
+    async with (
+        ForkpointSaver.from_conn_string(path) as one,
+        ForkpointSaver.from_conn_string(path) as two,
+    ):
+        parent = config("t")
+        mine: list[Any] = []
+        for i in range(10):
+            mine = [*mine, message(i)]
+            run: Any = {"run_id": "late"} if i >= 8 else {}
+            parent = await one.aput(parent, checkpoint(mine, i + 1), run, {"messages": i + 1})
+        await two.adelete_for_runs(["late"])
+        kept = await two.aget_tuple(config("t"))
+        assert kept is not None
+        theirs = [*kept.checkpoint["channel_values"]["messages"], message(80), message(9)]
+        regrown = await two.aput(kept.config, checkpoint(theirs, 20), {}, {"messages": 20})
+        mine = [*mine, message(10)]
+        made = await one.aput(parent, checkpoint(mine, 30), {}, {"messages": 30})
+        async with ForkpointSaver.from_conn_string(path) as fresh:  # nothing cached
+            for conf, want in ((made, mine), (regrown, theirs)):
+                tup = await fresh.aget_tuple(conf)
+                assert tup is not None
+                assert tup.checkpoint["channel_values"]["messages"] == want
+
+
+async def test_a_stale_saver_does_not_append_to_a_list_reborn_in_a_deleted_thread(
+    tmp_path: Path,
+) -> None:
+    """The other saver deletes the thread and writes it again with the same versions: a new
+    list of the same length and last element must not be the list the stale saver saw."""
+    path = str(tmp_path / "shared.db")
+    async with (
+        ForkpointSaver.from_conn_string(path) as one,
+        ForkpointSaver.from_conn_string(path) as two,
+    ):
+        mine = [message(j) for j in range(10)]
+        parent = await one.aput(config("t"), checkpoint(mine, 1), {}, {"messages": 1})
+        await two.adelete_thread("t")
+        theirs = [*(HumanMessage(f"other {j}", id=f"o{j}") for j in range(9)), message(9)]
+        reborn = await two.aput(config("t"), checkpoint(theirs, 1), {}, {"messages": 1})
+        mine = [*mine, message(10)]
+        made = await one.aput(parent, checkpoint(mine, 2), {}, {"messages": 2})
+        async with ForkpointSaver.from_conn_string(path) as fresh:  # nothing cached
+            for conf, want in ((made, mine), (reborn, theirs)):
+                tup = await fresh.aget_tuple(conf)
+                assert tup is not None
+                assert tup.checkpoint["channel_values"]["messages"] == want

@@ -29,9 +29,11 @@ not be committed yet. None of that is a linear list of steps.
   stored list appends only its new elements, so a conversation stores each
   message once however many checkpoints hold it; a version that does not (a
   branch, an edit, a list that was trimmed meanwhile) starts a list of its own,
-  under an id no list has (its key, else ``<key>#2``, …: a list outlives the
-  value that named it while later values extend it). Elements are only ever
-  appended or cut from the end, so a list never has a gap. Reading one is one
+  under a new random id. What an id holds never changes: a list is only
+  appended to, and a deletion that leaves it longer than any value still
+  needs cuts it and gives the rest a new id. So a list never has a gap, and a
+  saver that remembers a list may append to it once it checks where the list
+  ends: no other list ever ends there under that id. Reading one is one
   ordered range query, no chain to follow; a listing reads each list's
   elements once for all its checkpoints (``Page.items``) and a later page only
   the elements the caller does not have yet.
@@ -56,6 +58,7 @@ what a deletion must collect stay in step.
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -359,7 +362,7 @@ def _plan_list(
         )
     if base is not None and 0 < base[1] <= len(items):
         # the list still ends where the caller saw it end, with the element it saw last
-        # (elements are only ever appended, or cut from the end: never a gap)
+        # (what an id holds never changes: it only grows, a cut takes a new id)
         list_id, length = base
         where = (req.thread_id, req.checkpoint_ns, channel, list_id)
         top, last = conn.execute(
@@ -371,26 +374,19 @@ def _plan_list(
         ).fetchone()
         if top == length - 1 and last == items[length - 1]:
             return key, list_id, length
-    return key, _unused_list_id(conn, (req.thread_id, req.checkpoint_ns, channel), key), 0
+    return key, _new_list_id(), 0
 
 
-def _unused_list_id(conn: sqlite3.Connection, where: tuple[str, str, str], key: str) -> str:
-    """A new list's id: its value's key, or ``<key>#2``, ``#3``… while a list has that id.
+def _new_list_id() -> str:
+    """A new list's id: random, so no list ever has an id another list had.
 
-    A list outlives the value whose key named it while later values extend it
-    (a thread whose first checkpoints were deleted, then a version used again),
-    so a new list never takes over an id: the other values would read its
-    elements.
+    A list's elements never change under its id (a list is only appended to;
+    a cut gives what is left a new id, ``_collect_blobs``), which is what lets
+    a saver append to the list it remembers after checking only where it ends:
+    an id used again (a thread deleted and written anew, a version reused)
+    could end the same way and hold other elements.
     """
-    list_id, n = key, 1
-    while conn.execute(
-        "SELECT 1 FROM lg_list_items WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? "
-        "AND list_id = ? LIMIT 1",
-        (*where, list_id),
-    ).fetchone():
-        n += 1
-        list_id = f"{key}#{n}"
-    return list_id
+    return "~" + secrets.token_hex(8)
 
 
 def _text(blob: BlobIn) -> str:
@@ -566,18 +562,42 @@ def _collect_blobs(conn: sqlite3.Connection, thread_ids: Sequence[str]) -> None:
         (threads,),
     )
     # list items past the longest remaining version of their list (all of them if none is left)
-    conn.execute(
+    keep = (
         "WITH keep (thread_id, checkpoint_ns, channel, list_id, n) AS ("
         "SELECT thread_id, checkpoint_ns, channel, json_extract(value, '$.list'), "
         "max(json_extract(value, '$.len')) FROM lg_blobs "
         "WHERE encoding = 1 AND thread_id IN (SELECT value FROM json_each(?1)) "
         "GROUP BY 1, 2, 3, 4) "
-        "DELETE FROM lg_list_items WHERE thread_id IN (SELECT value FROM json_each(?1)) "
+    )
+    cut = conn.execute(
+        f"{keep}SELECT k.thread_id, k.checkpoint_ns, k.channel, k.list_id FROM keep k "  # noqa: S608 - keep is this module's fixed SQL
+        "WHERE EXISTS (SELECT 1 FROM lg_list_items i WHERE i.thread_id = k.thread_id "
+        "AND i.checkpoint_ns = k.checkpoint_ns AND i.channel = k.channel "
+        "AND i.list_id = k.list_id AND i.idx >= k.n)",
+        (threads,),
+    ).fetchall()
+    conn.execute(
+        f"{keep}DELETE FROM lg_list_items WHERE thread_id IN (SELECT value FROM json_each(?1)) "  # noqa: S608 - keep is this module's fixed SQL
         "AND idx >= coalesce((SELECT k.n FROM keep k WHERE k.thread_id = lg_list_items.thread_id "
         "AND k.checkpoint_ns = lg_list_items.checkpoint_ns AND k.channel = lg_list_items.channel "
         "AND k.list_id = lg_list_items.list_id), 0)",
         (threads,),
     )
+    for thread_id, checkpoint_ns, channel, list_id in cut:
+        # a cut list takes a new id, in its elements and in the values that refer to it: a
+        # saver that remembers it longer would otherwise append to it once it grew back
+        renamed = (_new_list_id(), thread_id, checkpoint_ns, channel, list_id)
+        conn.execute(
+            "UPDATE lg_list_items SET list_id = ?1 WHERE thread_id = ?2 AND checkpoint_ns = ?3 "
+            "AND channel = ?4 AND list_id = ?5",
+            renamed,
+        )
+        conn.execute(
+            "UPDATE lg_blobs SET value = json_object('list', ?1, 'len', json_extract(value, "
+            "'$.len')) WHERE thread_id = ?2 AND checkpoint_ns = ?3 AND channel = ?4 "
+            "AND encoding = 1 AND json_extract(value, '$.list') = ?5",
+            renamed,
+        )
 
 
 # --- reading -------------------------------------------------------------------------------
