@@ -345,3 +345,33 @@ async def test_a_stale_saver_does_not_append_to_a_list_reborn_in_a_deleted_threa
                 tup = await fresh.aget_tuple(conf)
                 assert tup is not None
                 assert tup.checkpoint["channel_values"]["messages"] == want
+
+
+async def test_a_stale_saver_does_not_append_to_a_list_copied_in_from_another_thread(
+    tmp_path: Path,
+) -> None:
+    """A copy and its source extend one list differently (another 11th, the same 12th); the
+    copy is then deleted and copied again: a list ending as the stale saver saw it, under
+    the id it saw, with another 11th element."""
+    path = str(tmp_path / "shared.db")
+    async with (
+        ForkpointSaver.from_conn_string(path) as one,
+        ForkpointSaver.from_conn_string(path) as two,
+    ):
+        base = [message(j) for j in range(10)]
+        source = await one.aput(config("s"), checkpoint(base, 1), {}, {"messages": 1})
+        await one.acopy_thread("s", "t")
+        x, y, z = HumanMessage("x", id="x"), HumanMessage("y", id="y"), message(12)
+        await one.aput(source, checkpoint([*base, x, z], 2), {}, {"messages": 2})
+        copied = await two.aget_tuple(config("t"))
+        assert copied is not None
+        mine = [*copied.checkpoint["channel_values"]["messages"], y, z]
+        parent = await two.aput(copied.config, checkpoint(mine, 2), {}, {"messages": 2})
+        await one.adelete_thread("t")
+        await one.acopy_thread("s", "t")
+        mine = [*mine, message(13)]
+        made = await two.aput(parent, checkpoint(mine, 3), {}, {"messages": 3})
+        async with ForkpointSaver.from_conn_string(path) as fresh:  # nothing cached
+            tup = await fresh.aget_tuple(made)
+            assert tup is not None
+            assert tup.checkpoint["channel_values"]["messages"] == mine

@@ -1,4 +1,4 @@
-"""What a put costs in statements: the writer gives up the interpreter lock at each one.
+"""What a put and a copy cost in statements: the writer gives up the interpreter lock at each one.
 
 A put runs three statements in the common case, whatever the number of
 channels: the parent's keys, one insert of the new values under their
@@ -129,3 +129,37 @@ def test_many_new_values_take_one_insert_per_64(conn: Recorder) -> None:
     assert conn.seen == ["INSERT OR IGNORE"] * 3 + ["INSERT INTO lg_checkpoints"]
     rows = conn.execute("SELECT channel, value FROM lg_blobs").fetchall()
     assert sorted(rows) == sorted((f"ch{i}", f'"{i}"') for i in range(150))
+
+
+def test_a_copy_is_one_insert_per_table_and_its_lists_take_new_ids(conn: Recorder) -> None:
+    parent: str | None = None
+    lists: dict[str, tuple[str, int]] = {}
+    for n in range(1, 6):  # five checkpoints, two list channels growing by one item each
+        blobs = [
+            store.BlobIn(ch, f'"{n}"', "", [f'"{ch}{i}"' for i in range(n)], lists.get(ch))
+            for ch in "ab"
+        ]
+        lists = store.put_checkpoint(conn, request(f"c{n}", parent, blobs))  # type: ignore[arg-type]
+        parent = f"c{n}"
+    assert len({list_id for list_id, _ in lists.values()}) == 2  # each appended to its own list
+    conn.seen.clear()
+    store.copy_thread(conn, "t", "u")  # type: ignore[arg-type]
+    inserts = [sql for sql in conn.seen if sql.startswith("INSERT")]
+    assert inserts == [
+        "INSERT INTO lg_checkpoints",
+        "INSERT INTO lg_blobs",
+        "INSERT INTO lg_list_items",
+        "INSERT INTO lg_writes",
+    ]
+    assert len(conn.seen) == 7  # and three reads: the source exists, the target is free, its lists
+    ids = "SELECT DISTINCT list_id FROM lg_list_items WHERE thread_id = ?"
+    copied = {row[0] for row in conn.execute(ids, ("u",))}
+    assert len(copied) == 2
+    assert copied.isdisjoint(list_id for list_id, _ in lists.values())
+    refs = conn.execute(
+        "SELECT DISTINCT json_extract(value, '$.list') FROM lg_blobs WHERE thread_id = 'u' "
+        "AND encoding = 1"
+    )
+    assert {row[0] for row in refs} == copied
+    items = "SELECT channel, idx, value FROM lg_list_items WHERE thread_id = ? ORDER BY 1, 2"
+    assert conn.execute(items, ("u",)).fetchall() == conn.execute(items, ("t",)).fetchall()

@@ -30,8 +30,9 @@ not be committed yet. None of that is a linear list of steps.
   message once however many checkpoints hold it; a version that does not (a
   branch, an edit, a list that was trimmed meanwhile) starts a list of its own,
   under a new random id. What an id holds never changes: a list is only
-  appended to, and a deletion that leaves it longer than any value still
-  needs cuts it and gives the rest a new id. So a list never has a gap, and a
+  appended to, a deletion that leaves it longer than any value still needs
+  cuts it and gives the rest a new id, and a copied thread's lists take new
+  ids (the copy may grow apart from its source). So a list never has a gap, and a
   saver that remembers a list may append to it once it checks where the list
   ends: no other list ever ends there under that id. Reading one is one
   ordered range query, no chain to follow; a listing reads each list's
@@ -502,16 +503,29 @@ def copy_thread(conn: sqlite3.Connection, source: str, target: str) -> None:
         "metadata, channels, checkpoint FROM lg_checkpoints WHERE thread_id = ? ORDER BY seq",
         (target, source),
     )
+    # each copied list takes a new id: the copy and its source may extend it differently, and
+    # a saver that remembers the copy's list must never find the source's under that id
+    ids = json.dumps(
+        {
+            row[0]: _new_list_id()
+            for row in conn.execute(
+                "SELECT DISTINCT list_id FROM lg_list_items WHERE thread_id = ?", (source,)
+            )
+        }
+    )
     conn.execute(
         "INSERT INTO lg_blobs (thread_id, checkpoint_ns, channel, key, encoding, value) "
-        "SELECT ?, checkpoint_ns, channel, key, encoding, value FROM lg_blobs WHERE thread_id = ?",
-        (target, source),
+        "SELECT ?1, checkpoint_ns, channel, key, encoding, CASE WHEN encoding = 1 THEN "
+        "json_set(value, '$.list', coalesce((SELECT m.value FROM json_each(?3) m "
+        "WHERE m.key = json_extract(lg_blobs.value, '$.list')), json_extract(value, '$.list'))) "
+        "ELSE value END FROM lg_blobs WHERE thread_id = ?2",
+        (target, source, ids),
     )
     conn.execute(
         "INSERT INTO lg_list_items (thread_id, checkpoint_ns, channel, list_id, idx, value) "
-        "SELECT ?, checkpoint_ns, channel, list_id, idx, value FROM lg_list_items "
-        "WHERE thread_id = ?",
-        (target, source),
+        "SELECT ?1, i.checkpoint_ns, i.channel, m.value, i.idx, i.value "
+        "FROM lg_list_items i JOIN json_each(?3) m ON m.key = i.list_id WHERE i.thread_id = ?2",
+        (target, source, ids),
     )
     conn.execute(
         "INSERT INTO lg_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, "
