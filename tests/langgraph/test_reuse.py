@@ -10,6 +10,7 @@ exactly.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 pytest.importorskip("langgraph", reason="the langgraph extra is not installed")
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, RemoveMessage
-from langgraph.checkpoint.base import Checkpoint
+from langgraph.checkpoint.base import Checkpoint, empty_checkpoint
 from langgraph.checkpoint.base.id import uuid6
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
@@ -118,10 +119,22 @@ def conf(thread: str) -> Any:
     return {"configurable": {"thread_id": thread}}
 
 
+def ask(graph: Any, text: str, config: Any) -> dict[str, Any]:
+    """One turn, its puts each done before the next step, its question with an id.
+
+    LangGraph edits objects it handed to a put: ``add_messages`` gives a new
+    message an id in place, a node may edit a message in place. With
+    ``durability="async"`` it goes on while a put runs, so what a put records
+    and what it stores could differ by such an edit made in between.
+    """
+    question = HumanMessage(text, id=str(uuid.uuid4()))
+    return dict(graph.invoke({"messages": [question]}, config, durability="sync"))
+
+
 def talk(graph: Any, thread: str, turns: int, start: int = 0) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for i in range(start, start + turns):
-        out = graph.invoke({"messages": [HumanMessage(f"question {i}")]}, conf(thread))
+        out = ask(graph, f"question {i}", conf(thread))
     return out
 
 
@@ -189,6 +202,38 @@ def test_a_value_read_then_edited_and_stored_directly_is_stored_edited(
     assert_read_back(recording)
 
 
+def test_an_edit_landing_while_an_element_is_encoded_is_stored_at_the_next_put(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LangGraph may edit a value it handed to a put, on another thread: an edit that lands
+    just after an element's text was made must not be taken for the stored text later."""
+    messages = [HumanMessage(f"question {i}", id=f"q{i}") for i in range(12)]
+    original = TypeRegistry.dumps_item
+
+    def edited_once_encoded(self: TypeRegistry, item: Any, *args: Any, **kw: Any) -> str:
+        text = original(self, item, *args, **kw)
+        if item is messages[2] and item.content == "question 2":
+            item.content = "edited meanwhile"  # the other thread's edit, just after the text
+        return text
+
+    monkeypatch.setattr(TypeRegistry, "dumps_item", edited_once_encoded)
+    saver = ForkpointSaver(tmp_path / "edits.db")
+    parent: Any = conf("t")
+    for version in (1, 2):
+        cp: Checkpoint = {
+            **empty_checkpoint(),
+            "id": str(uuid6(clock_seq=-1)),
+            "channel_values": {"messages": list(messages)},
+            "channel_versions": {"messages": version},
+        }
+        parent = saver.put(parent, cp, {"step": version}, {"messages": version})
+    saver.close()
+    with ForkpointSaver.from_conn_string(saver.path) as fresh:
+        first, second = (t.checkpoint["channel_values"]["messages"] for t in fresh.list(conf("t")))
+    assert first[2].content == "edited meanwhile"  # the second put: the edit
+    assert second[2].content == "question 2"  # the first: the text made before it
+
+
 def test_update_state_replacing_and_removing_messages_by_id(recording: Recording) -> None:
     graph = chat(answer).compile(checkpointer=recording)
     out = talk(graph, "t", 8)
@@ -207,10 +252,10 @@ def test_a_branch_from_an_old_checkpoint_and_back(recording: Recording) -> None:
     history = list(graph.get_state_history(conf("t")))
     old = history[12].config  # a checkpoint from a few turns back
     forked = graph.update_state(old, {"messages": [HumanMessage("a branch")]})
-    graph.invoke(None, forked)
-    graph.invoke({"messages": [HumanMessage("on the branch")]}, conf("t"))
+    graph.invoke(None, forked, durability="sync")
+    ask(graph, "on the branch", conf("t"))
     # back on a checkpoint of the main line: its list ends past what the branch knows
-    graph.invoke({"messages": [HumanMessage("main line again")]}, history[0].config)
+    ask(graph, "main line again", history[0].config)
     assert_read_back(recording)
 
 
@@ -221,7 +266,7 @@ def test_two_savers_taking_turns_on_one_thread(tmp_path: Path) -> None:
     try:
         graphs = [chat(answer).compile(checkpointer=one), chat(answer).compile(checkpointer=two)]
         for i in range(12):
-            graphs[i % 3 == 0].invoke({"messages": [HumanMessage(f"q{i}")]}, conf("t"))
+            ask(graphs[i % 3 == 0], f"q{i}", conf("t"))
         one.expected.update(two.expected)
         assert_read_back(one)
     finally:

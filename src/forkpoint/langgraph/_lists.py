@@ -197,8 +197,11 @@ class ListCache:
                     snapshots.append(recorded)
                     twins.append(known.twins[at])
                     continue
+            # the snapshot before the text: an edit landing in between (LangGraph may edit a
+            # value it handed over, on another thread) then differs from it at the next put
+            recorded = snapshot(registry, item)
             texts.append(registry.dumps_item(item, index, channel=channel))
-            snapshots.append(snapshot(registry, item))
+            snapshots.append(recorded)
             twins.append(NO_TWIN)
         base = None
         if known is not None and known.list_id:
