@@ -375,3 +375,22 @@ async def test_a_stale_saver_does_not_append_to_a_list_copied_in_from_another_th
             tup = await fresh.aget_tuple(made)
             assert tup is not None
             assert tup.checkpoint["channel_values"]["messages"] == mine
+
+
+async def test_a_checkpoint_put_again_under_its_id_leaves_nothing_of_its_old_self(
+    saver: ForkpointSaver,
+) -> None:
+    first = await saver.aput(config("t"), checkpoint([message(0)], 1), {}, {"messages": 1})
+    again: Checkpoint = checkpoint([], 2)
+    again["id"] = first["configurable"]["checkpoint_id"]
+    for n in range(5):  # the same id, five different values
+        again["channel_values"] = {"messages": [message(100 * n + j) for j in range(10)]}
+        stored = await saver.aput(config("t"), again, {}, {"messages": 2})
+    assert stored == first
+    assert count(saver.path, "SELECT count(*) FROM lg_checkpoints") == 1
+    assert count(saver.path, "SELECT count(*) FROM lg_blobs") == 1
+    assert count(saver.path, "SELECT count(*) FROM lg_list_items") == 10
+    async with ForkpointSaver.from_conn_string(saver.path) as fresh:  # nothing cached
+        tup = await fresh.aget_tuple(first)
+        assert tup is not None
+        assert tup.checkpoint["channel_values"]["messages"] == [message(400 + j) for j in range(10)]

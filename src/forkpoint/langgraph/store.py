@@ -184,7 +184,9 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> dict[str, tuple
     parent's value, which exists while the parent refers to it (deletions
     collect only values no checkpoint refers to). Only when the insert finds
     a version already stored (a branch that reused it) are the values read
-    back, and a different value gets a key of its own (``_key_for``).
+    back, and a different value gets a key of its own (``_key_for``). A
+    checkpoint put again under its id is updated in place, and the values
+    only its old self used are collected.
     """
     where = (req.thread_id, req.checkpoint_ns)
     parent_keys = _parent_keys(conn, req)
@@ -224,26 +226,33 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> dict[str, tuple
             "value) VALUES (?, ?, ?, ?, ?, ?)",
             replaced,
         )
-    conn.execute(
-        "INSERT INTO lg_checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
-        "parent_checkpoint_id, run_id, created_at, metadata, channels, checkpoint) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET "
-        "parent_checkpoint_id = excluded.parent_checkpoint_id, run_id = excluded.run_id, "
-        "created_at = excluded.created_at, metadata = excluded.metadata, "
-        "channels = excluded.channels, checkpoint = excluded.checkpoint",
-        (
-            req.thread_id,
-            req.checkpoint_ns,
-            req.checkpoint_id,
-            req.parent_checkpoint_id,
-            req.run_id,
-            req.created_at,
-            req.metadata,
-            json.dumps(keys, ensure_ascii=False, separators=(",", ":")),
-            req.checkpoint,
-        ),
+    row = (
+        req.parent_checkpoint_id,
+        req.run_id,
+        req.created_at,
+        req.metadata,
+        json.dumps(keys, ensure_ascii=False, separators=(",", ":")),
+        req.checkpoint,
+        req.thread_id,
+        req.checkpoint_ns,
+        req.checkpoint_id,
     )
+    before = conn.total_changes
+    conn.execute(
+        "INSERT INTO lg_checkpoints (parent_checkpoint_id, run_id, created_at, metadata, "
+        "channels, checkpoint, thread_id, checkpoint_ns, checkpoint_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO NOTHING",
+        row,
+    )
+    if conn.total_changes == before:  # put again under its id: replaced, keeping its place
+        conn.execute(
+            "UPDATE lg_checkpoints SET parent_checkpoint_id = ?, run_id = ?, created_at = ?, "
+            "metadata = ?, channels = ?, checkpoint = ? "
+            "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+            row,
+        )
+        _collect_blobs(conn, [req.thread_id])  # the values only its old self used
     if req.keep_last is not None:
         _keep_newest(conn, req.thread_id, req.checkpoint_ns, req.keep_last)
     return lists
