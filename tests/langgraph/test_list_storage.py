@@ -72,6 +72,22 @@ async def saver(tmp_path: Path) -> Any:
         yield s
 
 
+@pytest.fixture
+async def other(saver: ForkpointSaver) -> Any:
+    """A second saver on the same file, remembering lists of its own (another process's)."""
+    async with ForkpointSaver.from_conn_string(saver.path) as s:
+        yield s
+
+
+async def assert_fresh_reads(path: str, *expected: tuple[Any, list[Any]]) -> None:
+    """A saver with nothing cached reads each ``(config, messages)`` back exactly."""
+    async with ForkpointSaver.from_conn_string(path) as fresh:
+        for conf, want in expected:
+            tup = await fresh.aget_tuple(conf)
+            assert tup is not None
+            assert tup.checkpoint["channel_values"]["messages"] == want
+
+
 async def test_each_message_is_stored_once_and_every_version_reads_back(
     saver: ForkpointSaver,
 ) -> None:
@@ -150,24 +166,21 @@ async def test_prune_and_copy_keep_list_values_whole(saver: ForkpointSaver) -> N
     assert count(saver.path, "SELECT count(*) FROM lg_list_items WHERE thread_id = 'copy'") == 0
 
 
-async def test_two_savers_appending_to_one_thread_stay_exact(tmp_path: Path) -> None:
+async def test_two_savers_appending_to_one_thread_stay_exact(
+    saver: ForkpointSaver, other: ForkpointSaver
+) -> None:
     """Each saver remembers the last list it wrote; the other's appends make that stale."""
-    path = str(tmp_path / "shared.db")
-    async with (
-        ForkpointSaver.from_conn_string(path) as one,
-        ForkpointSaver.from_conn_string(path) as two,
-    ):
-        parent = config("t")
-        messages: list[Any] = []
-        for i in range(20):
-            messages = [*messages, message(i)]
-            writer = one if i % 3 else two
-            parent = await writer.aput(parent, checkpoint(messages, i + 1), {}, {"messages": i + 1})
-        for reader in (one, two):
-            history = [t async for t in reader.alist(config("t"))]
-            assert [t.checkpoint["channel_values"]["messages"] for t in history] == [
-                [message(j) for j in range(n)] for n in range(20, 0, -1)
-            ]
+    parent = config("t")
+    messages: list[Any] = []
+    for i in range(20):
+        messages = [*messages, message(i)]
+        writer = saver if i % 3 else other
+        parent = await writer.aput(parent, checkpoint(messages, i + 1), {}, {"messages": i + 1})
+    for reader in (saver, other):
+        history = [t async for t in reader.alist(config("t"))]
+        assert [t.checkpoint["channel_values"]["messages"] for t in history] == [
+            [message(j) for j in range(n)] for n in range(20, 0, -1)
+        ]
 
 
 class Chat(TypedDict):
@@ -240,34 +253,33 @@ async def test_concurrent_branches_from_one_version_do_not_share_an_end(
         assert tup.checkpoint["channel_values"]["messages"] == want
 
 
+@pytest.mark.parametrize("tenth", [90, 9], ids=["another-10th", "the-same-10th"])
 async def test_a_stale_saver_does_not_append_to_a_list_another_cut_and_regrew(
-    tmp_path: Path,
+    saver: ForkpointSaver, other: ForkpointSaver, tenth: int
 ) -> None:
-    """One saver remembers a list ending at 10; another cuts it to 8 and appends 2 others."""
-    path = str(tmp_path / "shared.db")
-    async with (
-        ForkpointSaver.from_conn_string(path) as one,
-        ForkpointSaver.from_conn_string(path) as two,
-    ):
-        parent = config("t")
-        mine: list[Any] = []
-        for i in range(10):
-            mine = [*mine, message(i)]
-            run: Any = {"run_id": "late"} if i >= 8 else {}
-            parent = await one.aput(parent, checkpoint(mine, i + 1), run, {"messages": i + 1})
-        await two.adelete_for_runs(["late"])
-        assert count(path, "SELECT count(*) FROM lg_list_items") == 8
-        kept = await two.aget_tuple(config("t"))
-        assert kept is not None
-        theirs = [*kept.checkpoint["channel_values"]["messages"], message(80), message(90)]
-        await two.aput(kept.config, checkpoint(theirs, 20), {}, {"messages": 20})
-        assert count(path, "SELECT count(*) FROM lg_list_items") == 10
-        mine = [*mine, message(10)]
-        made = await one.aput(parent, checkpoint(mine, 30), {}, {"messages": 30})
-        for reader in (one, two):
-            tup = await reader.aget_tuple(made)
-            assert tup is not None
-            assert tup.checkpoint["channel_values"]["messages"] == mine
+    """One saver remembers a list ending at 10; the other cuts it to 8 and appends another 9th
+    and a 10th: with the same 10th, the length and the last element are what the stale
+    saver saw, the 9th is not."""
+    parent = config("t")
+    mine: list[Any] = []
+    for i in range(10):
+        mine = [*mine, message(i)]
+        run: Any = {"run_id": "late"} if i >= 8 else {}
+        parent = await saver.aput(parent, checkpoint(mine, i + 1), run, {"messages": i + 1})
+    await other.adelete_for_runs(["late"])
+    assert count(saver.path, "SELECT count(*) FROM lg_list_items") == 8
+    kept = await other.aget_tuple(config("t"))
+    assert kept is not None
+    theirs = [*kept.checkpoint["channel_values"]["messages"], message(80), message(tenth)]
+    regrown = await other.aput(kept.config, checkpoint(theirs, 20), {}, {"messages": 20})
+    assert count(saver.path, "SELECT count(*) FROM lg_list_items") == 10
+    mine = [*mine, message(10)]
+    made = await saver.aput(parent, checkpoint(mine, 30), {}, {"messages": 30})
+    for reader in (saver, other):
+        tup = await reader.aget_tuple(made)
+        assert tup is not None
+        assert tup.checkpoint["channel_values"]["messages"] == mine
+    await assert_fresh_reads(saver.path, (made, mine), (regrown, theirs))
 
 
 async def test_a_version_used_again_never_takes_over_a_list_others_extend(
@@ -286,95 +298,44 @@ async def test_a_version_used_again_never_takes_over_a_list_others_extend(
     await saver.adelete_for_runs(["r1"])
     other = [HumanMessage(f"other {j}", id=f"o{j}") for j in range(8)]
     again = await saver.aput(config("t"), checkpoint(other, 1), {}, {"messages": 1})
-    async with ForkpointSaver.from_conn_string(saver.path) as fresh:  # nothing cached
-        for conf, want in ((two, second), (again, other)):
-            tup = await fresh.aget_tuple(conf)
-            assert tup is not None
-            assert tup.checkpoint["channel_values"]["messages"] == want
-
-
-async def test_a_stale_saver_does_not_append_to_a_regrown_list_ending_as_it_saw(
-    tmp_path: Path,
-) -> None:
-    """The other saver cuts the list to 8 and regrows it with another 9th and the same 10th:
-    the length and the last element are what the stale saver saw, the 9th is not."""
-    path = str(tmp_path / "shared.db")
-    async with (
-        ForkpointSaver.from_conn_string(path) as one,
-        ForkpointSaver.from_conn_string(path) as two,
-    ):
-        parent = config("t")
-        mine: list[Any] = []
-        for i in range(10):
-            mine = [*mine, message(i)]
-            run: Any = {"run_id": "late"} if i >= 8 else {}
-            parent = await one.aput(parent, checkpoint(mine, i + 1), run, {"messages": i + 1})
-        await two.adelete_for_runs(["late"])
-        kept = await two.aget_tuple(config("t"))
-        assert kept is not None
-        theirs = [*kept.checkpoint["channel_values"]["messages"], message(80), message(9)]
-        regrown = await two.aput(kept.config, checkpoint(theirs, 20), {}, {"messages": 20})
-        mine = [*mine, message(10)]
-        made = await one.aput(parent, checkpoint(mine, 30), {}, {"messages": 30})
-        async with ForkpointSaver.from_conn_string(path) as fresh:  # nothing cached
-            for conf, want in ((made, mine), (regrown, theirs)):
-                tup = await fresh.aget_tuple(conf)
-                assert tup is not None
-                assert tup.checkpoint["channel_values"]["messages"] == want
+    await assert_fresh_reads(saver.path, (two, second), (again, other))
 
 
 async def test_a_stale_saver_does_not_append_to_a_list_reborn_in_a_deleted_thread(
-    tmp_path: Path,
+    saver: ForkpointSaver, other: ForkpointSaver
 ) -> None:
     """The other saver deletes the thread and writes it again with the same versions: a new
     list of the same length and last element must not be the list the stale saver saw."""
-    path = str(tmp_path / "shared.db")
-    async with (
-        ForkpointSaver.from_conn_string(path) as one,
-        ForkpointSaver.from_conn_string(path) as two,
-    ):
-        mine = [message(j) for j in range(10)]
-        parent = await one.aput(config("t"), checkpoint(mine, 1), {}, {"messages": 1})
-        await two.adelete_thread("t")
-        theirs = [*(HumanMessage(f"other {j}", id=f"o{j}") for j in range(9)), message(9)]
-        reborn = await two.aput(config("t"), checkpoint(theirs, 1), {}, {"messages": 1})
-        mine = [*mine, message(10)]
-        made = await one.aput(parent, checkpoint(mine, 2), {}, {"messages": 2})
-        async with ForkpointSaver.from_conn_string(path) as fresh:  # nothing cached
-            for conf, want in ((made, mine), (reborn, theirs)):
-                tup = await fresh.aget_tuple(conf)
-                assert tup is not None
-                assert tup.checkpoint["channel_values"]["messages"] == want
+    mine = [message(j) for j in range(10)]
+    parent = await saver.aput(config("t"), checkpoint(mine, 1), {}, {"messages": 1})
+    await other.adelete_thread("t")
+    theirs = [*(HumanMessage(f"other {j}", id=f"o{j}") for j in range(9)), message(9)]
+    reborn = await other.aput(config("t"), checkpoint(theirs, 1), {}, {"messages": 1})
+    mine = [*mine, message(10)]
+    made = await saver.aput(parent, checkpoint(mine, 2), {}, {"messages": 2})
+    await assert_fresh_reads(saver.path, (made, mine), (reborn, theirs))
 
 
 async def test_a_stale_saver_does_not_append_to_a_list_copied_in_from_another_thread(
-    tmp_path: Path,
+    saver: ForkpointSaver, other: ForkpointSaver
 ) -> None:
     """A copy and its source extend one list differently (another 11th, the same 12th); the
     copy is then deleted and copied again: a list ending as the stale saver saw it, under
     the id it saw, with another 11th element."""
-    path = str(tmp_path / "shared.db")
-    async with (
-        ForkpointSaver.from_conn_string(path) as one,
-        ForkpointSaver.from_conn_string(path) as two,
-    ):
-        base = [message(j) for j in range(10)]
-        source = await one.aput(config("s"), checkpoint(base, 1), {}, {"messages": 1})
-        await one.acopy_thread("s", "t")
-        x, y, z = HumanMessage("x", id="x"), HumanMessage("y", id="y"), message(12)
-        await one.aput(source, checkpoint([*base, x, z], 2), {}, {"messages": 2})
-        copied = await two.aget_tuple(config("t"))
-        assert copied is not None
-        mine = [*copied.checkpoint["channel_values"]["messages"], y, z]
-        parent = await two.aput(copied.config, checkpoint(mine, 2), {}, {"messages": 2})
-        await one.adelete_thread("t")
-        await one.acopy_thread("s", "t")
-        mine = [*mine, message(13)]
-        made = await two.aput(parent, checkpoint(mine, 3), {}, {"messages": 3})
-        async with ForkpointSaver.from_conn_string(path) as fresh:  # nothing cached
-            tup = await fresh.aget_tuple(made)
-            assert tup is not None
-            assert tup.checkpoint["channel_values"]["messages"] == mine
+    base = [message(j) for j in range(10)]
+    source = await saver.aput(config("s"), checkpoint(base, 1), {}, {"messages": 1})
+    await saver.acopy_thread("s", "t")
+    x, y, z = HumanMessage("x", id="x"), HumanMessage("y", id="y"), message(12)
+    await saver.aput(source, checkpoint([*base, x, z], 2), {}, {"messages": 2})
+    copied = await other.aget_tuple(config("t"))
+    assert copied is not None
+    mine = [*copied.checkpoint["channel_values"]["messages"], y, z]
+    parent = await other.aput(copied.config, checkpoint(mine, 2), {}, {"messages": 2})
+    await saver.adelete_thread("t")
+    await saver.acopy_thread("s", "t")
+    mine = [*mine, message(13)]
+    made = await other.aput(parent, checkpoint(mine, 3), {}, {"messages": 3})
+    await assert_fresh_reads(saver.path, (made, mine))
 
 
 async def test_a_checkpoint_put_again_under_its_id_leaves_nothing_of_its_old_self(
@@ -390,7 +351,4 @@ async def test_a_checkpoint_put_again_under_its_id_leaves_nothing_of_its_old_sel
     assert count(saver.path, "SELECT count(*) FROM lg_checkpoints") == 1
     assert count(saver.path, "SELECT count(*) FROM lg_blobs") == 1
     assert count(saver.path, "SELECT count(*) FROM lg_list_items") == 10
-    async with ForkpointSaver.from_conn_string(saver.path) as fresh:  # nothing cached
-        tup = await fresh.aget_tuple(first)
-        assert tup is not None
-        assert tup.checkpoint["channel_values"]["messages"] == [message(400 + j) for j in range(10)]
+    await assert_fresh_reads(saver.path, (first, [message(400 + j) for j in range(10)]))
