@@ -163,3 +163,38 @@ def test_a_copy_is_one_insert_per_table_and_its_lists_take_new_ids(conn: Recorde
     assert {row[0] for row in refs} == copied
     items = "SELECT channel, idx, value FROM lg_list_items WHERE thread_id = ? ORDER BY 1, 2"
     assert conn.execute(items, ("u",)).fetchall() == conn.execute(items, ("t",)).fetchall()
+
+
+def test_a_put_with_keep_last_drops_the_oldest_and_leaves_its_lists_alone(
+    conn: Recorder,
+) -> None:
+    """The dropped checkpoints held shorter prefixes of the list the newest extend: one read
+    finds no element to delete, and nothing is deleted or renamed."""
+    parent: str | None = None
+    lists: dict[str, tuple[str, int]] = {}
+    for n in range(1, 5):
+        blob = store.BlobIn("m", f'"{n}"', "", [f'"m{i}"' for i in range(n)], lists.get("m"))
+        conn.seen.clear()
+        put = request(f"c{n}", parent, [blob])._replace(keep_last=2)
+        lists = store.put_checkpoint(conn, put)  # type: ignore[arg-type]
+        parent = f"c{n}"
+    assert conn.seen == [
+        "SELECT channels FROM",
+        "SELECT value, encoding",  # is this version's key taken?
+        "SELECT max(idx), (SELECT",  # the list still ends where this put saw it end
+        "INSERT INTO lg_list_items",
+        "INSERT OR REPLACE",
+        "INSERT INTO lg_checkpoints",
+        "SELECT seq FROM",
+        "DELETE FROM lg_writes",
+        "DELETE FROM lg_checkpoints",
+        "DELETE FROM lg_blobs",
+        "WITH keep (thread_id,",  # the elements no remaining value needs: none
+    ]
+    ids = conn.execute("SELECT DISTINCT list_id FROM lg_list_items").fetchall()
+    assert ids == [(lists["m"][0],)]
+    assert conn.execute("SELECT count(*) FROM lg_list_items").fetchone() == (4,)
+    assert conn.execute("SELECT checkpoint_id FROM lg_checkpoints ORDER BY seq").fetchall() == [
+        ("c3",),
+        ("c4",),
+    ]

@@ -245,29 +245,32 @@ def put_checkpoint(conn: sqlite3.Connection, req: PutRequest) -> dict[str, tuple
         "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO NOTHING",
         row,
     )
-    if conn.total_changes == before:  # put again under its id: replaced, keeping its place
+    again = conn.total_changes == before  # put again under its id: replaced in its place
+    if again:
         conn.execute(
             "UPDATE lg_checkpoints SET parent_checkpoint_id = ?, run_id = ?, created_at = ?, "
             "metadata = ?, channels = ?, checkpoint = ? "
             "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
             row,
         )
-        _collect_blobs(conn, [req.thread_id])  # the values only its old self used
-    if req.keep_last is not None:
-        _keep_newest(conn, req.thread_id, req.checkpoint_ns, req.keep_last)
+    dropped = req.keep_last is not None and _drop_oldest(
+        conn, req.thread_id, req.checkpoint_ns, req.keep_last
+    )
+    if dropped or again:  # the values and list elements only what went away used
+        _collect_blobs(conn, [req.thread_id])
     return lists
 
 
-def _keep_newest(conn: sqlite3.Connection, thread_id: str, checkpoint_ns: str, keep: int) -> None:
-    """Delete the namespace's checkpoints older than its newest ``keep`` (by insertion order),
-    their writes, and the values and list elements no remaining checkpoint uses."""
+def _drop_oldest(conn: sqlite3.Connection, thread_id: str, checkpoint_ns: str, keep: int) -> bool:
+    """Delete the namespace's checkpoints older than its newest ``keep`` (by insertion order)
+    and their writes; whether there were any (then the caller collects their values)."""
     row = conn.execute(
         "SELECT seq FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
         "ORDER BY seq DESC LIMIT 1 OFFSET ?",
         (thread_id, checkpoint_ns, keep),
     ).fetchone()
     if row is None:  # no more than ``keep`` checkpoints
-        return
+        return False
     where = (thread_id, checkpoint_ns, int(row[0]))
     conn.execute(
         "DELETE FROM lg_writes WHERE (thread_id, checkpoint_ns, checkpoint_id) IN ("
@@ -278,7 +281,7 @@ def _keep_newest(conn: sqlite3.Connection, thread_id: str, checkpoint_ns: str, k
     conn.execute(
         "DELETE FROM lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND seq <= ?", where
     )
-    _collect_blobs(conn, [thread_id])
+    return True
 
 
 _ROWS_PER_INSERT = 64  # rows per INSERT statement (SQLite caps the bound parameters)
@@ -584,43 +587,44 @@ def _collect_blobs(conn: sqlite3.Connection, thread_ids: Sequence[str]) -> None:
         "WHERE c.thread_id IN (SELECT value FROM json_each(?1)))",
         (threads,),
     )
-    # list items past the longest remaining version of their list (all of them if none is left)
-    keep = (
+    # the lists holding elements past the longest value that still refers to them (all of a
+    # list no value refers to); in the common case (the oldest checkpoints dropped) none
+    over = conn.execute(
         "WITH keep (thread_id, checkpoint_ns, channel, list_id, n) AS ("
         "SELECT thread_id, checkpoint_ns, channel, json_extract(value, '$.list'), "
         "max(json_extract(value, '$.len')) FROM lg_blobs "
         "WHERE encoding = 1 AND thread_id IN (SELECT value FROM json_each(?1)) "
         "GROUP BY 1, 2, 3, 4) "
-    )
-    cut = conn.execute(
-        f"{keep}SELECT k.thread_id, k.checkpoint_ns, k.channel, k.list_id FROM keep k "  # noqa: S608 - keep is this module's fixed SQL
-        "WHERE EXISTS (SELECT 1 FROM lg_list_items i WHERE i.thread_id = k.thread_id "
-        "AND i.checkpoint_ns = k.checkpoint_ns AND i.channel = k.channel "
-        "AND i.list_id = k.list_id AND i.idx >= k.n)",
+        "SELECT i.thread_id, i.checkpoint_ns, i.channel, i.list_id, coalesce(k.n, 0) "
+        "FROM lg_list_items i LEFT JOIN keep k ON k.thread_id = i.thread_id "
+        "AND k.checkpoint_ns = i.checkpoint_ns AND k.channel = i.channel "
+        "AND k.list_id = i.list_id "
+        "WHERE i.thread_id IN (SELECT value FROM json_each(?1)) AND i.idx >= coalesce(k.n, 0) "
+        "GROUP BY 1, 2, 3, 4",
         (threads,),
     ).fetchall()
-    conn.execute(
-        f"{keep}DELETE FROM lg_list_items WHERE thread_id IN (SELECT value FROM json_each(?1)) "  # noqa: S608 - keep is this module's fixed SQL
-        "AND idx >= coalesce((SELECT k.n FROM keep k WHERE k.thread_id = lg_list_items.thread_id "
-        "AND k.checkpoint_ns = lg_list_items.checkpoint_ns AND k.channel = lg_list_items.channel "
-        "AND k.list_id = lg_list_items.list_id), 0)",
-        (threads,),
-    )
-    for thread_id, checkpoint_ns, channel, list_id in cut:
-        # a cut list takes a new id, in its elements and in the values that refer to it: a
-        # saver that remembers it longer would otherwise append to it once it grew back
-        renamed = (_new_list_id(), thread_id, checkpoint_ns, channel, list_id)
+    for thread_id, checkpoint_ns, channel, list_id, n in over:
+        where = (thread_id, checkpoint_ns, channel, list_id)
         conn.execute(
-            "UPDATE lg_list_items SET list_id = ?1 WHERE thread_id = ?2 AND checkpoint_ns = ?3 "
-            "AND channel = ?4 AND list_id = ?5",
-            renamed,
+            "DELETE FROM lg_list_items WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? "
+            "AND list_id = ? AND idx >= ?",
+            (*where, n),
         )
-        conn.execute(
-            "UPDATE lg_blobs SET value = json_object('list', ?1, 'len', json_extract(value, "
-            "'$.len')) WHERE thread_id = ?2 AND checkpoint_ns = ?3 AND channel = ?4 "
-            "AND encoding = 1 AND json_extract(value, '$.list') = ?5",
-            renamed,
-        )
+        if n:
+            # cut: what is left takes a new id, in its elements and in the values that refer
+            # to it, or a saver that remembers it longer could append to it once it grew back
+            renamed = (_new_list_id(), *where)
+            conn.execute(
+                "UPDATE lg_list_items SET list_id = ?1 WHERE thread_id = ?2 "
+                "AND checkpoint_ns = ?3 AND channel = ?4 AND list_id = ?5",
+                renamed,
+            )
+            conn.execute(
+                "UPDATE lg_blobs SET value = json_object('list', ?1, 'len', json_extract(value, "
+                "'$.len')) WHERE thread_id = ?2 AND checkpoint_ns = ?3 AND channel = ?4 "
+                "AND encoding = 1 AND json_extract(value, '$.list') = ?5",
+                renamed,
+            )
 
 
 # --- reading -------------------------------------------------------------------------------
